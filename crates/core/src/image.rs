@@ -1,0 +1,231 @@
+//! Container image references, normalised the way container runtimes do
+//! (`nginx` is `docker.io/library/nginx:latest`).
+//!
+//! Written by hand: the registry crates that parse references pull in an HTTP stack, and
+//! the core must stay free of IO dependencies.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_REGISTRY: &str = "docker.io";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImageRef {
+    /// The reference as written in the workload.
+    pub original: String,
+    /// Registry host (and port): `docker.io` for Docker Hub.
+    pub registry: String,
+    /// Repository path: `library/nginx`.
+    pub repository: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// `algorithm:hex`, when the reference pins one (or once resolved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid image reference {reference:?}: {reason}")]
+pub struct ImageRefError {
+    pub reference: String,
+    pub reason: &'static str,
+}
+
+/// Checks the `algorithm:encoded` form of a digest (sha256/sha512 with lowercase hex).
+pub fn is_valid_digest(d: &str) -> bool {
+    let Some((alg, hex)) = d.split_once(':') else {
+        return false;
+    };
+    let len = match alg {
+        "sha256" => 64,
+        "sha512" => 128,
+        _ => return false,
+    };
+    hex.len() == len && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl ImageRef {
+    pub fn parse(reference: &str) -> Result<ImageRef, ImageRefError> {
+        let err = |reason| ImageRefError {
+            reference: reference.to_string(),
+            reason,
+        };
+        let s = reference.trim();
+        if s.is_empty() {
+            return Err(err("empty reference"));
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(err("contains whitespace or control characters"));
+        }
+        let (name_tag, digest) = match s.split_once('@') {
+            Some((n, d)) => {
+                if !is_valid_digest(d) {
+                    return Err(err("digest must be sha256:<64 hex> or sha512:<128 hex>"));
+                }
+                (n, Some(d.to_string()))
+            }
+            None => (s, None),
+        };
+        // The tag is after the last ':' that follows the last '/'.
+        let last_slash = name_tag.rfind('/').map(|i| i + 1).unwrap_or(0);
+        let (name, tag) = match name_tag[last_slash..].rfind(':') {
+            Some(i) => {
+                let i = last_slash + i;
+                (&name_tag[..i], Some(&name_tag[i + 1..]))
+            }
+            None => (name_tag, None),
+        };
+        if let Some(t) = tag {
+            let ok = !t.is_empty()
+                && t.len() <= 128
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+                && t.as_bytes()[0] != b'.'
+                && t.as_bytes()[0] != b'-';
+            if !ok {
+                return Err(err("invalid tag"));
+            }
+        }
+        if name.is_empty() {
+            return Err(err("empty repository name"));
+        }
+        let (registry, repository) = match name.split_once('/') {
+            Some((first, rest))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (first.to_string(), rest.to_string())
+            }
+            _ => (DEFAULT_REGISTRY.to_string(), name.to_string()),
+        };
+        let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
+            DEFAULT_REGISTRY.to_string()
+        } else {
+            registry
+        };
+        if repository.is_empty()
+            || repository.split('/').any(|c| {
+                c.is_empty()
+                    || !c.bytes().all(|b| {
+                        b.is_ascii_lowercase()
+                            || b.is_ascii_digit()
+                            || b == b'.'
+                            || b == b'_'
+                            || b == b'-'
+                    })
+            })
+        {
+            return Err(err(
+                "repository must be lowercase path components of [a-z0-9._-]",
+            ));
+        }
+        let repository = if registry == DEFAULT_REGISTRY && !repository.contains('/') {
+            format!("library/{repository}")
+        } else {
+            repository
+        };
+        let tag = match (tag, &digest) {
+            (Some(t), _) => Some(t.to_string()),
+            (None, None) => Some("latest".to_string()),
+            (None, Some(_)) => None,
+        };
+        Ok(ImageRef {
+            original: reference.to_string(),
+            registry,
+            repository,
+            tag,
+            digest,
+        })
+    }
+
+    /// `registry/repository` (what scope selectors and the registry client use).
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+
+    /// The normalised reference: `registry/repository[:tag][@digest]`.
+    pub fn normalized(&self) -> String {
+        let mut s = self.name();
+        if let Some(t) = &self.tag {
+            s.push(':');
+            s.push_str(t);
+        }
+        if let Some(d) = &self.digest {
+            s.push('@');
+            s.push_str(d);
+        }
+        s
+    }
+
+    /// The same image pinned to a digest.
+    pub fn with_digest(&self, digest: &str) -> ImageRef {
+        ImageRef {
+            digest: Some(digest.to_string()),
+            ..self.clone()
+        }
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.original)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("nginx", "docker.io", "library/nginx", Some("latest"), None)]
+    #[case("nginx:1.25", "docker.io", "library/nginx", Some("1.25"), None)]
+    #[case("bitnami/redis:7", "docker.io", "bitnami/redis", Some("7"), None)]
+    #[case("myacr.azurecr.io/team/app:v1", "myacr.azurecr.io", "team/app", Some("v1"), None)]
+    #[case("127.0.0.1:5000/app:v1", "127.0.0.1:5000", "app", Some("v1"), None)]
+    #[case("localhost/app", "localhost", "app", Some("latest"), None)]
+    #[case(
+        "ghcr.io/o/r@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        "ghcr.io",
+        "o/r",
+        None,
+        Some("sha256:0000000000000000000000000000000000000000000000000000000000000000")
+    )]
+    #[case(
+        "registry:5000/r:t@sha256:1111111111111111111111111111111111111111111111111111111111111111",
+        "registry:5000",
+        "r",
+        Some("t"),
+        Some("sha256:1111111111111111111111111111111111111111111111111111111111111111")
+    )]
+    fn parses_references(
+        #[case] input: &str,
+        #[case] registry: &str,
+        #[case] repository: &str,
+        #[case] tag: Option<&str>,
+        #[case] digest: Option<&str>,
+    ) {
+        let r = ImageRef::parse(input).unwrap();
+        assert_eq!(r.registry, registry);
+        assert_eq!(r.repository, repository);
+        assert_eq!(r.tag.as_deref(), tag);
+        assert_eq!(r.digest.as_deref(), digest);
+    }
+
+    #[rstest]
+    #[case("")]
+    #[case("Nginx")]
+    #[case("nginx:")]
+    #[case("nginx@sha256:abc")]
+    #[case("nginx latest")]
+    #[case("a//b")]
+    fn rejects_bad_references(#[case] input: &str) {
+        assert!(ImageRef::parse(input).is_err(), "{input:?} should be rejected");
+    }
+
+    #[test]
+    fn normalized_form() {
+        let r = ImageRef::parse("nginx:1.25").unwrap();
+        assert_eq!(r.normalized(), "docker.io/library/nginx:1.25");
+    }
+}

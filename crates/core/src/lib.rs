@@ -1,0 +1,17 @@
+//! vulngate's pure core: the rule model, the findings parsers, VEX, and the engine that
+//! decides allow / audit / deny for an image. No IO, no async: everything here is a
+//! deterministic function of its inputs.
+#![forbid(unsafe_code)]
+
+pub mod engine;
+pub mod findings;
+pub mod image;
+pub mod model;
+pub mod rules;
+pub mod vex;
+pub mod workload;
+
+pub use engine::{evaluate, AnalyzedReport, Decision, Outcome, RequestContext, Subject, UnscannedReason};
+pub use image::ImageRef;
+pub use model::{Finding, FindingsReport, Severity};
+pub use rules::{Action, Precedence, Rule, RuleSet};

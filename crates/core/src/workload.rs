@@ -1,0 +1,1 @@
+//! Workload manifests: which images a Kubernetes object runs.
