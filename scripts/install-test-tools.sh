@@ -38,7 +38,8 @@ FERRO_VERSION=1.0.0   # crates.io; builds with --locked (about 2-3 min on 2 core
 SYS_TOOLS=(wrk hey hyperfine)   # bookworm, system apt
 
 usage() {
-  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+  echo "Tools go to \${VULNGATE_TOOLS_DIR:-\$HOME/.cache/vulngate-tools} (now: $CACHE)." 
 }
 
 MODE=install
@@ -52,7 +53,8 @@ done
 
 log() { printf '[install-test-tools] %s\n' "$*" >&2; }
 die() { printf '[install-test-tools] error: %s\n' "$*" >&2; exit 1; }
-matches() { [[ -n "$1" && "$1" == $2 ]]; }   # $2 is a glob on purpose
+# shellcheck disable=SC2053  # $2 is a glob on purpose
+matches() { [[ -n "$1" && "$1" == $2 ]]; }
 
 APT_DIR="$CACHE/apt"
 DEB_DIR="$CACHE/debs"
@@ -83,7 +85,7 @@ sid_version() {
 
 ferro_version() {
   [[ -x "$CARGO_ROOT/bin/ferro-oci-server" ]] || return 0
-  cargo install --list --root "$CARGO_ROOT" 2>/dev/null \
+  CARGO_NET_OFFLINE=true cargo install --list --root "$CARGO_ROOT" 2>/dev/null \
     | awk '$1=="ferro-oci-server"{sub(/^v/, "", $2); sub(/:$/, "", $2); print $2}'
 }
 
@@ -241,6 +243,7 @@ write_stamps() {
     done
   } >"$tmp"
   mv "$tmp" "$CACHE/versions.txt"
+  # shellcheck disable=SC2016  # $PATH is expanded when env.sh is sourced
   printf 'export PATH=%s/bin:$PATH\n' "$CACHE" >"$CACHE/env.sh"
 }
 
@@ -261,7 +264,12 @@ if [[ $MODE == check ]]; then
     fi
   done
   if ((status)); then
-    echo "run: scripts/install-test-tools.sh   (cache: $CACHE)"
+    self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+    if [[ -n "${VULNGATE_TOOLS_DIR:-}" ]]; then
+      echo "install with: VULNGATE_TOOLS_DIR=$(printf %q "$CACHE") $self"
+    else
+      echo "install with: $self"
+    fi
     exit 1
   fi
   echo "all test tools present in $CACHE"
