@@ -443,7 +443,9 @@ pub fn evaluate(
     let mut applicable: Vec<&Rule> = rules
         .rules()
         .iter()
-        .filter(|r| r.spec.enabled && in_scope(r, ctx, image) && !resource_exempt(r, ctx, image, now))
+        .filter(|r| {
+            r.spec.enabled && in_scope(r, ctx, image) && !resource_exempt(r, ctx, image, now)
+        })
         .collect();
     applicable.sort_by_key(|r| std::cmp::Reverse(r.spec.action)); // stable: Deny first
 
@@ -461,7 +463,10 @@ pub fn evaluate(
                     let v = &r.vulnerabilities[vi];
                     let cond = &rule.spec.conditions[ci];
                     firings.push((
-                        Point { vuln: vi as i64, rank },
+                        Point {
+                            vuln: vi as i64,
+                            rank,
+                        },
                         Firing {
                             rule: rule.name.clone(),
                             action: rule.spec.action,
@@ -535,7 +540,9 @@ pub fn evaluate(
         },
         None => {
             let reason = match (&unscanned, applicable.is_empty()) {
-                (Some(u), _) => format!("unscanned image ({u}); no applicable rule blocks unscanned images"),
+                (Some(u), _) => {
+                    format!("unscanned image ({u}); no applicable rule blocks unscanned images")
+                }
                 (None, true) => "no rule applies to this image".to_string(),
                 (None, false) => format!(
                     "no rule condition fulfilled ({} vulnerabilities)",
@@ -661,7 +668,12 @@ fn exemption_scope_field(f: ExemptionField) -> Option<ScopeField> {
     })
 }
 
-fn resource_exempt(rule: &Rule, ctx: &RequestContext, image: &ImageRef, now: DateTime<Utc>) -> bool {
+fn resource_exempt(
+    rule: &Rule,
+    ctx: &RequestContext,
+    image: &ImageRef,
+    now: DateTime<Utc>,
+) -> bool {
     rule.spec.exemptions.iter().any(|e| {
         let Some(field) = exemption_scope_field(e.field) else {
             return false;
@@ -741,7 +753,11 @@ fn passes_filters(rule: &Rule, ci: usize, c: &Condition, v: &Vulnerability) -> b
 
 /// The first point of the walk at which `rule` fires: (vulnerability index, condition index,
 /// the vulnerabilities counted up to it).
-fn fire_point(rule: &Rule, r: &AnalyzedReport, now: DateTime<Utc>) -> Option<(usize, usize, Vec<usize>)> {
+fn fire_point(
+    rule: &Rule,
+    r: &AnalyzedReport,
+    now: DateTime<Utc>,
+) -> Option<(usize, usize, Vec<usize>)> {
     let ignored = ignored_by(rule, r, now);
     let counts = |i: usize| ignored.as_ref().is_none_or(|ig| !ig[i]);
     let mut best: Option<(usize, usize, Vec<usize>)> = None;
@@ -753,7 +769,9 @@ fn fire_point(rule: &Rule, r: &AnalyzedReport, now: DateTime<Utc>) -> Option<(us
             c.cve_ids
                 .iter()
                 .filter_map(|id| r.find(id))
-                .filter(|i| *i < limit && counts(*i) && passes_filters(rule, ci, c, &r.vulnerabilities[*i]))
+                .filter(|i| {
+                    *i < limit && counts(*i) && passes_filters(rule, ci, c, &r.vulnerabilities[*i])
+                })
                 .min()
                 .map(|i| (i, vec![i]))
         } else {
@@ -801,7 +819,11 @@ fn count_reason(c: &Condition, v: &Vulnerability, counted: &[usize], r: &Analyze
     ids.dedup();
     let sev = c.severity.unwrap_or(Severity::Unknown);
     let n = counted.len();
-    let noun = if n == 1 { "vulnerability" } else { "vulnerabilities" };
+    let noun = if n == 1 {
+        "vulnerability"
+    } else {
+        "vulnerabilities"
+    };
     let what = if sev.rank() == 0 {
         noun.to_string()
     } else {

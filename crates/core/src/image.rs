@@ -42,7 +42,10 @@ pub fn is_valid_digest(d: &str) -> bool {
         "sha512" => 128,
         _ => return false,
     };
-    hex.len() == len && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    hex.len() == len
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl ImageRef {
@@ -181,7 +184,13 @@ mod tests {
     #[case("nginx", "docker.io", "library/nginx", Some("latest"), None)]
     #[case("nginx:1.25", "docker.io", "library/nginx", Some("1.25"), None)]
     #[case("bitnami/redis:7", "docker.io", "bitnami/redis", Some("7"), None)]
-    #[case("myacr.azurecr.io/team/app:v1", "myacr.azurecr.io", "team/app", Some("v1"), None)]
+    #[case(
+        "myacr.azurecr.io/team/app:v1",
+        "myacr.azurecr.io",
+        "team/app",
+        Some("v1"),
+        None
+    )]
     #[case("127.0.0.1:5000/app:v1", "127.0.0.1:5000", "app", Some("v1"), None)]
     #[case("localhost/app", "localhost", "app", Some("latest"), None)]
     #[case(
@@ -220,7 +229,10 @@ mod tests {
     #[case("nginx latest")]
     #[case("a//b")]
     fn rejects_bad_references(#[case] input: &str) {
-        assert!(ImageRef::parse(input).is_err(), "{input:?} should be rejected");
+        assert!(
+            ImageRef::parse(input).is_err(),
+            "{input:?} should be rejected"
+        );
     }
 
     #[test]

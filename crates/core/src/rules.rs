@@ -246,7 +246,13 @@ impl ReportAge {
 impl fmt::Display for ReportAge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut secs = self.0.num_seconds();
-        for (unit, size) in [("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        for (unit, size) in [
+            ("w", 604_800),
+            ("d", 86_400),
+            ("h", 3600),
+            ("m", 60),
+            ("s", 1),
+        ] {
             if secs >= size {
                 write!(f, "{}{unit}", secs / size)?;
                 secs %= size;
@@ -373,17 +379,28 @@ impl Rule {
             let mut globs = Vec::with_capacity(c.packages.len());
             for (j, p) in c.packages.iter().enumerate() {
                 let g = glob::Pattern::new(p).map_err(|e| {
-                    FieldError::new(at(&format!(".packages[{j}]")), format!("invalid glob {p:?}: {e}"))
+                    FieldError::new(
+                        at(&format!(".packages[{j}]")),
+                        format!("invalid glob {p:?}: {e}"),
+                    )
                 })?;
                 globs.push(g);
             }
             package_globs.push(globs);
         }
         for (i, s) in spec.scope.iter().enumerate() {
-            check_key(s.field == ScopeField::Label, &s.key, &format!("spec.scope[{i}]"))?;
+            check_key(
+                s.field == ScopeField::Label,
+                &s.key,
+                &format!("spec.scope[{i}]"),
+            )?;
         }
         for (i, e) in spec.exemptions.iter().enumerate() {
-            check_key(e.field == ExemptionField::Label, &e.key, &format!("spec.exemptions[{i}]"))?;
+            check_key(
+                e.field == ExemptionField::Label,
+                &e.key,
+                &format!("spec.exemptions[{i}]"),
+            )?;
         }
         for (i, a) in spec.allowed_vulnerabilities.iter().enumerate() {
             if a.id.trim().is_empty() {
@@ -418,7 +435,10 @@ impl Rule {
 
 fn check_key(is_label: bool, key: &Option<String>, at: &str) -> Result<(), FieldError> {
     match (is_label, key) {
-        (true, None) => Err(FieldError::new(format!("{at}.key"), "field label needs a key")),
+        (true, None) => Err(FieldError::new(
+            format!("{at}.key"),
+            "field label needs a key",
+        )),
         (true, Some(k)) if k.is_empty() => {
             Err(FieldError::new(format!("{at}.key"), "empty label key"))
         }
@@ -464,7 +484,9 @@ impl std::str::FromStr for Precedence {
         match s {
             "default" => Ok(Precedence::Default),
             "strictest" => Ok(Precedence::Strictest),
-            _ => Err(format!("unknown precedence {s:?} (expected default or strictest)")),
+            _ => Err(format!(
+                "unknown precedence {s:?} (expected default or strictest)"
+            )),
         }
     }
 }
@@ -588,7 +610,10 @@ impl RuleSet {
                 ));
             }
             if doc.kind != KIND {
-                return Err(err("kind", format!("expected {KIND}, found {:?}", doc.kind)));
+                return Err(err(
+                    "kind",
+                    format!("expected {KIND}, found {:?}", doc.kind),
+                ));
             }
             let mut rule = Rule::new(&doc.metadata.name, doc.spec.clone())
                 .map_err(|e| err(&e.path, e.message))?;

@@ -98,7 +98,9 @@ fn purl_names_package(p: &str, f: &Finding) -> bool {
     };
     let version_ok = |v: Option<&str>| match (&version, v) {
         (None, _) => true,
-        (Some(want), Some(have)) => want == have || want.trim_start_matches('v') == have.trim_start_matches('v'),
+        (Some(want), Some(have)) => {
+            want == have || want.trim_start_matches('v') == have.trim_start_matches('v')
+        }
         (Some(_), None) => false,
     };
     if let Some(fp) = f.package.purl.as_deref().and_then(purl_core) {
@@ -168,9 +170,21 @@ mod tests {
     #[test]
     fn affected_and_under_investigation_do_not_suppress() {
         let f = finding("CVE-1", "", "openssl", "1.0");
-        assert!(!suppresses(&st("CVE-1", &[], &[], VexStatus::Affected), &f, None));
-        assert!(!suppresses(&st("CVE-1", &[], &[], VexStatus::UnderInvestigation), &f, None));
-        assert!(suppresses(&st("CVE-1", &[], &[], VexStatus::Fixed), &f, None));
+        assert!(!suppresses(
+            &st("CVE-1", &[], &[], VexStatus::Affected),
+            &f,
+            None
+        ));
+        assert!(!suppresses(
+            &st("CVE-1", &[], &[], VexStatus::UnderInvestigation),
+            &f,
+            None
+        ));
+        assert!(suppresses(
+            &st("CVE-1", &[], &[], VexStatus::Fixed),
+            &f,
+            None
+        ));
     }
 
     #[test]
@@ -193,6 +207,10 @@ mod tests {
     fn alias_matches() {
         let mut f = finding("GHSA-xxxx", "", "x", "1");
         f.aliases = vec!["CVE-9".into()];
-        assert!(suppresses(&st("CVE-9", &[], &[], VexStatus::NotAffected), &f, None));
+        assert!(suppresses(
+            &st("CVE-9", &[], &[], VexStatus::NotAffected),
+            &f,
+            None
+        ));
     }
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
-use vulngate_core::engine::{evaluate, AnalyzedReport, Outcome, RequestContext, Subject, UnscannedReason};
+use vulngate_core::engine::{
+    evaluate, AnalyzedReport, Outcome, RequestContext, Subject, UnscannedReason,
+};
 use vulngate_core::model::{
     Finding, FindingsReport, Package, ReportFormat, ReportIdentity, Scanner, Severity, VexStatement,
 };
@@ -121,22 +123,28 @@ fn report_of(case: &Case) -> Option<FindingsReport> {
 
 fn decide(case: &Case) -> Value {
     let rules = match &case.rules {
-        Some(text) => {
-            RuleSet::new(RuleSet::parse_yaml(text, &case.name).expect("rules parse")).expect("rule set")
-        }
+        Some(text) => RuleSet::new(RuleSet::parse_yaml(text, &case.name).expect("rules parse"))
+            .expect("rule set"),
         None => RuleSet::default_rules(),
     };
     let image = ImageRef::parse(&case.image).expect("image parses");
     let report = report_of(case);
-    let analyzed = report.as_ref().map(|r| {
-        AnalyzedReport::new(r, ReportIdentity::default(), &case.vex, Some(&image))
-    });
+    let analyzed = report
+        .as_ref()
+        .map(|r| AnalyzedReport::new(r, ReportIdentity::default(), &case.vex, Some(&image)));
     let no_report = case.unscanned.clone().unwrap_or(UnscannedReason::NoReport);
     let subject = match &analyzed {
         Some(a) => Subject::Report(a),
         None => Subject::Unscanned(&no_report),
     };
-    let d = evaluate(&rules, case.precedence, &case.context, &image, subject, case.now);
+    let d = evaluate(
+        &rules,
+        case.precedence,
+        &case.context,
+        &image,
+        subject,
+        case.now,
+    );
     serde_json::to_value(&d).expect("decision serialises")
 }
 
@@ -152,9 +160,16 @@ fn run_case(name: &str) {
         match key.as_str() {
             "reason_contains" => {
                 let reason = got["reason"].as_str().unwrap_or_default();
-                for part in want.as_array().cloned().unwrap_or_else(|| vec![want.clone()]) {
+                for part in want
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_else(|| vec![want.clone()])
+                {
                     let part = part.as_str().expect("reason_contains holds strings");
-                    assert!(reason.contains(part), "{name}: reason {reason:?} lacks {part:?}");
+                    assert!(
+                        reason.contains(part),
+                        "{name}: reason {reason:?} lacks {part:?}"
+                    );
                 }
             }
             "also_fired" => {

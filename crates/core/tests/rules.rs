@@ -50,16 +50,24 @@ fn every_field_of_the_architecture_example_loads() {
     assert_eq!(r.spec.action, Action::Deny);
     assert_eq!(r.spec.scope.len(), 3);
     assert_eq!(r.spec.scope[2].field, ScopeField::Label);
-    assert_eq!(r.spec.scope[2].key.as_deref(), Some("app.kubernetes.io/part-of"));
+    assert_eq!(
+        r.spec.scope[2].key.as_deref(),
+        Some("app.kubernetes.io/part-of")
+    );
     assert_eq!(r.spec.conditions.len(), 3);
     assert_eq!(r.spec.conditions[0].severity, Some(Severity::Critical));
-    assert_eq!(r.spec.conditions[1].cve_ids, vec!["CVE-2021-44228", "CVE-2024-3094"]);
+    assert_eq!(
+        r.spec.conditions[1].cve_ids,
+        vec!["CVE-2021-44228", "CVE-2024-3094"]
+    );
     assert_eq!(r.spec.conditions[2].cvss_at_least, Some(8.0));
     assert_eq!(r.spec.conditions[2].fix_available, Some(true));
     assert!(r.spec.block_unscanned);
     assert_eq!(r.spec.max_report_age.map(|a| a.0.num_days()), Some(7));
     assert_eq!(
-        r.spec.allowed_vulnerabilities[0].valid_until.map(|d| d.to_string()),
+        r.spec.allowed_vulnerabilities[0]
+            .valid_until
+            .map(|d| d.to_string()),
         Some("2026-12-31".into())
     );
     assert_eq!(r.source.as_deref(), Some("rules.yaml: document 1"));
@@ -106,14 +114,21 @@ fn schema_errors_name_the_field(#[case] spec: &str, #[case] parts: &[&str]) {
 fn second_document_is_named() {
     let yaml = format!("{HEAD}spec: {{ action: deny }}\n---\napiVersion: vulngate.io/v1\nkind: SecurityRule\nmetadata: {{ name: y }}\nspec: {{ action: deny, extra: 1 }}\n");
     let e = err_of(&yaml);
-    assert!(e.starts_with("r.yaml: document 2: rule \"y\": spec.extra: unknown field `extra`"), "{e}");
+    assert!(
+        e.starts_with("r.yaml: document 2: rule \"y\": spec.extra: unknown field `extra`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn wrong_api_version_and_kind() {
-    let e = err_of("apiVersion: v1\nkind: SecurityRule\nmetadata: { name: x }\nspec: { action: deny }\n");
+    let e = err_of(
+        "apiVersion: v1\nkind: SecurityRule\nmetadata: { name: x }\nspec: { action: deny }\n",
+    );
     assert!(e.contains("apiVersion: expected vulngate.io/v1"), "{e}");
-    let e = err_of("apiVersion: vulngate.io/v1\nkind: Rule\nmetadata: { name: x }\nspec: { action: deny }\n");
+    let e = err_of(
+        "apiVersion: vulngate.io/v1\nkind: Rule\nmetadata: { name: x }\nspec: { action: deny }\n",
+    );
     assert!(e.contains("kind: expected SecurityRule"), "{e}");
 }
 
@@ -122,29 +137,50 @@ fn unknown_top_level_and_metadata_fields() {
     let e = err_of(&format!("{HEAD}spec: {{ action: deny }}\nstatus: {{}}\n"));
     assert!(e.contains("unknown field `status`"), "{e}");
     let e = err_of("apiVersion: vulngate.io/v1\nkind: SecurityRule\nmetadata: { name: x, namespace: y }\nspec: { action: deny }\n");
-    assert!(e.contains("metadata") && e.contains("unknown field `namespace`"), "{e}");
+    assert!(
+        e.contains("metadata") && e.contains("unknown field `namespace`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn invalid_rule_name() {
     let e = err_of("apiVersion: vulngate.io/v1\nkind: SecurityRule\nmetadata: { name: Deny_All }\nspec: { action: deny }\n");
-    assert!(e.contains("metadata.name") && e.contains("invalid rule name"), "{e}");
+    assert!(
+        e.contains("metadata.name") && e.contains("invalid rule name"),
+        "{e}"
+    );
 }
 
 #[test]
 fn duplicate_rule_names_across_files() {
     let dir = tempfile::tempdir().expect("tempdir");
-    fs::write(dir.path().join("a.yaml"), format!("{HEAD}spec: {{ action: deny }}\n")).expect("write");
-    fs::write(dir.path().join("b.yml"), format!("{HEAD}spec: {{ action: audit }}\n")).expect("write");
-    let e = RuleSet::load(dir.path()).expect_err("duplicate").to_string();
+    fs::write(
+        dir.path().join("a.yaml"),
+        format!("{HEAD}spec: {{ action: deny }}\n"),
+    )
+    .expect("write");
+    fs::write(
+        dir.path().join("b.yml"),
+        format!("{HEAD}spec: {{ action: audit }}\n"),
+    )
+    .expect("write");
+    let e = RuleSet::load(dir.path())
+        .expect_err("duplicate")
+        .to_string();
     assert!(e.contains("b.yml: document 1"), "{e}");
-    assert!(e.contains("duplicate rule name \"x\"") && e.contains("a.yaml: document 1"), "{e}");
+    assert!(
+        e.contains("duplicate rule name \"x\"") && e.contains("a.yaml: document 1"),
+        "{e}"
+    );
 }
 
 #[test]
 fn directory_is_loaded_in_file_name_order_ignoring_other_files() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rule = |n: &str| format!("apiVersion: vulngate.io/v1\nkind: SecurityRule\nmetadata: {{ name: {n} }}\nspec: {{ action: audit }}\n");
+    let rule = |n: &str| {
+        format!("apiVersion: vulngate.io/v1\nkind: SecurityRule\nmetadata: {{ name: {n} }}\nspec: {{ action: audit }}\n")
+    };
     fs::write(dir.path().join("20-b.yaml"), rule("b")).expect("write");
     fs::write(dir.path().join("10-a.yml"), rule("a")).expect("write");
     fs::write(dir.path().join("README.md"), "not rules").expect("write");
@@ -158,23 +194,41 @@ fn empty_directory_and_missing_file_are_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let e = RuleSet::load(dir.path()).expect_err("empty").to_string();
     assert!(e.contains("no .yaml or .yml rule files"), "{e}");
-    let e = RuleSet::load(&dir.path().join("nope.yaml")).expect_err("missing").to_string();
+    let e = RuleSet::load(&dir.path().join("nope.yaml"))
+        .expect_err("missing")
+        .to_string();
     assert!(e.contains("nope.yaml") && e.contains("cannot read"), "{e}");
 }
 
 #[test]
 fn yaml_syntax_error_names_the_document_and_line() {
     let e = err_of(&format!("{HEAD}spec: {{ action: deny\n"));
-    assert!(e.contains("r.yaml: document 1") && e.contains("line"), "{e}");
+    assert!(
+        e.contains("r.yaml: document 1") && e.contains("line"),
+        "{e}"
+    );
 }
 
 #[test]
 fn version_changes_with_any_edit() {
-    let a = RuleSet::new(RuleSet::parse_yaml(&format!("{HEAD}spec: {{ action: deny }}\n"), "a").expect("ok")).expect("ok");
-    let b = RuleSet::new(RuleSet::parse_yaml(&format!("{HEAD}spec: {{ action: audit }}\n"), "a").expect("ok")).expect("ok");
-    let a2 = RuleSet::new(RuleSet::parse_yaml(&format!("{HEAD}spec: {{ action: deny }}\n"), "other").expect("ok")).expect("ok");
+    let a = RuleSet::new(
+        RuleSet::parse_yaml(&format!("{HEAD}spec: {{ action: deny }}\n"), "a").expect("ok"),
+    )
+    .expect("ok");
+    let b = RuleSet::new(
+        RuleSet::parse_yaml(&format!("{HEAD}spec: {{ action: audit }}\n"), "a").expect("ok"),
+    )
+    .expect("ok");
+    let a2 = RuleSet::new(
+        RuleSet::parse_yaml(&format!("{HEAD}spec: {{ action: deny }}\n"), "other").expect("ok"),
+    )
+    .expect("ok");
     assert_ne!(a.version(), b.version());
-    assert_eq!(a.version(), a2.version(), "the version is the content, not the file name");
+    assert_eq!(
+        a.version(),
+        a2.version(),
+        "the version is the content, not the file name"
+    );
 }
 
 #[test]
