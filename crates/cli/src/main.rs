@@ -1,1 +1,205 @@
-fn main() {}
+//! `vulngate`: gate Kubernetes workloads on their images' vulnerability findings.
+//!
+//! Exit codes: 0 allowed (or nothing to report), 1 denied (or audited with `--fail-on audit`;
+//! `rules lint`: warnings), 2 bad input (flags, rules, manifests, reports).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+
+mod check;
+mod lint;
+mod output;
+mod registry;
+mod reports;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vulngate",
+    version,
+    about = "Gate Kubernetes workloads on their container images' vulnerability findings",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Evaluate images (or the images of Kubernetes manifests) against security rules.
+    Check(CheckArgs),
+    /// Work with rule sets.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Check a rule set: schema errors (exit 2), and warnings (exit 1) for expired
+    /// allowances/exemptions, rules that can never fire and audit rules that shadow deny rules.
+    Lint(LintArgs),
+}
+
+const CHECK_AFTER_HELP: &str = "\
+Finding the report of an image (first match wins):
+  1. --report FILE           the only image being checked (exactly one image in total)
+     --report IMAGE=FILE     the image IMAGE (as written, or the same image normalised:
+                             nginx = docker.io/library/nginx:latest)
+  2. --findings-dir DIR      if DIR/index.yaml exists, it maps image references to file names
+                             relative to DIR, e.g.
+                                 registry.example.com/shop/api:1.4.2: api-scan.json
+                             and is the only source in DIR. Otherwise the report is the file
+                             named after the image reference as written, with '/', ':' and '@'
+                             replaced by '_', and one of the extensions .json, .sarif, .cdx.json
+                             or .intoto.json:
+                                 registry.example.com/shop/api:1.4.2
+                                   -> DIR/registry.example.com_shop_api_1.4.2.json
+                                 ghcr.io/o/app@sha256:ab..
+                                   -> DIR/ghcr.io_o_app_sha256_ab...sarif
+  3. the image's registry    (not available in this build: pass --offline to treat an image
+                             without a report as unscanned)
+Reports are detected from their content: Trivy JSON, Grype JSON, SARIF 2.1.0, CycloneDX,
+in-toto/cosign vulnerability attestations. A report that cannot be parsed is an error (exit 2).
+
+Exit codes: 0 allowed, 1 denied (or audited with --fail-on audit), 2 bad input.";
+
+#[derive(Debug, Args)]
+#[command(
+    group(ArgGroup::new("targets").required(true).multiple(true).args(["images", "files"])),
+    after_long_help = CHECK_AFTER_HELP
+)]
+pub struct CheckArgs {
+    /// An image reference to check (repeatable).
+    #[arg(long = "image", value_name = "REF")]
+    pub images: Vec<String>,
+    /// Kubernetes manifests whose images to check: multi-document YAML or JSON, `kind: List`
+    /// included; `-` reads standard input (repeatable). Supported kinds: Pod,
+    /// Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob, ReplicationController.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// A findings report: `FILE` when exactly one image is checked, else `IMAGE=FILE`
+    /// (repeatable).
+    #[arg(long = "report", value_name = "[IMAGE=]FILE")]
+    pub reports: Vec<String>,
+    /// A directory of findings reports named after the image references (see below).
+    #[arg(long, value_name = "DIR")]
+    pub findings_dir: Option<PathBuf>,
+    /// An OpenVEX document whose not_affected/fixed statements suppress findings
+    /// (repeatable).
+    #[arg(long = "vex", value_name = "FILE")]
+    pub vex: Vec<PathBuf>,
+    /// Security rules: a YAML file or a directory of them [default: the built-in rule,
+    /// audit high and critical vulnerabilities].
+    #[arg(long, value_name = "FILE|DIR")]
+    pub rules: Option<PathBuf>,
+    /// Namespace of the images; for manifests, the namespace of objects that name none (an
+    /// object naming another namespace is an error, as with kubectl).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// A pod label (repeatable); merged over the manifests' pod template labels.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Cluster name, for rules scoped to a cluster.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Rule precedence: `default` walks vulnerabilities most severe first (deny before audit
+    /// at each); `strictest` tries every deny rule before any audit rule.
+    #[arg(long, value_enum, default_value_t = PrecedenceArg::Default)]
+    pub precedence: PrecedenceArg,
+    /// Never contact a registry: an image without a report is unscanned.
+    #[arg(long)]
+    pub offline: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = CheckOutput::Table)]
+    pub output: CheckOutput,
+    /// Which overall decision makes the exit code 1.
+    #[arg(long, value_enum, default_value_t = FailOn::Deny)]
+    pub fail_on: FailOn,
+    /// Evaluation time (RFC 3339), for reproducible runs.
+    #[arg(long, hide = true, value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Security rules: a YAML file or a directory of them.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub rules: PathBuf,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = LintOutput::Text)]
+    pub output: LintOutput,
+    /// Date and time (RFC 3339) at which validUntil dates are checked [default: now].
+    #[arg(long, value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrecedenceArg {
+    Default,
+    Strictest,
+}
+
+impl From<PrecedenceArg> for vulngate_core::Precedence {
+    fn from(p: PrecedenceArg) -> Self {
+        match p {
+            PrecedenceArg::Default => vulngate_core::Precedence::Default,
+            PrecedenceArg::Strictest => vulngate_core::Precedence::Strictest,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckOutput {
+    Table,
+    Json,
+    Sarif,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LintOutput {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    Deny,
+    Audit,
+    Never,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, found {s:?}")),
+    }
+}
+
+fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("expected an RFC 3339 time such as 2026-01-31T12:00:00Z: {e}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse(); // flag errors: clap prints them and exits 2
+    let result = match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Rules {
+            command: RulesCommand::Lint(args),
+        } => lint::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // `{:#}` prints the whole cause chain: `context: cause: root cause`.
+            anstream::eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -11,7 +11,9 @@ pub mod rules;
 pub mod vex;
 pub mod workload;
 
-pub use engine::{evaluate, AnalyzedReport, Decision, Outcome, RequestContext, Subject, UnscannedReason};
+pub use engine::{
+    evaluate, AnalyzedReport, Decision, Outcome, RequestContext, Subject, UnscannedReason,
+};
 pub use image::ImageRef;
 pub use model::{Finding, FindingsReport, Severity};
 pub use rules::{Action, Precedence, Rule, RuleSet};

@@ -1,1 +1,485 @@
 //! Workload manifests: which images a Kubernetes object runs.
+//!
+//! [`extract`] reads one object (as a `serde_json::Value`, the way an AdmissionReview or a
+//! manifest file carries it) into a [`Workload`]: its kind, name, namespace, pod labels and
+//! every container image (containers, initContainers, ephemeralContainers). The object is
+//! deserialised into the k8s-openapi type of its kind, so a field of the wrong type is an
+//! error naming its JSON path (`spec.template.spec.containers[0].image`).
+//!
+//! [`parse_manifests`] splits a multi-document YAML (or JSON) text, and `kind: List`
+//! objects, into single objects. Pure: no IO.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::engine::RequestContext;
+
+/// The workload kinds whose images are gated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum WorkloadKind {
+    Pod,
+    Deployment,
+    ReplicaSet,
+    StatefulSet,
+    DaemonSet,
+    Job,
+    CronJob,
+    ReplicationController,
+}
+
+impl WorkloadKind {
+    /// Every supported kind, in the order error messages list them.
+    pub const ALL: [WorkloadKind; 8] = [
+        WorkloadKind::Pod,
+        WorkloadKind::Deployment,
+        WorkloadKind::ReplicaSet,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::DaemonSet,
+        WorkloadKind::Job,
+        WorkloadKind::CronJob,
+        WorkloadKind::ReplicationController,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Pod => "Pod",
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::ReplicaSet => "ReplicaSet",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::Job => "Job",
+            WorkloadKind::CronJob => "CronJob",
+            WorkloadKind::ReplicationController => "ReplicationController",
+        }
+    }
+
+    /// The apiVersion this kind is accepted in.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            WorkloadKind::Pod | WorkloadKind::ReplicationController => "v1",
+            WorkloadKind::Deployment
+            | WorkloadKind::ReplicaSet
+            | WorkloadKind::StatefulSet
+            | WorkloadKind::DaemonSet => "apps/v1",
+            WorkloadKind::Job | WorkloadKind::CronJob => "batch/v1",
+        }
+    }
+
+    pub fn from_kind(kind: &str) -> Option<WorkloadKind> {
+        WorkloadKind::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+
+    /// Path segments from the object to its pod spec's `containers`.
+    fn containers_path(self) -> &'static [&'static str] {
+        match self {
+            WorkloadKind::Pod => &["spec", "containers"],
+            WorkloadKind::CronJob => &[
+                "spec",
+                "jobTemplate",
+                "spec",
+                "template",
+                "spec",
+                "containers",
+            ],
+            _ => &["spec", "template", "spec", "containers"],
+        }
+    }
+
+    /// JSON path prefix of the pod spec (`spec.template.spec`).
+    fn pod_spec_path(self) -> String {
+        let p = self.containers_path();
+        p[..p.len() - 1].join(".")
+    }
+}
+
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `Pod (v1), Deployment (apps/v1), ...` for error messages.
+fn supported_list() -> String {
+    WorkloadKind::ALL
+        .iter()
+        .map(|k| format!("{k} ({})", k.api_version()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Which list of the pod spec a container is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerKind {
+    Container,
+    Init,
+    Ephemeral,
+}
+
+impl ContainerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerKind::Container => "container",
+            ContainerKind::Init => "init",
+            ContainerKind::Ephemeral => "ephemeral",
+        }
+    }
+
+    /// The pod spec field holding this kind of container.
+    pub fn field(self) -> &'static str {
+        match self {
+            ContainerKind::Container => "containers",
+            ContainerKind::Init => "initContainers",
+            ContainerKind::Ephemeral => "ephemeralContainers",
+        }
+    }
+}
+
+impl fmt::Display for ContainerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One container and the image it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerImage {
+    pub name: String,
+    /// The image reference as written in the manifest.
+    pub image: String,
+    pub kind: ContainerKind,
+}
+
+/// A workload and the images it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    /// `metadata.name`, else `metadata.generateName`.
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    /// The pod template's labels (for a Pod: its own labels).
+    pub labels: BTreeMap<String, String>,
+    /// The pod's name, only for kind Pod.
+    pub pod_name: Option<String>,
+    /// Init containers first (they run first), then containers, then ephemeral containers;
+    /// each list in manifest order.
+    pub containers: Vec<ContainerImage>,
+}
+
+impl Workload {
+    /// The engine's view of where the images run.
+    pub fn to_context(&self, cluster: Option<String>) -> RequestContext {
+        RequestContext {
+            cluster,
+            namespace: self.namespace.clone(),
+            pod: self.pod_name.clone(),
+            workload_kind: Some(self.kind.as_str().to_string()),
+            workload_name: self.name.clone(),
+            labels: self.labels.clone(),
+            user: None,
+        }
+    }
+}
+
+/// Why an object's images cannot be extracted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("not a Kubernetes object: expected a mapping, found {found}")]
+    NotAnObject { found: &'static str },
+    #[error("missing required field {path}")]
+    MissingField { path: String },
+    #[error("unsupported kind {kind:?}; supported kinds: {}", supported_list())]
+    UnsupportedKind { kind: String },
+    #[error("unsupported apiVersion {api_version:?} for kind {kind}: expected {expected}")]
+    UnsupportedApiVersion {
+        kind: WorkloadKind,
+        api_version: String,
+        expected: &'static str,
+    },
+    /// The pod template (or its pod spec) is absent; `kind` says which object it is.
+    #[error("missing {path}")]
+    MissingPodTemplate { kind: WorkloadKind, path: String },
+    #[error("{path}: {message}")]
+    InvalidField { path: String, message: String },
+    #[error("{path}: container {container:?} has no image")]
+    MissingImage { path: String, container: String },
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a sequence",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// A required top-level string field.
+fn string_field<'a>(obj: &'a Value, field: &str) -> Result<&'a str, WorkloadError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Err(WorkloadError::MissingField { path: field.into() }),
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(WorkloadError::InvalidField {
+            path: field.into(),
+            message: format!("expected a string, found {}", type_name(other)),
+        }),
+    }
+}
+
+/// Finds the first missing (or null) mapping key along `path`. A segment that is present
+/// but not a mapping is left to the typed deserialisation, which names the wrong type.
+fn first_missing(obj: &Value, path: &[&str]) -> Option<String> {
+    let mut cur = obj;
+    for (i, seg) in path.iter().enumerate() {
+        let Value::Object(map) = cur else {
+            return None;
+        };
+        match map.get(*seg) {
+            None | Some(Value::Null) => return Some(path[..=i].join(".")),
+            Some(v) => cur = v,
+        }
+    }
+    None
+}
+
+fn typed<T: serde::de::DeserializeOwned>(obj: &Value) -> Result<T, WorkloadError> {
+    serde_path_to_error::deserialize(obj).map_err(|e| {
+        let path = e.path().to_string();
+        WorkloadError::InvalidField {
+            path: if path == "." { String::new() } else { path },
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+fn template_spec(t: PodTemplateSpec) -> (Option<ObjectMeta>, Option<PodSpec>) {
+    (t.metadata, t.spec)
+}
+
+/// Extracts the images of one Kubernetes object.
+pub fn extract(obj: &Value) -> Result<Workload, WorkloadError> {
+    if !obj.is_object() {
+        return Err(WorkloadError::NotAnObject {
+            found: type_name(obj),
+        });
+    }
+    let kind_str = string_field(obj, "kind")?;
+    let kind = WorkloadKind::from_kind(kind_str).ok_or_else(|| WorkloadError::UnsupportedKind {
+        kind: kind_str.to_string(),
+    })?;
+    let api_version = string_field(obj, "apiVersion")?;
+    if api_version != kind.api_version() {
+        return Err(WorkloadError::UnsupportedApiVersion {
+            kind,
+            api_version: api_version.to_string(),
+            expected: kind.api_version(),
+        });
+    }
+    let required = kind.containers_path();
+    if let Some(path) = first_missing(obj, required) {
+        // `spec` itself, the template (`spec.template`, `spec.jobTemplate...`) or the pod spec.
+        return Err(if kind == WorkloadKind::Pod || path == "spec" {
+            WorkloadError::MissingField { path }
+        } else {
+            WorkloadError::MissingPodTemplate { kind, path }
+        });
+    }
+
+    // Deserialise into the kind's type: wrong types are reported with their JSON path.
+    let (meta, template_meta, pod_spec): (ObjectMeta, Option<ObjectMeta>, Option<PodSpec>) =
+        match kind {
+            WorkloadKind::Pod => {
+                let p: Pod = typed(obj)?;
+                (p.metadata, None, p.spec)
+            }
+            WorkloadKind::Deployment => {
+                let d: Deployment = typed(obj)?;
+                let (m, s) = template_spec(d.spec.template);
+                (d.metadata, m, s)
+            }
+            WorkloadKind::ReplicaSet => {
+                let r: ReplicaSet = typed(obj)?;
+                let (m, s) = r.spec.template.map(template_spec).unwrap_or_default();
+                (r.metadata, m, s)
+            }
+            WorkloadKind::StatefulSet => {
+                let s: StatefulSet = typed(obj)?;
+                let (m, ps) = template_spec(s.spec.template);
+                (s.metadata, m, ps)
+            }
+            WorkloadKind::DaemonSet => {
+                let d: DaemonSet = typed(obj)?;
+                let (m, s) = template_spec(d.spec.template);
+                (d.metadata, m, s)
+            }
+            WorkloadKind::Job => {
+                let j: Job = typed(obj)?;
+                let (m, s) = j
+                    .spec
+                    .map(|s| template_spec(s.template))
+                    .unwrap_or_default();
+                (j.metadata, m, s)
+            }
+            WorkloadKind::CronJob => {
+                let c: CronJob = typed(obj)?;
+                let (m, s) = c
+                    .spec
+                    .job_template
+                    .spec
+                    .map(|s| template_spec(s.template))
+                    .unwrap_or_default();
+                (c.metadata, m, s)
+            }
+            WorkloadKind::ReplicationController => {
+                let r: ReplicationController = typed(obj)?;
+                let (m, s) = r
+                    .spec
+                    .and_then(|s| s.template)
+                    .map(template_spec)
+                    .unwrap_or_default();
+                (r.metadata, m, s)
+            }
+        };
+    let spec_path = kind.pod_spec_path();
+    // Checked above: the pod spec is present (an explicit null was reported as missing).
+    let Some(pod_spec) = pod_spec else {
+        return Err(WorkloadError::MissingPodTemplate {
+            kind,
+            path: spec_path,
+        });
+    };
+
+    let mut containers = Vec::new();
+    let mut push = |ck: ContainerKind, i: usize, name: String, image: Option<String>| match image
+        .filter(|s| !s.trim().is_empty())
+    {
+        Some(image) => {
+            containers.push(ContainerImage {
+                name,
+                image,
+                kind: ck,
+            });
+            Ok(())
+        }
+        None => Err(WorkloadError::MissingImage {
+            path: format!("{spec_path}.{}[{i}].image", ck.field()),
+            container: name,
+        }),
+    };
+    for (i, c) in pod_spec
+        .init_containers
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        push(ContainerKind::Init, i, c.name, c.image)?;
+    }
+    for (i, c) in pod_spec.containers.into_iter().enumerate() {
+        push(ContainerKind::Container, i, c.name, c.image)?;
+    }
+    for (i, c) in pod_spec
+        .ephemeral_containers
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        push(ContainerKind::Ephemeral, i, c.name, c.image)?;
+    }
+
+    let name = meta.name.clone().or(meta.generate_name.clone());
+    let labels = match kind {
+        WorkloadKind::Pod => meta.labels.clone(),
+        _ => template_meta.and_then(|m| m.labels),
+    }
+    .unwrap_or_default();
+    Ok(Workload {
+        kind,
+        pod_name: (kind == WorkloadKind::Pod).then(|| name.clone()).flatten(),
+        name,
+        namespace: meta.namespace,
+        labels,
+        containers,
+    })
+}
+
+/// One object read from a manifest text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestDoc {
+    /// 1-based YAML document number.
+    pub document: usize,
+    /// Index in the document's `items` when the document is a `kind: List` (or `*List`).
+    pub item: Option<usize>,
+    pub value: Value,
+}
+
+impl ManifestDoc {
+    /// `document 2` or `document 2, items[3]`.
+    pub fn location(&self) -> String {
+        match self.item {
+            Some(i) => format!("document {}, items[{i}]", self.document),
+            None => format!("document {}", self.document),
+        }
+    }
+}
+
+/// A manifest text that cannot be split into objects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("document {document}: {message}")]
+pub struct ManifestError {
+    pub document: usize,
+    pub message: String,
+}
+
+/// Splits a multi-document YAML (or JSON) text into objects: empty documents are skipped,
+/// `kind: List` documents (and typed lists such as `DeploymentList`) are replaced by their
+/// `items`. YAML merge keys (`<<`) are applied.
+pub fn parse_manifests(text: &str) -> Result<Vec<ManifestDoc>, ManifestError> {
+    let mut out = Vec::new();
+    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let document = i + 1;
+        let err = |message: String| ManifestError { document, message };
+        let mut yaml = serde_yaml_ng::Value::deserialize(doc).map_err(|e| err(e.to_string()))?;
+        if yaml.is_null() {
+            continue;
+        }
+        yaml.apply_merge().map_err(|e| err(e.to_string()))?;
+        let value: Value = serde_json::to_value(&yaml).map_err(|e| err(e.to_string()))?;
+        let is_list = value
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k.ends_with("List"));
+        if is_list {
+            let items = match value.get("items") {
+                Some(Value::Array(items)) => items.clone(),
+                None | Some(Value::Null) => Vec::new(),
+                Some(other) => {
+                    return Err(err(format!(
+                        "items: expected a sequence, found {}",
+                        type_name(other)
+                    )))
+                }
+            };
+            out.extend(items.into_iter().enumerate().map(|(n, value)| ManifestDoc {
+                document,
+                item: Some(n),
+                value,
+            }));
+        } else {
+            out.push(ManifestDoc {
+                document,
+                item: None,
+                value,
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,282 @@
+//! `vulngate check`: the engine for CI pipelines (ARCHITECTURE.md section 6).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use vulngate_core::engine::{AnalyzedReport, Decision, Outcome, RequestContext, Subject};
+use vulngate_core::image::is_valid_digest;
+use vulngate_core::model::{Severity, VexStatement};
+use vulngate_core::workload::{self, ContainerKind, WorkloadError};
+use vulngate_core::{evaluate, ImageRef, RuleSet, UnscannedReason};
+
+use crate::reports::{self, ImageFindings, Locator, ReportCache};
+use crate::{output, registry, CheckArgs, FailOn};
+
+/// Where an image came from, when it came from a manifest.
+#[derive(Debug, Clone)]
+pub struct WorkloadInfo {
+    pub kind: String,
+    pub name: Option<String>,
+    /// The namespace evaluated (the manifest's, else `--namespace`).
+    pub namespace: Option<String>,
+    pub container: String,
+    pub container_kind: ContainerKind,
+}
+
+/// One image to evaluate, in its context.
+#[derive(Debug)]
+struct Target {
+    image: ImageRef,
+    ctx: RequestContext,
+    workload: Option<WorkloadInfo>,
+}
+
+/// One evaluated image.
+#[derive(Debug)]
+pub struct Checked {
+    pub decision: Decision,
+    pub workload: Option<WorkloadInfo>,
+    /// Severity of the deciding vulnerability, if any.
+    pub severity: Option<Severity>,
+}
+
+pub fn run(args: CheckArgs) -> Result<ExitCode> {
+    let now = args.now.unwrap_or_else(Utc::now);
+    let rules = match &args.rules {
+        Some(p) => RuleSet::load(p).context("invalid rules")?,
+        None => RuleSet::default_rules(),
+    };
+    let mut vex: Vec<VexStatement> = Vec::new();
+    for p in &args.vex {
+        vex.extend(reports::load_vex(p)?);
+    }
+
+    let targets = targets(&args)?;
+    // Distinct images, as written (a findings directory names reports after that spelling).
+    let mut images: Vec<ImageRef> = Vec::new();
+    for t in &targets {
+        if !images.iter().any(|i| i.original == t.image.original) {
+            images.push(t.image.clone());
+        }
+    }
+    let locator = Locator::new(&args.reports, args.findings_dir.as_deref(), &images)?;
+    let mut cache = ReportCache::default();
+    let mut findings: HashMap<String, ImageFindings> = HashMap::new();
+    for image in &images {
+        let f = match locator.locate(image)? {
+            Some(path) => ImageFindings::Report(cache.load(&path)?),
+            None if args.offline => ImageFindings::Unscanned(UnscannedReason::NoReport),
+            None => registry::lookup(image)?,
+        };
+        findings.insert(image.original.clone(), f);
+    }
+
+    let precedence = args.precedence.into();
+    let mut checked = Vec::with_capacity(targets.len());
+    for t in targets {
+        let Some(f) = findings.get(&t.image.original) else {
+            bail!(
+                "internal error: no findings looked up for {}",
+                t.image.original
+            );
+        };
+        let decision = match f {
+            ImageFindings::Report(r) => {
+                let image = match (&t.image.digest, &r.report.subject_digest) {
+                    // The report knows which digest it scanned: the decision names it.
+                    (None, Some(d)) if is_valid_digest(d) => t.image.with_digest(d),
+                    (Some(pinned), Some(d)) if pinned != d => {
+                        // Not an error: an index digest and a platform manifest digest differ.
+                        anstream::eprintln!(
+                            "note: {} scanned {d}, but {} pins {pinned}",
+                            r.source,
+                            t.image.original
+                        );
+                        t.image.clone()
+                    }
+                    _ => t.image.clone(),
+                };
+                let statements: Vec<VexStatement> =
+                    r.vex.iter().chain(vex.iter()).cloned().collect();
+                let analyzed =
+                    AnalyzedReport::new(&r.report, r.identity.clone(), &statements, Some(&image));
+                evaluate(
+                    &rules,
+                    precedence,
+                    &t.ctx,
+                    &image,
+                    Subject::Report(&analyzed),
+                    now,
+                )
+            }
+            ImageFindings::Unscanned(reason) => evaluate(
+                &rules,
+                precedence,
+                &t.ctx,
+                &t.image,
+                Subject::Unscanned(reason),
+                now,
+            ),
+        };
+        let severity = decision.vulnerability_detail.as_ref().map(|v| v.severity);
+        checked.push(Checked {
+            decision,
+            workload: t.workload,
+            severity,
+        });
+    }
+
+    let overall = Outcome::combine(checked.iter().map(|c| c.decision.decision));
+    match args.output {
+        crate::CheckOutput::Json => output::json(overall, &checked)?,
+        crate::CheckOutput::Sarif => output::sarif(&rules, &checked)?,
+        crate::CheckOutput::Table => output::table(overall, &checked)?,
+    }
+    let fail = match args.fail_on {
+        FailOn::Deny => overall == Outcome::Deny,
+        FailOn::Audit => overall >= Outcome::Audit,
+        FailOn::Never => false,
+    };
+    Ok(if fail {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The images to check: `--image` values first, then the manifests' containers in order.
+fn targets(args: &CheckArgs) -> Result<Vec<Target>> {
+    let labels: Vec<(String, String)> = args.labels.clone();
+    let mut out = Vec::new();
+    for reference in &args.images {
+        let image = ImageRef::parse(reference).context("--image")?;
+        if out
+            .iter()
+            .any(|t: &Target| t.image.original == image.original)
+        {
+            continue;
+        }
+        out.push(Target {
+            image,
+            ctx: RequestContext {
+                cluster: args.cluster.clone(),
+                namespace: args.namespace.clone(),
+                labels: labels.iter().cloned().collect(),
+                ..RequestContext::default()
+            },
+            workload: None,
+        });
+    }
+    let mut stdin_read = false;
+    for file in &args.files {
+        let name = file.display().to_string();
+        let text = if file == Path::new("-") {
+            if stdin_read {
+                bail!("-f -: standard input can only be read once");
+            }
+            stdin_read = true;
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read manifests from standard input")?;
+            s
+        } else {
+            std::fs::read_to_string(file).with_context(|| format!("cannot read manifest {name}"))?
+        };
+        let name = if name == "-" {
+            "<stdin>".to_string()
+        } else {
+            name
+        };
+        let docs =
+            workload::parse_manifests(&text).with_context(|| format!("invalid manifest {name}"))?;
+        let before = out.len();
+        for doc in docs {
+            let what = describe(&doc.value);
+            let w = match workload::extract(&doc.value) {
+                Ok(w) => w,
+                // Manifests carry Services, ConfigMaps...: only workloads have images.
+                Err(WorkloadError::UnsupportedKind { kind }) => {
+                    anstream::eprintln!(
+                        "note: {name}: {}: skipping {kind}{}: not a workload kind",
+                        doc.location(),
+                        what.1
+                            .as_deref()
+                            .map(|n| format!(" {n}"))
+                            .unwrap_or_default()
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "invalid manifest {name}: {}{}",
+                        doc.location(),
+                        what.0
+                    )))
+                }
+            };
+            let namespace = match (&w.namespace, &args.namespace) {
+                (Some(m), Some(flag)) if m != flag => bail!(
+                    "{name}: {}{}: the namespace from the object ({m}) does not match --namespace {flag}",
+                    doc.location(),
+                    what.0
+                ),
+                (Some(m), _) => Some(m.clone()),
+                (None, flag) => flag.clone(),
+            };
+            let mut ctx = w.to_context(args.cluster.clone());
+            ctx.namespace = namespace.clone();
+            ctx.labels.extend(labels.iter().cloned());
+            for c in &w.containers {
+                let image = ImageRef::parse(&c.image).with_context(|| {
+                    format!(
+                        "invalid manifest {name}: {}{}: {} container {:?}",
+                        doc.location(),
+                        what.0,
+                        c.kind,
+                        c.name
+                    )
+                })?;
+                out.push(Target {
+                    image,
+                    ctx: ctx.clone(),
+                    workload: Some(WorkloadInfo {
+                        kind: w.kind.as_str().to_string(),
+                        name: w.name.clone(),
+                        namespace: namespace.clone(),
+                        container: c.name.clone(),
+                        container_kind: c.kind,
+                    }),
+                });
+            }
+        }
+        if out.len() == before {
+            anstream::eprintln!("note: {name}: no workload with containers");
+        }
+    }
+    if out.is_empty() {
+        bail!("nothing to check: the manifests hold no workload with containers");
+    }
+    Ok(out)
+}
+
+/// ` (Deployment shop-api)` for messages, and the object's name.
+fn describe(v: &serde_json::Value) -> (String, Option<String>) {
+    let kind = v.get("kind").and_then(|k| k.as_str());
+    let meta = v.get("metadata");
+    let name = meta
+        .and_then(|m| m.get("name").or_else(|| m.get("generateName")))
+        .and_then(|n| n.as_str())
+        .map(str::to_string);
+    let text = match (kind, &name) {
+        (Some(k), Some(n)) => format!(" ({k} {n})"),
+        (Some(k), None) => format!(" ({k})"),
+        (None, Some(n)) => format!(" ({n})"),
+        (None, None) => String::new(),
+    };
+    (text, name)
+}

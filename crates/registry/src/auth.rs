@@ -1,0 +1,163 @@
+//! Registry credentials: per-registry basic auth from the config, and docker `config.json` /
+//! `.dockerconfigjson` (`auths`). Values are kept out of `Debug` output and error messages.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+use crate::config::AuthConfig;
+use crate::error::{Error, Result};
+
+#[derive(Default)]
+pub(crate) struct Credentials {
+    /// Normalised registry host -> (username, password).
+    by_host: HashMap<String, (String, String)>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut hosts: Vec<&String> = self.by_host.keys().collect();
+        hosts.sort();
+        f.debug_struct("Credentials")
+            .field("hosts", &hosts)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct DockerConfig {
+    #[serde(default)]
+    auths: HashMap<String, DockerAuth>,
+}
+
+#[derive(Deserialize)]
+struct DockerAuth {
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// `https://index.docker.io/v1/` -> `docker.io`; `http://r:5000/x` -> `r:5000`.
+pub(crate) fn normalize_registry(key: &str) -> String {
+    let k = key.trim();
+    let k = k
+        .strip_prefix("https://")
+        .or_else(|| k.strip_prefix("http://"))
+        .unwrap_or(k);
+    let host = k.split('/').next().unwrap_or(k).to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".to_string(),
+        _ => host,
+    }
+}
+
+impl Credentials {
+    pub fn load(cfg: &AuthConfig) -> Result<Credentials> {
+        let mut by_host = HashMap::new();
+        if let Some(path) = &cfg.docker_config {
+            let bytes = std::fs::read(path).map_err(|e| {
+                Error::Config(format!(
+                    "auth.dockerConfig: reading {}: {e}",
+                    path.display()
+                ))
+            })?;
+            by_host = parse_docker_config(&bytes)
+                .map_err(|e| Error::Config(format!("auth.dockerConfig {}: {e}", path.display())))?;
+        }
+        for b in &cfg.basic {
+            let password = match (&b.password, &b.password_file) {
+                (Some(p), None) => p.clone(),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .map_err(|e| {
+                        Error::Config(format!(
+                            "auth.basic[{}]: reading passwordFile {}: {e}",
+                            b.registry,
+                            f.display()
+                        ))
+                    })?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+                _ => {
+                    return Err(Error::Config(format!(
+                        "auth.basic[{}]: give exactly one of password and passwordFile",
+                        b.registry
+                    )))
+                }
+            };
+            by_host.insert(
+                normalize_registry(&b.registry),
+                (b.username.clone(), password),
+            );
+        }
+        Ok(Credentials { by_host })
+    }
+
+    /// Credentials for a registry (as in the image reference) or the host actually contacted.
+    pub fn get(&self, registry: &str, host: &str) -> Option<(&str, &str)> {
+        self.by_host
+            .get(&normalize_registry(registry))
+            .or_else(|| self.by_host.get(&normalize_registry(host)))
+            .map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+}
+
+/// Parses `auths` (the error never quotes the file, which holds secrets).
+pub(crate) fn parse_docker_config(
+    bytes: &[u8],
+) -> Result<HashMap<String, (String, String)>, String> {
+    let cfg: DockerConfig = serde_json::from_slice(bytes).map_err(|e| {
+        format!(
+            "not a docker config (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let mut out = HashMap::new();
+    for (key, a) in cfg.auths {
+        let pair = match (a.auth, a.username, a.password) {
+            (Some(auth), _, _) if !auth.is_empty() => {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(auth.trim())
+                    .map_err(|_| format!("auths[{key}].auth is not base64"))?;
+                let s = String::from_utf8(raw)
+                    .map_err(|_| format!("auths[{key}].auth is not UTF-8"))?;
+                let (u, p) = s
+                    .split_once(':')
+                    .ok_or_else(|| format!("auths[{key}].auth is not user:password"))?;
+                (u.to_string(), p.to_string())
+            }
+            (_, Some(u), Some(p)) => (u, p),
+            _ => continue,
+        };
+        out.insert(normalize_registry(&key), pair);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_config_formats() {
+        let j = br#"{"auths":{"https://index.docker.io/v1/":{"auth":"dTpwYXNz"},
+            "myreg.io:5000":{"username":"a","password":"b"},"x.io":{"identitytoken":"t"}}}"#;
+        let m = parse_docker_config(j).expect("parses");
+        assert_eq!(m["docker.io"], ("u".to_string(), "pass".to_string()));
+        assert_eq!(m["myreg.io:5000"], ("a".to_string(), "b".to_string()));
+        assert!(!m.contains_key("x.io"));
+        let err =
+            parse_docker_config(br#"{"auths":{"r":{"auth":"c2VjcmV0"}}}"#).expect_err("no colon");
+        assert!(!err.contains("secret"), "{err}");
+        let c = Credentials { by_host: m };
+        assert!(!format!("{c:?}").contains("pass"));
+        assert_eq!(
+            c.get("docker.io", "registry-1.docker.io"),
+            Some(("u", "pass"))
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! The findings cache: the looked-up and analysed report of an image (the expensive part),
+//! keyed by the normalised reference (which carries the digest when the image is pinned).
+//! Decisions are not cached: the pure engine runs per request (microseconds), so a rule edit
+//! applies to the very next request and the request context never needs to be in a key.
+//!
+//! Single-flight: concurrent lookups of one key run the source once (moka's entry API).
+//! Source failures are not cached.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::Expiry;
+use vulngate_core::{AnalyzedReport, ImageRef, UnscannedReason};
+
+use crate::config::CacheConfig;
+use crate::metrics::Metrics;
+use crate::source::{FindingsSource, SourceError};
+
+/// An image's findings, ready for the engine.
+#[derive(Debug, Clone)]
+pub struct Analyzed {
+    /// The digest the reference resolves to, when known.
+    pub digest: Option<String>,
+    pub subject: Result<Arc<AnalyzedReport>, UnscannedReason>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TtlPolicy {
+    ttl: Duration,
+    unscanned_ttl: Duration,
+}
+
+impl Expiry<String, Arc<Analyzed>> for TtlPolicy {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<Analyzed>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(match value.subject {
+            Ok(_) => self.ttl,
+            Err(_) => self.unscanned_ttl,
+        })
+    }
+}
+
+/// Cache in front of a [`FindingsSource`].
+#[derive(Debug, Clone)]
+pub struct FindingsCache {
+    source: Arc<dyn FindingsSource>,
+    cache: Option<Cache<String, Arc<Analyzed>>>,
+    metrics: Metrics,
+}
+
+impl FindingsCache {
+    pub fn new(source: Arc<dyn FindingsSource>, cfg: &CacheConfig, metrics: Metrics) -> Self {
+        let cache = (cfg.max_entries > 0).then(|| {
+            Cache::builder()
+                .max_capacity(cfg.max_entries)
+                .expire_after(TtlPolicy {
+                    ttl: cfg.ttl,
+                    unscanned_ttl: cfg.unscanned_ttl,
+                })
+                .build()
+        });
+        FindingsCache {
+            source,
+            cache,
+            metrics,
+        }
+    }
+
+    /// The analysed findings of `image`, from the cache or the source.
+    pub async fn get(&self, image: &ImageRef) -> Result<Arc<Analyzed>, SourceError> {
+        let Some(cache) = &self.cache else {
+            self.metrics.cache_miss();
+            return fetch(self.source.as_ref(), image).await.map(Arc::new);
+        };
+        let source = self.source.clone();
+        let entry = cache
+            .entry(image.normalized())
+            .or_try_insert_with(async move { fetch(source.as_ref(), image).await.map(Arc::new) })
+            .await
+            .map_err(|e: Arc<SourceError>| (*e).clone())?;
+        if entry.is_fresh() {
+            self.metrics.cache_miss();
+        } else {
+            self.metrics.cache_hit();
+        }
+        Ok(entry.into_value())
+    }
+
+    /// Drops every cached entry.
+    pub fn clear(&self) {
+        if let Some(c) = &self.cache {
+            c.invalidate_all();
+        }
+    }
+}
+
+async fn fetch(source: &dyn FindingsSource, image: &ImageRef) -> Result<Analyzed, SourceError> {
+    let l = source.lookup(image).await?;
+    let pinned = match &l.digest {
+        Some(d) => image.with_digest(d),
+        None => image.clone(),
+    };
+    let subject = l.report.map(|f| {
+        Arc::new(AnalyzedReport::new(
+            &f.report,
+            f.identity,
+            &f.vex,
+            Some(&pinned),
+        ))
+    });
+    Ok(Analyzed {
+        digest: l.digest,
+        subject,
+    })
+}

@@ -1,0 +1,363 @@
+//! `vulngate.yaml`: the server's configuration. Every field is documented in
+//! `docs/configuration.md`; unknown fields are an error.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use vulngate_core::Precedence;
+use vulngate_registry::RegistryConfig;
+
+use crate::error::{Error, Result};
+
+/// The default listen address (loopback: the embedded defaults are for trying vulngate out).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+/// The default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "vulngate-data";
+/// The annotation that lets a workload through (when `breakGlass` is configured without one).
+pub const DEFAULT_BREAK_GLASS_ANNOTATION: &str = "vulngate.io/break-glass";
+
+/// What to do when findings cannot be obtained (source error, deadline passed), the object
+/// cannot be read, or an alert cannot be recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailurePolicy {
+    /// Treat the image as unscanned (`UnscannedReason::RegistryUnavailable`): the rules decide
+    /// (a `blockUnscanned` rule fires, else allow).
+    #[default]
+    Unscanned,
+    /// Allow the image (a warning is returned).
+    Allow,
+    /// Deny the request.
+    Deny,
+}
+
+/// The full configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// Address the HTTPS server listens on.
+    pub listen: SocketAddr,
+    /// Directory for the alert database, the generated certificates and other state.
+    pub data_dir: PathBuf,
+    pub tls: TlsConfig,
+    /// Rule file or directory of `*.yaml`/`*.yml` files. None: the built-in default rule.
+    pub rules: Option<PathBuf>,
+    /// How often the rules path is checked for changes (0s disables hot reload).
+    #[serde(with = "duration_str")]
+    pub rules_reload_interval: Duration,
+    pub precedence: Precedence,
+    /// Cluster name given to the `cluster` scope field and recorded in alerts.
+    pub cluster_name: Option<String>,
+    /// Namespaces never gated. The default is `kube-system` and vulngate's own namespace
+    /// (`$POD_NAMESPACE`, else `vulngate`).
+    pub excluded_namespaces: Vec<String>,
+    /// Image globs never gated, matched against the reference as written and normalised.
+    pub skip_images: Vec<String>,
+    pub failure_policy: FailurePolicy,
+    /// Re-evaluate an UPDATE whose images did not change (default: allow it unevaluated).
+    pub reevaluate_unchanged_updates: bool,
+    /// Break-glass annotation (off when absent).
+    pub break_glass: Option<BreakGlassConfig>,
+    /// The webhook timeout assumed when the request URL has no `?timeout=`.
+    #[serde(with = "duration_str")]
+    pub default_timeout: Duration,
+    /// Time kept in reserve below the webhook timeout to answer.
+    #[serde(with = "duration_str")]
+    pub deadline_margin: Duration,
+    /// Largest AdmissionReview body accepted.
+    pub max_request_bytes: usize,
+    pub cache: CacheConfig,
+    /// Directory of local findings (`index.yaml`). Exclusive with `registry`.
+    pub findings_dir: Option<PathBuf>,
+    /// Look findings up in OCI registries. None (and no `findingsDir`): no findings source,
+    /// every image is unscanned.
+    pub registry: Option<RegistryConfig>,
+    /// Log filter (`tracing-subscriber` EnvFilter syntax; `RUST_LOG` overrides it).
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| {
+                SocketAddr::from(([127, 0, 0, 1], 8443)) // the constant always parses
+            }),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            tls: TlsConfig::default(),
+            rules: None,
+            rules_reload_interval: Duration::from_secs(5),
+            precedence: Precedence::Default,
+            cluster_name: None,
+            excluded_namespaces: default_excluded_namespaces(),
+            skip_images: Vec::new(),
+            failure_policy: FailurePolicy::Unscanned,
+            reevaluate_unchanged_updates: false,
+            break_glass: None,
+            default_timeout: Duration::from_secs(10),
+            deadline_margin: Duration::from_secs(1),
+            max_request_bytes: 4 << 20,
+            cache: CacheConfig::default(),
+            findings_dir: None,
+            registry: None,
+            log_level: "info".to_string(),
+        }
+    }
+}
+
+/// `kube-system` and vulngate's own namespace.
+pub fn default_excluded_namespaces() -> Vec<String> {
+    let own = std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "vulngate".to_string());
+    vec!["kube-system".to_string(), own]
+}
+
+/// TLS: certificate files, or a self-signed certificate generated into the data directory.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first). With `keyFile`; both or neither.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// Extra DNS names / IPs for the generated certificate (besides localhost, 127.0.0.1,
+    /// ::1 and the listen address), e.g. `vulngate.vulngate.svc`.
+    pub self_signed_names: Vec<String>,
+}
+
+/// Break-glass: a workload carrying the annotation is allowed, and every image is alerted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct BreakGlassConfig {
+    /// Annotation key on the object's metadata; its value (non-empty, not `false`) is the
+    /// justification recorded in the alerts.
+    pub annotation: String,
+}
+
+impl Default for BreakGlassConfig {
+    fn default() -> Self {
+        BreakGlassConfig {
+            annotation: DEFAULT_BREAK_GLASS_ANNOTATION.to_string(),
+        }
+    }
+}
+
+/// The findings cache (per image reference or digest; decisions are recomputed per request).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct CacheConfig {
+    /// Most images kept (0 disables the cache).
+    pub max_entries: u64,
+    /// How long a found report is kept.
+    #[serde(with = "duration_str")]
+    pub ttl: Duration,
+    /// How long "no valid report" is kept.
+    #[serde(with = "duration_str")]
+    pub unscanned_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_entries: 10_000,
+            ttl: Duration::from_secs(300),
+            unscanned_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a `vulngate.yaml`. Relative paths in it are resolved against the
+    /// file's directory.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            location: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let mut cfg = Config::parse(&text, &path.display().to_string())?;
+        if let Some(base) = path.parent() {
+            cfg.resolve_relative(base);
+        }
+        Ok(cfg)
+    }
+
+    /// Parses and validates configuration text; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Config> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let cfg: Option<Config> = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            Error::Config {
+                location: if path == "." {
+                    source.to_string()
+                } else {
+                    format!("{source}: {path}")
+                },
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        let cfg = cfg.unwrap_or_default(); // an empty file is the defaults
+        cfg.validate().map_err(|(field, message)| Error::Config {
+            location: format!("{source}: {field}"),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    fn resolve_relative(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !base.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
+        };
+        for p in [
+            self.rules.as_mut(),
+            self.findings_dir.as_mut(),
+            self.tls.cert_file.as_mut(),
+            self.tls.key_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(p);
+        }
+    }
+
+    /// Checks what serde cannot: `(field, message)` on error.
+    pub fn validate(&self) -> std::result::Result<(), (String, String)> {
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err((
+                "tls".into(),
+                "certFile and keyFile must be given together".into(),
+            ));
+        }
+        if self.findings_dir.is_some() && self.registry.is_some() {
+            return Err((
+                "findingsDir".into(),
+                "findingsDir and registry are exclusive: choose one findings source".into(),
+            ));
+        }
+        for (i, g) in self.skip_images.iter().enumerate() {
+            glob::Pattern::new(g)
+                .map_err(|e| (format!("skipImages[{i}]"), format!("invalid glob {g:?}: {e}")))?;
+        }
+        if let Some(b) = &self.break_glass {
+            if b.annotation.trim().is_empty() {
+                return Err(("breakGlass.annotation".into(), "empty annotation key".into()));
+            }
+        }
+        if self.default_timeout.is_zero() || self.default_timeout > Duration::from_secs(30) {
+            return Err((
+                "defaultTimeout".into(),
+                "must be between 1s and 30s (the webhook timeout range)".into(),
+            ));
+        }
+        if self.max_request_bytes < 1024 {
+            return Err(("maxRequestBytes".into(), "must be at least 1024".into()));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(("dataDir".into(), "empty path".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Parses `500ms`, `10s`, `5m`, `1h` (and sums such as `1m30s`).
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!(
+                "invalid duration {s:?} (expected e.g. 500ms, 10s, 5m, 1h)"
+            ));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
+        rest = &rest[digits..];
+        let unit = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let d = match &rest[..unit] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            _ => {
+                return Err(format!(
+                    "invalid duration {s:?}: unit must be ms, s, m or h"
+                ))
+            }
+        };
+        rest = &rest[unit..];
+        total = total.saturating_add(d);
+    }
+    Ok(total)
+}
+
+/// Formats a duration the way [`parse_duration`] reads it.
+pub fn format_duration(d: Duration) -> String {
+    if d.subsec_millis() != 0 || d.is_zero() {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs())
+    }
+}
+
+pub(crate) mod duration_str {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("1d").is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let e = Config::parse("listen: 0.0.0.0:8443\nlistn: x\n", "vulngate.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listn"), "{e}");
+        let e = Config::parse("cache: { ttl: 5m, maxEntris: 3 }\n", "vulngate.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cache") && e.contains("maxEntris"), "{e}");
+    }
+
+    #[test]
+    fn empty_file_is_defaults() {
+        assert_eq!(Config::parse("", "x").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn exclusive_sources() {
+        let e = Config::parse("findingsDir: f\nregistry: {}\n", "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exclusive"), "{e}");
+    }
+}

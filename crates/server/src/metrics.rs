@@ -1,0 +1,194 @@
+//! Prometheus metrics (`/metrics`, OpenMetrics text).
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    decisions: Family<Labels, Counter>,
+    requests: Family<Labels, Counter>,
+    latency: Histogram,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    source_failures: Family<Labels, Counter>,
+    alerts_written: Family<Labels, Counter>,
+    alert_failures: Counter,
+    rules_reload_failures: Counter,
+    rules_reloads: Counter,
+    rules_count: Gauge,
+}
+
+/// The server's metrics; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Metrics(Arc<Inner>);
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("vulngate");
+        let decisions = Family::<Labels, Counter>::default();
+        registry.register(
+            "image_decisions",
+            "Image decisions by outcome (allow, audit, deny, skipped, excluded, break_glass)",
+            decisions.clone(),
+        );
+        let requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "admission_requests",
+            "Admission requests by response (allowed, denied, invalid)",
+            requests.clone(),
+        );
+        let latency = Histogram::new(exponential_buckets(0.0005, 2.5, 14));
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer an admission request",
+            latency.clone(),
+        );
+        let cache_hits = Counter::default();
+        registry.register(
+            "findings_cache_hits",
+            "Findings cache hits",
+            cache_hits.clone(),
+        );
+        let cache_misses = Counter::default();
+        registry.register(
+            "findings_cache_misses",
+            "Findings cache misses (source lookups)",
+            cache_misses.clone(),
+        );
+        let source_failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "findings_source_failures",
+            "Images whose findings could not be obtained, by cause (error, deadline)",
+            source_failures.clone(),
+        );
+        let alerts_written = Family::<Labels, Counter>::default();
+        registry.register(
+            "alerts_written",
+            "Alerts recorded by action",
+            alerts_written.clone(),
+        );
+        let alert_failures = Counter::default();
+        registry.register(
+            "alert_write_failures",
+            "Requests whose alerts could not be recorded",
+            alert_failures.clone(),
+        );
+        let rules_reloads = Counter::default();
+        registry.register(
+            "rules_reloads",
+            "Successful rule set (re)loads",
+            rules_reloads.clone(),
+        );
+        let rules_reload_failures = Counter::default();
+        registry.register(
+            "rules_reload_failures",
+            "Rule reloads rejected (the last good rule set stays active)",
+            rules_reload_failures.clone(),
+        );
+        let rules_count = Gauge::default();
+        registry.register(
+            "rules_active",
+            "Rules in the active rule set",
+            rules_count.clone(),
+        );
+        Metrics(Arc::new(Inner {
+            registry,
+            decisions,
+            requests,
+            latency,
+            cache_hits,
+            cache_misses,
+            source_failures,
+            alerts_written,
+            alert_failures,
+            rules_reload_failures,
+            rules_reloads,
+            rules_count,
+        }))
+    }
+
+    pub fn decision(&self, outcome: &str) {
+        self.0
+            .decisions
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
+    }
+
+    pub fn request(&self, response: &str, seconds: f64) {
+        self.0
+            .requests
+            .get_or_create(&vec![("response", response.to_string())])
+            .inc();
+        self.0.latency.observe(seconds);
+    }
+
+    pub fn cache_hit(&self) {
+        self.0.cache_hits.inc();
+    }
+
+    pub fn cache_miss(&self) {
+        self.0.cache_misses.inc();
+    }
+
+    pub fn cache_hits(&self) -> u64 {
+        self.0.cache_hits.get()
+    }
+
+    pub fn cache_misses(&self) -> u64 {
+        self.0.cache_misses.get()
+    }
+
+    pub fn source_failure(&self, cause: &str) {
+        self.0
+            .source_failures
+            .get_or_create(&vec![("cause", cause.to_string())])
+            .inc();
+    }
+
+    pub fn alert_written(&self, action: &str) {
+        self.0
+            .alerts_written
+            .get_or_create(&vec![("action", action.to_string())])
+            .inc();
+    }
+
+    pub fn alert_failure(&self) {
+        self.0.alert_failures.inc();
+    }
+
+    pub fn rules_loaded(&self, count: usize) {
+        self.0.rules_reloads.inc();
+        self.0.rules_count.set(count as i64);
+    }
+
+    pub fn rules_reload_failed(&self) {
+        self.0.rules_reload_failures.inc();
+    }
+
+    pub fn rules_reload_failures(&self) -> u64 {
+        self.0.rules_reload_failures.get()
+    }
+
+    /// OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.0.registry);
+        out
+    }
+}

@@ -1,0 +1,165 @@
+//! The active rule set, with hot reload from a file or directory.
+//!
+//! The watcher polls the path's fingerprint (every file's name, size and modification time)
+//! every `rulesReloadInterval`; on a change it loads the rules, and a set that does not load
+//! is logged and counted while the last good set stays active.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use vulngate_core::rules::RuleError;
+use vulngate_core::RuleSet;
+
+use crate::metrics::Metrics;
+
+/// The rule set in force; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ActiveRules {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: Option<PathBuf>,
+    current: RwLock<Arc<RuleSet>>,
+    fingerprint: RwLock<Option<Fingerprint>>,
+    metrics: Metrics,
+}
+
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+impl ActiveRules {
+    /// Loads the rules at `path`, or uses the built-in default rule.
+    pub fn load(path: Option<&Path>, metrics: Metrics) -> Result<ActiveRules, RuleError> {
+        let (rules, fingerprint) = match path {
+            Some(p) => {
+                let fp = fingerprint(p);
+                (RuleSet::load(p)?, fp)
+            }
+            None => (RuleSet::default_rules(), None),
+        };
+        metrics.rules_loaded(rules.rules().len());
+        Ok(ActiveRules {
+            inner: Arc::new(Inner {
+                path: path.map(Path::to_path_buf),
+                current: RwLock::new(Arc::new(rules)),
+                fingerprint: RwLock::new(fingerprint),
+                metrics,
+            }),
+        })
+    }
+
+    /// The rule set in force.
+    pub fn current(&self) -> Arc<RuleSet> {
+        match self.inner.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Reloads the rules now. On error the last good set stays active (and the error is
+    /// returned, logged and counted). Without a rules path this is a no-op.
+    pub fn reload(&self) -> Result<Arc<RuleSet>, RuleError> {
+        let Some(path) = &self.inner.path else {
+            return Ok(self.current());
+        };
+        let fp = fingerprint(path);
+        match RuleSet::load(path) {
+            Ok(rules) => {
+                let rules = Arc::new(rules);
+                let old = self.current();
+                if old.version() != rules.version() {
+                    tracing::info!(
+                        rules_path = %path.display(),
+                        version = rules.version(),
+                        previous = old.version(),
+                        rules = rules.rules().len(),
+                        "rules reloaded"
+                    );
+                }
+                self.inner.metrics.rules_loaded(rules.rules().len());
+                self.set(rules.clone(), fp);
+                Ok(rules)
+            }
+            Err(e) => {
+                self.inner.metrics.rules_reload_failed();
+                tracing::error!(
+                    rules_path = %path.display(),
+                    error = %e,
+                    active_version = self.current().version(),
+                    "rules reload rejected; keeping the last good rule set"
+                );
+                // Remember the bad fingerprint so the error is reported once per edit.
+                if let Ok(mut f) = self.inner.fingerprint.write() {
+                    *f = fp;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn set(&self, rules: Arc<RuleSet>, fp: Option<Fingerprint>) {
+        match self.inner.current.write() {
+            Ok(mut g) => *g = rules,
+            Err(p) => *p.into_inner() = rules,
+        }
+        if let Ok(mut f) = self.inner.fingerprint.write() {
+            *f = fp;
+        }
+    }
+
+    /// Reloads when the files changed since the last load.
+    pub fn reload_if_changed(&self) {
+        let Some(path) = &self.inner.path else {
+            return;
+        };
+        let fp = fingerprint(path);
+        let same = self
+            .inner
+            .fingerprint
+            .read()
+            .map(|f| *f == fp)
+            .unwrap_or(false);
+        if !same {
+            let _ = self.reload();
+        }
+    }
+
+    /// Polls for changes every `interval` until the returned task is aborted.
+    pub fn spawn_watcher(&self, interval: Duration) -> Option<tokio::task::JoinHandle<()>> {
+        if interval.is_zero() || self.inner.path.is_none() {
+            return None;
+        }
+        let this = self.clone();
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let t = this.clone();
+                // File system access off the async workers.
+                let _ = tokio::task::spawn_blocking(move || t.reload_if_changed()).await;
+            }
+        }))
+    }
+}
+
+fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    let entry = |p: PathBuf| {
+        let m = std::fs::metadata(&p).ok()?;
+        Some((p, m.len(), m.modified().ok()))
+    };
+    if path.is_dir() {
+        let mut v: Fingerprint = std::fs::read_dir(path)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter_map(entry)
+            .collect();
+        v.sort();
+        Some(v)
+    } else {
+        entry(path.to_path_buf()).map(|e| vec![e])
+    }
+}

@@ -1,0 +1,244 @@
+//! Where findings come from: the [`FindingsSource`] trait, a local directory / in-memory
+//! implementation ([`LocalFindings`]) and the OCI registry client ([`RegistrySource`]).
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use vulngate_core::findings::{self, Parsed};
+use vulngate_core::model::{FindingsReport, ReportIdentity, VexStatement};
+use vulngate_core::{ImageRef, UnscannedReason};
+use vulngate_registry::RegistryClient;
+
+use crate::error::{Error, Result};
+
+/// A boxed, sendable future (the trait is used as `Arc<dyn FindingsSource>`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A findings report with where it came from and the VEX statements that apply to the image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundReport {
+    pub report: FindingsReport,
+    pub identity: ReportIdentity,
+    pub vex: Vec<VexStatement>,
+}
+
+/// What a source knows about an image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceLookup {
+    /// The digest the reference resolves to, when known.
+    pub digest: Option<String>,
+    /// The report, or why the image has none (no report, untrusted, unparseable).
+    pub report: Result<FoundReport, UnscannedReason>,
+}
+
+/// The source could not answer (unreachable, internal error). The failure policy decides;
+/// the message is logged, never returned to the API server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceError(pub String);
+
+/// Looks up the findings of an image.
+pub trait FindingsSource: Send + Sync + Debug {
+    fn lookup<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, std::result::Result<SourceLookup, SourceError>>;
+}
+
+// -------------------------------------------------------------------------------------------------
+
+/// Findings held locally, keyed by image reference (normalised, so `nginx:1.25` and
+/// `docker.io/library/nginx:1.25` are one key) and by digest. An image not listed has no report.
+#[derive(Debug, Clone, Default)]
+pub struct LocalFindings {
+    by_ref: HashMap<String, Arc<LocalEntry>>,
+    by_digest: HashMap<String, Arc<LocalEntry>>,
+}
+
+#[derive(Debug)]
+struct LocalEntry {
+    digest: Option<String>,
+    report: std::result::Result<FoundReport, UnscannedReason>,
+}
+
+/// `index.yaml` of a findings directory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocalIndex {
+    images: Vec<LocalIndexEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocalIndexEntry {
+    image: String,
+    #[serde(default)]
+    digest: Option<String>,
+    report: PathBuf,
+    #[serde(default)]
+    vex: Vec<PathBuf>,
+}
+
+impl LocalFindings {
+    /// No findings at all: every image is unscanned (the embedded defaults).
+    pub fn empty() -> LocalFindings {
+        LocalFindings::default()
+    }
+
+    /// Adds a report for `image` (a reference, optionally pinned). `digest` is what the
+    /// reference resolves to (defaults to the reference's own digest). Report bytes are parsed
+    /// with format detection; the report identity's digest is the SHA-256 of the bytes.
+    pub fn with_report(
+        self,
+        image: &str,
+        digest: Option<&str>,
+        report: &[u8],
+        vex: Vec<VexStatement>,
+    ) -> Result<LocalFindings> {
+        let parsed = parse_report(report).map_err(Error::Findings)?;
+        let identity = ReportIdentity {
+            digest: Some(format!("sha256:{:x}", Sha256::digest(report))),
+            format: Some(parsed.format),
+            scanner: Some(parsed.scanner.clone()),
+            created: parsed.created,
+            verified: false,
+        };
+        self.with_found(
+            image,
+            digest,
+            Ok(FoundReport {
+                report: parsed,
+                identity,
+                vex,
+            }),
+        )
+    }
+
+    /// Adds an entry with an explicit result (a report, or a reason such as `Unverified`).
+    pub fn with_found(
+        mut self,
+        image: &str,
+        digest: Option<&str>,
+        report: std::result::Result<FoundReport, UnscannedReason>,
+    ) -> Result<LocalFindings> {
+        let r = ImageRef::parse(image).map_err(|e| Error::Findings(e.to_string()))?;
+        let digest = digest.map(str::to_string).or(r.digest.clone());
+        let entry = Arc::new(LocalEntry {
+            digest: digest.clone(),
+            report,
+        });
+        self.by_ref.insert(r.normalized(), entry.clone());
+        if let Some(d) = digest {
+            self.by_digest.insert(d, entry);
+        }
+        Ok(self)
+    }
+
+    /// Reads a findings directory: `index.yaml` lists
+    /// `{ image, digest?, report: FILE, vex?: [FILE] }` entries (paths relative to the dir).
+    pub fn from_dir(dir: &Path) -> Result<LocalFindings> {
+        let index_path = dir.join("index.yaml");
+        let text = std::fs::read_to_string(&index_path)
+            .map_err(|e| Error::io(format!("reading {}", index_path.display()), e))?;
+        let index: LocalIndex = serde_yaml_ng::from_str(&text)
+            .map_err(|e| Error::Findings(format!("{}: {e}", index_path.display())))?;
+        let mut out = LocalFindings::empty();
+        for (i, e) in index.images.iter().enumerate() {
+            let at = |m: String| Error::Findings(format!("{}: images[{i}]: {m}", index_path.display()));
+            let read = |p: &Path| {
+                let p = dir.join(p);
+                std::fs::read(&p).map_err(|err| at(format!("cannot read {}: {err}", p.display())))
+            };
+            let mut vex = Vec::new();
+            for v in &e.vex {
+                let bytes = read(v)?;
+                vex.extend(findings::parse_vex(&bytes).map_err(|err| at(err.to_string()))?);
+            }
+            let bytes = read(&e.report)?;
+            out = out
+                .with_report(&e.image, e.digest.as_deref(), &bytes, vex)
+                .map_err(|err| at(err.to_string()))?;
+        }
+        Ok(out)
+    }
+}
+
+fn parse_report(bytes: &[u8]) -> std::result::Result<FindingsReport, String> {
+    match findings::parse(bytes) {
+        Ok(Parsed::Report(r)) => Ok(r),
+        Ok(Parsed::Vex(_)) => Err("expected a findings report, found a VEX document".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl FindingsSource for LocalFindings {
+    fn lookup<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, std::result::Result<SourceLookup, SourceError>> {
+        Box::pin(async move {
+            let entry = image
+                .digest
+                .as_ref()
+                .and_then(|d| self.by_digest.get(d))
+                .or_else(|| self.by_ref.get(&image.normalized()));
+            Ok(match entry {
+                Some(e) => SourceLookup {
+                    digest: e.digest.clone().or(image.digest.clone()),
+                    report: e.report.clone(),
+                },
+                None => SourceLookup {
+                    digest: image.digest.clone(),
+                    report: Err(UnscannedReason::NoReport),
+                },
+            })
+        })
+    }
+}
+
+// -------------------------------------------------------------------------------------------------
+
+/// Findings from OCI registries (referrers of the image), via `vulngate-registry`.
+#[derive(Debug, Clone)]
+pub struct RegistrySource {
+    client: Arc<RegistryClient>,
+}
+
+impl RegistrySource {
+    pub fn new(client: Arc<RegistryClient>) -> RegistrySource {
+        RegistrySource { client }
+    }
+}
+
+impl FindingsSource for RegistrySource {
+    fn lookup<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, std::result::Result<SourceLookup, SourceError>> {
+        Box::pin(async move {
+            let l = self.client.lookup(image).await;
+            match l.report {
+                // The registry could not be asked: that is the failure policy's call.
+                Err(UnscannedReason::RegistryUnavailable(detail)) => Err(SourceError(detail)),
+                Err(reason) => Ok(SourceLookup {
+                    digest: l.digest,
+                    report: Err(reason),
+                }),
+                Ok(found) => Ok(SourceLookup {
+                    digest: l.digest,
+                    report: Ok(FoundReport {
+                        report: found.report,
+                        identity: found.identity,
+                        vex: found.vex,
+                    }),
+                }),
+            }
+        })
+    }
+}
