@@ -9,6 +9,12 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 2
 fi
 
+echo "==> test tools (registries, oras, crane, cosign, notation; cached outside the repo)"
+scripts/install-test-tools.sh
+tools_dir="${VULNGATE_TOOLS_DIR:-$HOME/.cache/vulngate-tools}"
+# shellcheck source=/dev/null
+source "$tools_dir/env.sh"
+
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy (also type-checks the benches)"
