@@ -985,7 +985,8 @@ mod tests {
             let a = AnalyzedReport::new(&report, ReportIdentity::default(), &[], None);
             let len = a.vulnerabilities.len();
             let mut ignored: Vec<usize> = (0..rnd(4))
-                .filter_map(|_| (len > 0).then(|| rnd(len as u64) as usize))
+                .map(|_| rnd(len.max(1) as u64) as usize)
+                .filter(|i| *i < len)
                 .collect();
             ignored.sort_unstable();
             ignored.dedup();
