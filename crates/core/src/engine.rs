@@ -238,27 +238,47 @@ impl AnalyzedReport {
             }
             finding_root.push(first.unwrap_or(0));
         }
-        // Group findings by root id.
-        let mut group_of_root: FxHashMap<u32, usize> = FxHashMap::default();
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        for (fi, r) in finding_root.iter().enumerate() {
-            let root = uf.find(*r);
-            let g = *group_of_root.entry(root).or_insert_with(|| {
-                groups.push(Vec::new());
-                groups.len() - 1
-            });
-            groups[g].push(fi);
-        }
-        let mut ids_of_group: Vec<Vec<&str>> = vec![Vec::new(); groups.len()];
-        for (n, name) in names.iter().enumerate() {
-            let root = uf.find(n as u32);
-            if let Some(g) = group_of_root.get(&root) {
-                ids_of_group[*g].push(name);
+        // Number the groups (one per union-find root) and lay findings and ids out group by
+        // group (a counting sort: no per-group allocation).
+        let mut gid_of_root = vec![u32::MAX; names.len()];
+        let mut ngroups = 0usize;
+        let mut gid_of = |root: u32, uf: &mut UnionFind| -> usize {
+            let root = uf.find(root) as usize;
+            if gid_of_root[root] == u32::MAX {
+                gid_of_root[root] = ngroups as u32;
+                ngroups += 1;
             }
-        }
-        let mut vulnerabilities: Vec<Vulnerability> = Vec::with_capacity(groups.len());
-        for (g, members) in groups.iter().enumerate() {
-            let mut ids: Vec<String> = ids_of_group[g].iter().map(|s| s.to_string()).collect();
+            gid_of_root[root] as usize
+        };
+        let finding_gid: Vec<usize> = finding_root.iter().map(|r| gid_of(*r, &mut uf)).collect();
+        let name_gid: Vec<usize> = (0..names.len() as u32)
+            .map(|n| gid_of(n, &mut uf))
+            .collect();
+        let by_group = |gids: &[usize]| -> (Vec<usize>, Vec<usize>) {
+            let mut start = vec![0usize; ngroups + 1];
+            for g in gids {
+                start[g + 1] += 1;
+            }
+            for g in 0..ngroups {
+                start[g + 1] += start[g];
+            }
+            let mut next = start.clone();
+            let mut order = vec![0usize; gids.len()];
+            for (i, g) in gids.iter().enumerate() {
+                order[next[*g]] = i;
+                next[*g] += 1;
+            }
+            (start, order)
+        };
+        let (fstart, forder) = by_group(&finding_gid);
+        let (nstart, norder) = by_group(&name_gid);
+        let mut vulnerabilities: Vec<Vulnerability> = Vec::with_capacity(ngroups);
+        for g in 0..ngroups {
+            let members = &forder[fstart[g]..fstart[g + 1]];
+            let mut ids: Vec<String> = norder[nstart[g]..nstart[g + 1]]
+                .iter()
+                .map(|n| names[*n].to_string())
+                .collect();
             ids.sort();
             let id = ids
                 .iter()
@@ -283,16 +303,22 @@ impl AnalyzedReport {
                     }
                 }
                 fix_available &= f.has_fix();
-                let p = AffectedPackage {
-                    name: f.package.name.clone(),
-                    installed: f.package.version.clone(),
-                    fixed: f.fixed_versions.clone(),
-                };
-                if !packages.contains(&p) {
-                    packages.push(p);
+                let known = packages.iter().any(|p| {
+                    p.name == f.package.name
+                        && p.installed == f.package.version
+                        && p.fixed == f.fixed_versions
+                });
+                if !known {
+                    packages.push(AffectedPackage {
+                        name: f.package.name.clone(),
+                        installed: f.package.version.clone(),
+                        fixed: f.fixed_versions.clone(),
+                    });
                 }
             }
-            packages.sort_by(|a, b| (&a.name, &a.installed).cmp(&(&b.name, &b.installed)));
+            packages.sort_by(|a, b| {
+                (&a.name, &a.installed, &a.fixed).cmp(&(&b.name, &b.installed, &b.fixed))
+            });
             vulnerabilities.push(Vulnerability {
                 id,
                 ids,
