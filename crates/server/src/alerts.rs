@@ -136,8 +136,14 @@ pub enum AlertError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("alert database {path}: schema version {found} is newer than this vulngate knows ({known})")]
-    SchemaTooNew { path: String, found: i64, known: i64 },
+    #[error(
+        "alert database {path}: schema version {found} is newer than this vulngate knows ({known})"
+    )]
+    SchemaTooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: String,

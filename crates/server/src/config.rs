@@ -206,6 +206,14 @@ impl Config {
         Ok(cfg)
     }
 
+    /// `--insecure-registry HOST`: adds a plain-HTTP registry (enabling the registry source).
+    pub fn add_insecure_registry(&mut self, host: &str) {
+        let r = self.registry.get_or_insert_with(RegistryConfig::default);
+        if !r.insecure_registries.iter().any(|h| h == host) {
+            r.insecure_registries.push(host.to_string());
+        }
+    }
+
     fn resolve_relative(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
             if p.is_relative() && !base.as_os_str().is_empty() {
@@ -240,12 +248,19 @@ impl Config {
             ));
         }
         for (i, g) in self.skip_images.iter().enumerate() {
-            glob::Pattern::new(g)
-                .map_err(|e| (format!("skipImages[{i}]"), format!("invalid glob {g:?}: {e}")))?;
+            glob::Pattern::new(g).map_err(|e| {
+                (
+                    format!("skipImages[{i}]"),
+                    format!("invalid glob {g:?}: {e}"),
+                )
+            })?;
         }
         if let Some(b) = &self.break_glass {
             if b.annotation.trim().is_empty() {
-                return Err(("breakGlass.annotation".into(), "empty annotation key".into()));
+                return Err((
+                    "breakGlass.annotation".into(),
+                    "empty annotation key".into(),
+                ));
             }
         }
         if self.default_timeout.is_zero() || self.default_timeout > Duration::from_secs(30) {

@@ -1,1 +1,358 @@
-//! placeholder
+//! vulngate's admission webhook: a Kubernetes validating webhook that gates container images
+//! on their vulnerability findings (ARCHITECTURE.md sections 1 and 6).
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), vulngate_server::Error> {
+//! let server = vulngate_server::Server::from_config(vulngate_server::Config::default())?;
+//! let app = server.router(); // drive it in process with tower::ServiceExt::oneshot...
+//! server.serve().await // ...or over TLS
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod alerts;
+pub mod cache;
+pub mod config;
+mod error;
+pub mod metrics;
+pub mod rules;
+pub mod source;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State as AxState};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+pub use alerts::{Alert, AlertAction, AlertBackend, AlertError, AlertFilter, AlertStore};
+pub use config::{BreakGlassConfig, CacheConfig, Config, FailurePolicy, TlsConfig};
+pub use error::{Error, Result};
+pub use metrics::Metrics;
+pub use rules::ActiveRules;
+pub use source::{
+    FindingsSource, FoundReport, LocalFindings, RegistrySource, SourceError, SourceLookup,
+};
+pub use tls::TlsSetup;
+
+use cache::FindingsCache;
+
+/// Shared state of the handlers.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub config: Config,
+    pub rules: ActiveRules,
+    pub cache: FindingsCache,
+    pub alerts: AlertStore,
+    pub metrics: Metrics,
+    skip: Vec<glob::Pattern>,
+    ready: AtomicBool,
+}
+
+impl State {
+    /// Whether `image` matches a `skipImages` glob (as written or normalised).
+    pub fn is_skipped(&self, image: &str) -> bool {
+        if self.skip.is_empty() {
+            return false;
+        }
+        let normalized = vulngate_core::ImageRef::parse(image)
+            .ok()
+            .map(|r| r.normalized());
+        self.skip
+            .iter()
+            .any(|p| p.matches(image) || normalized.as_deref().is_some_and(|n| p.matches(n)))
+    }
+}
+
+/// The webhook server.
+#[derive(Debug, Clone)]
+pub struct Server {
+    state: Arc<State>,
+}
+
+impl Server {
+    /// Builds the server from its configuration: rules, findings source (registry, findings
+    /// directory, or none), alert store in the data directory.
+    pub fn from_config(config: Config) -> Result<Server> {
+        let source: Arc<dyn FindingsSource> = match (&config.registry, &config.findings_dir) {
+            (Some(r), _) => Arc::new(RegistrySource::new(Arc::new(
+                vulngate_registry::RegistryClient::new(r.clone())?,
+            ))),
+            (None, Some(dir)) => Arc::new(LocalFindings::from_dir(dir)?),
+            (None, None) => Arc::new(LocalFindings::empty()),
+        };
+        Server::with_source(config, source)
+    }
+
+    /// Like [`from_config`](Self::from_config) with the given findings source.
+    pub fn with_source(config: Config, source: Arc<dyn FindingsSource>) -> Result<Server> {
+        let alerts = AlertStore::open(&config.data_dir)?;
+        Server::with_parts(config, source, alerts)
+    }
+
+    /// Everything given: the findings source and the alert store.
+    pub fn with_parts(
+        config: Config,
+        source: Arc<dyn FindingsSource>,
+        alerts: AlertStore,
+    ) -> Result<Server> {
+        config
+            .validate()
+            .map_err(|(field, message)| Error::Config {
+                location: field,
+                message,
+            })?;
+        let metrics = Metrics::new();
+        let rules = ActiveRules::load(config.rules.as_deref(), metrics.clone())?;
+        let cache = FindingsCache::new(source, &config.cache, metrics.clone());
+        let skip = config
+            .skip_images
+            .iter()
+            .map(|g| glob::Pattern::new(g))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Config {
+                location: "skipImages".into(),
+                message: e.to_string(),
+            })?;
+        let state = State {
+            config,
+            rules,
+            cache,
+            alerts,
+            metrics,
+            skip,
+            ready: AtomicBool::new(true), // the rules are loaded
+        };
+        Ok(Server {
+            state: Arc::new(state),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
+    /// The active rules (`reload()` for an immediate reload).
+    pub fn rules(&self) -> &ActiveRules {
+        &self.state.rules
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.metrics
+    }
+
+    pub fn alerts(&self) -> &AlertStore {
+        &self.state.alerts
+    }
+
+    /// Drops the cached findings.
+    pub fn clear_cache(&self) {
+        self.state.cache.clear();
+    }
+
+    /// The HTTP routes: `POST /validate`, `GET /healthz`, `/readyz`, `/metrics`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/validate", post(validate))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics_handler))
+            .layer(DefaultBodyLimit::max(self.state.config.max_request_bytes))
+            .with_state(self.state.clone())
+    }
+
+    /// Serves HTTPS on the configured address until SIGINT/SIGTERM, with the rule watcher.
+    pub async fn serve(self) -> Result<()> {
+        let tls = tls::setup(&self.state.config)?;
+        let listener = TcpListener::bind(self.state.config.listen)
+            .await
+            .map_err(|e| Error::io(format!("binding {}", self.state.config.listen), e))?;
+        self.serve_on(listener, tls.server_config, shutdown_signal())
+            .await
+    }
+
+    /// Serves HTTPS on `listener` until `shutdown` completes (then finishes in-flight
+    /// requests, for at most 10 seconds). Also runs the rule watcher.
+    pub async fn serve_on(
+        self,
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let addr: Option<SocketAddr> = listener.local_addr().ok();
+        let watcher = self
+            .state
+            .rules
+            .spawn_watcher(self.state.config.rules_reload_interval);
+        tracing::info!(
+            listen = ?addr,
+            rules_version = self.state.rules.current().version(),
+            "vulngate webhook serving"
+        );
+        let acceptor = TlsAcceptor::from(tls);
+        let service = TowerToHyperService::new(self.router());
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let service = service.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection(TokioIo::new(tls), service);
+                if let Err(e) = watcher.watch(conn).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        if let Some(w) = watcher {
+            w.abort();
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// `vulngate serve`: JSON logs, then the server on its configuration until SIGINT/SIGTERM.
+pub async fn run(config: Config) -> Result<()> {
+    init_logging(&config.log_level);
+    let server = Server::from_config(config)?;
+    server.serve().await
+}
+
+/// JSON log lines on stderr; `RUST_LOG` overrides `level`. Does nothing when a global
+/// subscriber is already set.
+pub fn init_logging(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_current_span(false)
+        .try_init();
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn validate(AxState(state): AxState<Arc<State>>, uri: Uri, body: Bytes) -> Response {
+    let started = tokio::time::Instant::now();
+    let timeout = admission::timeout_from_query(uri.query(), state.config.default_timeout);
+    let rv = match admission::parse_review(&body) {
+        Ok(rv) => rv,
+        Err(admission::BadReview(message)) => {
+            state
+                .metrics
+                .request("invalid", started.elapsed().as_secs_f64());
+            tracing::warn!(error = %message, "malformed AdmissionReview");
+            return (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                message,
+            )
+                .into_response();
+        }
+    };
+    let resp = admission::review(&state, rv, timeout).await;
+    state.metrics.request(
+        if resp.allowed { "allowed" } else { "denied" },
+        started.elapsed().as_secs_f64(),
+    );
+    match serde_json::to_vec(&resp.into_review()) {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialise the AdmissionReview response");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+async fn readyz(AxState(state): AxState<Arc<State>>) -> Response {
+    if state.ready.load(Ordering::Relaxed) {
+        (
+            StatusCode::OK,
+            format!("ready: rules {}", state.rules.current().version()),
+        )
+            .into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "rules not loaded").into_response()
+    }
+}
+
+async fn metrics_handler(AxState(state): AxState<Arc<State>>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}

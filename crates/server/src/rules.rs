@@ -163,3 +163,31 @@ fn fingerprint(path: &Path) -> Option<Fingerprint> {
         entry(path.to_path_buf()).map(|e| vec![e])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULE: &str = "apiVersion: vulngate.io/v1\nkind: SecurityRule\nmetadata: { name: r }\nspec:\n  action: ACTION\n  conditions: [{ severity: high }]\n";
+
+    #[test]
+    fn watcher_reloads_changed_files_and_keeps_the_last_good_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("rules.yaml");
+        std::fs::write(&p, RULE.replace("ACTION", "audit")).unwrap();
+        let metrics = Metrics::new();
+        let rules = ActiveRules::load(Some(&p), metrics.clone()).unwrap();
+        let v1 = rules.current().version().to_string();
+        rules.reload_if_changed(); // unchanged: nothing
+        assert_eq!(rules.current().version(), v1);
+        std::fs::write(&p, RULE.replace("ACTION", "deny-it")).unwrap();
+        rules.reload_if_changed();
+        assert_eq!(rules.current().version(), v1);
+        assert_eq!(metrics.rules_reload_failures(), 1);
+        rules.reload_if_changed(); // the same bad edit is reported once
+        assert_eq!(metrics.rules_reload_failures(), 1);
+        std::fs::write(&p, RULE.replace("ACTION", "deny")).unwrap();
+        rules.reload_if_changed();
+        assert_ne!(rules.current().version(), v1);
+    }
+}

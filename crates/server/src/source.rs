@@ -150,7 +150,8 @@ impl LocalFindings {
             .map_err(|e| Error::Findings(format!("{}: {e}", index_path.display())))?;
         let mut out = LocalFindings::empty();
         for (i, e) in index.images.iter().enumerate() {
-            let at = |m: String| Error::Findings(format!("{}: images[{i}]: {m}", index_path.display()));
+            let at =
+                |m: String| Error::Findings(format!("{}: images[{i}]: {m}", index_path.display()));
             let read = |p: &Path| {
                 let p = dir.join(p);
                 std::fs::read(&p).map_err(|err| at(format!("cannot read {}: {err}", p.display())))

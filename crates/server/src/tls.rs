@@ -1,0 +1,172 @@
+//! TLS: rustls (ring provider only; TLS 1.2 and 1.3; ALPN h2 and http/1.1) with the configured
+//! certificate, or a self-signed CA and server certificate generated into the data directory.
+//!
+//! Generated files: `ca.crt` (the CA bundle to give the API server as `caBundle`), `tls.crt`,
+//! `tls.key` and `tls.names` (the names the certificate was made for). They are reused on
+//! restart while the names are unchanged, so the CA bundle stays valid; otherwise regenerated.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+pub const CA_FILE: &str = "ca.crt";
+pub const CERT_FILE: &str = "tls.crt";
+pub const KEY_FILE: &str = "tls.key";
+const NAMES_FILE: &str = "tls.names";
+
+/// The server's TLS configuration and, when generated, where its CA bundle is.
+#[derive(Debug, Clone)]
+pub struct TlsSetup {
+    pub server_config: Arc<ServerConfig>,
+    /// `ca.crt` in the data directory when the certificate is self-signed.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Loads the configured certificate, or generates (or reuses) a self-signed one.
+pub fn setup(cfg: &Config) -> Result<TlsSetup> {
+    let (cert, key, ca_file) = match (&cfg.tls.cert_file, &cfg.tls.key_file) {
+        (Some(c), Some(k)) => (c.clone(), k.clone(), None),
+        _ => {
+            let names = self_signed_names(cfg);
+            let ca = ensure_self_signed(&cfg.data_dir, &names)?;
+            (
+                cfg.data_dir.join(CERT_FILE),
+                cfg.data_dir.join(KEY_FILE),
+                Some(ca),
+            )
+        }
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+        .map_err(|e| Error::Tls(format!("{}: {e}", cert.display())))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Tls(format!("{}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(Error::Tls(format!(
+            "{}: no PEM certificate found",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(&key)
+        .map_err(|e| Error::Tls(format!("{}: {e}", key.display())))?;
+    Ok(TlsSetup {
+        server_config: Arc::new(server_config(chain, key)?),
+        ca_file,
+    })
+}
+
+/// A rustls server configuration: ring provider, TLS 1.3 and 1.2, ALPN h2 then http/1.1.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut sc = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| Error::Tls(format!("certificate and key: {e}")))?;
+    sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(sc)
+}
+
+/// localhost, 127.0.0.1, ::1, the listen address (unless unspecified) and the configured names.
+fn self_signed_names(cfg: &Config) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    let ip: IpAddr = cfg.listen.ip();
+    if !ip.is_unspecified() {
+        names.push(ip.to_string());
+    }
+    names.extend(cfg.tls.self_signed_names.iter().cloned());
+    let mut seen = std::collections::BTreeSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
+}
+
+fn ensure_self_signed(dir: &Path, names: &[String]) -> Result<PathBuf> {
+    let ca = dir.join(CA_FILE);
+    let want = names.join("\n");
+    let have = std::fs::read_to_string(dir.join(NAMES_FILE)).ok();
+    if have.as_deref() == Some(want.as_str())
+        && ca.is_file()
+        && dir.join(CERT_FILE).is_file()
+        && dir.join(KEY_FILE).is_file()
+    {
+        tracing::info!(ca_bundle = %ca.display(), "using the self-signed certificate in the data directory");
+        return Ok(ca);
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let gen = |e: rcgen::Error| Error::Tls(format!("generating a self-signed certificate: {e}"));
+
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(gen)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "vulngate self-signed CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = KeyPair::generate().map_err(gen)?;
+    let issuer = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(gen)?;
+
+    let mut leaf = CertificateParams::new(names.to_vec()).map_err(gen)?;
+    leaf.distinguished_name.push(DnType::CommonName, "vulngate");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let leaf_key = KeyPair::generate().map_err(gen)?;
+    let cert = leaf.signed_by(&leaf_key, &*issuer).map_err(gen)?;
+
+    write_private(&dir.join(KEY_FILE), leaf_key.serialize_pem().as_bytes())?;
+    write_file(
+        &dir.join(CERT_FILE),
+        format!("{}{}", cert.pem(), issuer.pem()).as_bytes(),
+    )?;
+    write_file(&ca, issuer.pem().as_bytes())?;
+    write_file(&dir.join(NAMES_FILE), want.as_bytes())?;
+    tracing::info!(
+        ca_bundle = %ca.display(),
+        names = ?names,
+        "generated a self-signed certificate; give the API server this CA bundle (caBundle)"
+    );
+    Ok(ca)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// Writes a private key readable by the owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
