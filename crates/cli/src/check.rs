@@ -7,13 +7,14 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
+use serde::Serialize;
 use vulngate_core::engine::{AnalyzedReport, Decision, Outcome, RequestContext, Subject};
 use vulngate_core::image::is_valid_digest;
 use vulngate_core::model::{Severity, VexStatement};
 use vulngate_core::workload::{self, ContainerKind, WorkloadError};
 use vulngate_core::{evaluate, ImageRef, RuleSet, UnscannedReason};
 
-use crate::reports::{self, ImageFindings, Locator, ReportCache};
+use crate::reports::{self, ImageFindings, LoadedReport, Locator, ReportCache};
 use crate::{output, registry, CheckArgs, FailOn};
 
 /// Where an image came from, when it came from a manifest.
@@ -35,6 +36,62 @@ struct Target {
     workload: Option<WorkloadInfo>,
 }
 
+/// Where an image's findings came from: a local report, or its registry.
+#[derive(Debug)]
+pub struct Source {
+    /// The digest the reference resolved to in its registry (the decision's digest).
+    pub digest: Option<String>,
+    /// Looked up in the registry (else a local report or `--offline`).
+    pub registry: bool,
+    /// What to evaluate: one entry, or one per platform (`--platform all`).
+    pub entries: Vec<Entry>,
+    /// The registry's warnings (printed once per image on stderr).
+    pub warnings: Vec<String>,
+}
+
+impl Source {
+    fn local(findings: ImageFindings) -> Source {
+        Source {
+            digest: None,
+            registry: false,
+            entries: vec![Entry {
+                findings,
+                info: SourceInfo::default(),
+            }],
+            warnings: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Entry {
+    pub findings: ImageFindings,
+    pub info: SourceInfo,
+}
+
+/// What the registry adds to an image's decision in the JSON output (all optional).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceInfo {
+    /// The platform evaluated (`--platform all`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// The platform manifest of a multi-arch image (the decision's digest is the index).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform_digest: Option<String>,
+    /// The artifact type the report was found under.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// The manifest or index the report is attached to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attached_to: Option<String>,
+    /// What verified the report (`notation: ...`, `cosign: ...`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<String>,
+    /// The registry's warnings for this image.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
 /// One evaluated image.
 #[derive(Debug)]
 pub struct Checked {
@@ -42,6 +99,7 @@ pub struct Checked {
     pub workload: Option<WorkloadInfo>,
     /// Severity of the deciding vulnerability, if any.
     pub severity: Option<Severity>,
+    pub info: SourceInfo,
 }
 
 pub fn run(args: CheckArgs) -> Result<ExitCode> {
@@ -64,70 +122,99 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         }
     }
     let locator = Locator::new(&args.reports, args.findings_dir.as_deref(), &images)?;
+    // A bad configuration is bad input even when no image needs the registry.
+    let registry_cfg = registry::config(&args.registry, args.platform.as_deref())?;
     let mut cache = ReportCache::default();
-    let mut findings: HashMap<String, ImageFindings> = HashMap::new();
+    let mut sources: HashMap<String, Source> = HashMap::new();
+    let mut remote: Vec<ImageRef> = Vec::new();
     for image in &images {
-        let f = match locator.locate(image)? {
+        let findings = match locator.locate(image)? {
             Some(path) => ImageFindings::Report(cache.load(&path)?),
             None if args.offline => ImageFindings::Unscanned(UnscannedReason::NoReport),
-            None => registry::lookup(image)?,
+            None => {
+                remote.push(image.clone());
+                continue;
+            }
         };
-        findings.insert(image.original.clone(), f);
+        sources.insert(image.original.clone(), Source::local(findings));
+    }
+    if !remote.is_empty() || args.registry.config.is_some() {
+        let client = registry::Registry::new(registry_cfg)?;
+        let all = registry::all_platforms(client.config());
+        // One lookup per image, however it is spelled.
+        let mut distinct: Vec<ImageRef> = Vec::new();
+        for image in &remote {
+            if !distinct
+                .iter()
+                .any(|d| d.normalized() == image.normalized())
+            {
+                distinct.push(image.clone());
+            }
+        }
+        let lookups = client.lookup_all(&distinct);
+        for image in &remote {
+            let Some(i) = distinct
+                .iter()
+                .position(|d| d.normalized() == image.normalized())
+            else {
+                bail!("internal error: {} was not looked up", image.original);
+            };
+            let source = registry::source(image, lookups[i].clone(), all);
+            for w in &source.warnings {
+                anstream::eprintln!("warning: {}: {w}", image.original);
+            }
+            let refused = source.entries.iter().any(|e| {
+                matches!(&e.findings,
+                    ImageFindings::Unscanned(UnscannedReason::RegistryUnavailable(d))
+                        if d.contains("insecureRegistries"))
+            });
+            if refused {
+                anstream::eprintln!(
+                    "note: {}: pass --insecure-registry {} to reach a plain-HTTP or loopback registry",
+                    image.original,
+                    image.registry
+                );
+            }
+            sources.insert(image.original.clone(), source);
+        }
     }
 
     let precedence = args.precedence.into();
     let mut checked = Vec::with_capacity(targets.len());
     for t in targets {
-        let Some(f) = findings.get(&t.image.original) else {
+        let Some(src) = sources.get(&t.image.original) else {
             bail!(
                 "internal error: no findings looked up for {}",
                 t.image.original
             );
         };
-        let decision = match f {
-            ImageFindings::Report(r) => {
-                let image = match (&t.image.digest, &r.report.subject_digest) {
-                    // The report knows which digest it scanned: the decision names it.
-                    (None, Some(d)) if is_valid_digest(d) => t.image.with_digest(d),
-                    (Some(pinned), Some(d)) if pinned != d => {
-                        // Not an error: an index digest and a platform manifest digest differ.
-                        anstream::eprintln!(
-                            "note: {} scanned {d}, but {} pins {pinned}",
-                            r.source,
-                            t.image.original
-                        );
-                        t.image.clone()
-                    }
-                    _ => t.image.clone(),
-                };
-                let statements: Vec<VexStatement> =
-                    r.vex.iter().chain(vex.iter()).cloned().collect();
-                let analyzed =
-                    AnalyzedReport::new(&r.report, r.identity.clone(), &statements, Some(&image));
-                evaluate(
+        // The registry resolved the reference: the decision names that digest.
+        let resolved = match &src.digest {
+            Some(d) => t.image.with_digest(d),
+            None => t.image.clone(),
+        };
+        for entry in &src.entries {
+            let decision = match &entry.findings {
+                ImageFindings::Report(r) => {
+                    evaluate_report(&rules, precedence, &t, &resolved, src, r, &vex, now)
+                }
+                ImageFindings::Unscanned(reason) => evaluate(
                     &rules,
                     precedence,
                     &t.ctx,
-                    &image,
-                    Subject::Report(&analyzed),
+                    &resolved,
+                    Subject::Unscanned(reason),
                     now,
-                )
-            }
-            ImageFindings::Unscanned(reason) => evaluate(
-                &rules,
-                precedence,
-                &t.ctx,
-                &t.image,
-                Subject::Unscanned(reason),
-                now,
-            ),
-        };
-        let severity = decision.vulnerability_detail.as_ref().map(|v| v.severity);
-        checked.push(Checked {
-            decision,
-            workload: t.workload,
-            severity,
-        });
+                ),
+            };
+            let severity = decision.vulnerability_detail.as_ref().map(|v| v.severity);
+            checked.push(Checked {
+                decision,
+                workload: t.workload.clone(),
+                severity,
+                info: entry.info.clone(),
+            });
+        }
     }
 
     let overall = Outcome::combine(checked.iter().map(|c| c.decision.decision));
@@ -146,6 +233,48 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Evaluates one image against a report (local or from its registry).
+#[allow(clippy::too_many_arguments)]
+fn evaluate_report(
+    rules: &RuleSet,
+    precedence: vulngate_core::Precedence,
+    t: &Target,
+    resolved: &ImageRef,
+    src: &Source,
+    r: &LoadedReport,
+    vex: &[VexStatement],
+    now: chrono::DateTime<Utc>,
+) -> Decision {
+    let image = if src.registry {
+        resolved.clone()
+    } else {
+        match (&t.image.digest, &r.report.subject_digest) {
+            // The report knows which digest it scanned: the decision names it.
+            (None, Some(d)) if is_valid_digest(d) => t.image.with_digest(d),
+            (Some(pinned), Some(d)) if pinned != d => {
+                // Not an error: an index digest and a platform manifest digest differ.
+                anstream::eprintln!(
+                    "note: {} scanned {d}, but {} pins {pinned}",
+                    r.source,
+                    t.image.original
+                );
+                t.image.clone()
+            }
+            _ => t.image.clone(),
+        }
+    };
+    let statements: Vec<VexStatement> = r.vex.iter().chain(vex.iter()).cloned().collect();
+    let analyzed = AnalyzedReport::new(&r.report, r.identity.clone(), &statements, Some(&image));
+    evaluate(
+        rules,
+        precedence,
+        &t.ctx,
+        &image,
+        Subject::Report(&analyzed),
+        now,
+    )
 }
 
 /// The images to check: `--image` values first, then the manifests' containers in order.

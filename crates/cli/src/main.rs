@@ -1,7 +1,9 @@
 //! `vulngate`: gate Kubernetes workloads on their images' vulnerability findings.
 //!
 //! Exit codes: 0 allowed (or nothing to report), 1 denied (or audited with `--fail-on audit`;
-//! `rules lint`: warnings), 2 bad input (flags, rules, manifests, reports).
+//! `rules lint`: warnings; `attach`: the registry failed), 2 bad input (flags, rules, manifests,
+//! reports, configuration). A registry problem during `check` is never exit 2: the image is
+//! unscanned, with the reason, and the rules decide.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +11,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
+mod attach;
 mod check;
 mod lint;
 mod output;
@@ -31,6 +34,9 @@ struct Cli {
 enum Command {
     /// Evaluate images (or the images of Kubernetes manifests) against security rules.
     Check(CheckArgs),
+    /// Push a findings report to an image's registry as a referrer of the image (OCI 1.1), where
+    /// `vulngate check` and the webhook find it.
+    Attach(AttachArgs),
     /// Work with rule sets.
     Rules {
         #[command(subcommand)]
@@ -61,10 +67,17 @@ Finding the report of an image (first match wins):
                                    -> DIR/registry.example.com_shop_api_1.4.2.json
                                  ghcr.io/o/app@sha256:ab..
                                    -> DIR/ghcr.io_o_app_sha256_ab...sarif
-  3. the image's registry    (not available in this build: pass --offline to treat an image
-                             without a report as unscanned)
+  3. the image's registry    (unless --offline): the tag is resolved to a digest, the
+                             findings artifacts attached to it as referrers are discovered,
+                             verified against the trust policies of --config and parsed; the
+                             newest valid one decides. An image whose registry cannot be asked,
+                             or has no valid report, is unscanned, with the exact reason (a
+                             blockUnscanned rule decides; never exit 2). Plain HTTP, and
+                             loopback addresses, only for --insecure-registry hosts.
+     --offline               never contact a registry: no local report means unscanned
 Reports are detected from their content: Trivy JSON, Grype JSON, SARIF 2.1.0, CycloneDX,
-in-toto/cosign vulnerability attestations. A report that cannot be parsed is an error (exit 2).
+in-toto/cosign vulnerability attestations. A local report that cannot be parsed is an error
+(exit 2). Registry warnings (e.g. a report accepted unsigned) are printed on stderr.
 
 Exit codes: 0 allowed, 1 denied (or audited with --fail-on audit), 2 bad input.";
 
@@ -114,6 +127,12 @@ pub struct CheckArgs {
     /// Never contact a registry: an image without a report is unscanned.
     #[arg(long)]
     pub offline: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Platform of a multi-arch image whose findings count: os/arch[/variant], or `all` to
+    /// evaluate every platform of the index [default: the config's `platform`, linux/amd64].
+    #[arg(long, value_name = "OS/ARCH|all", value_parser = parse_platform)]
+    pub platform: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = CheckOutput::Table)]
     pub output: CheckOutput,
@@ -123,6 +142,51 @@ pub struct CheckArgs {
     /// Evaluation time (RFC 3339), for reproducible runs.
     #[arg(long, hide = true, value_parser = parse_now)]
     pub now: Option<DateTime<Utc>>,
+}
+
+/// Registry access, shared by `check` and `attach`.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// A registry reached over plain HTTP, and allowed to resolve to a loopback address
+    /// (repeatable). Nothing else is ever contacted without TLS.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]", value_parser = parse_registry_host)]
+    pub insecure_registries: Vec<String>,
+    /// A vulngate.yaml whose `registry:` section configures registry access: allowed hosts,
+    /// credentials, CA bundles, limits, timeouts, platform and trust policies (see
+    /// docs/registry.md). The whole file is validated; its other sections are not used here.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+const ATTACH_AFTER_HELP: &str = "\
+The report is parsed first (Trivy JSON, Grype JSON, SARIF 2.1.0, CycloneDX, in-toto/cosign
+vulnerability attestations, or an OpenVEX document, which is attached as
+application/openvex+json unless --artifact-type says otherwise) and pushed unchanged as an OCI
+image manifest whose subject is the image (a tag is resolved to its digest first). On
+registries without the referrers API, the referrers tag schema index (sha256-<hex>) is
+updated as well, as oras does. Sign the pushed artifact with `notation sign` or `cosign sign`
+(REPOSITORY@DIGEST printed below) to make it trusted under a trust policy.
+
+Exit codes: 0 attached, 1 the registry failed (unreachable, refused, authentication...),
+2 bad input (flags, image reference, report, configuration).";
+
+#[derive(Debug, Args)]
+#[command(after_long_help = ATTACH_AFTER_HELP)]
+pub struct AttachArgs {
+    /// The image the report belongs to (tag or digest).
+    #[arg(long, value_name = "REF")]
+    pub image: String,
+    /// The findings report to push.
+    #[arg(long, value_name = "FILE")]
+    pub report: PathBuf,
+    /// Artifact type of the referrer [default: application/vnd.vulngate.report+json].
+    #[arg(long, value_name = "TYPE", value_parser = parse_media_type)]
+    pub artifact_type: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = AttachOutput::Text)]
+    pub output: AttachOutput,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +231,12 @@ pub enum LintOutput {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AttachOutput {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FailOn {
     Deny,
     Audit,
@@ -180,6 +250,46 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `HOST` or `HOST:PORT` (no scheme, no path), lowercased as the registry client compares it.
+fn parse_registry_host(s: &str) -> Result<String, String> {
+    let bad = s.is_empty()
+        || s.contains("://")
+        || s.contains(['/', '@', '?', '#', '*'])
+        || s.chars().any(char::is_whitespace);
+    if bad {
+        return Err(format!(
+            "expected a registry HOST or HOST:PORT such as 127.0.0.1:5000 (no scheme or path), found {s:?}"
+        ));
+    }
+    Ok(s.to_ascii_lowercase())
+}
+
+fn parse_platform(s: &str) -> Result<String, String> {
+    vulngate_registry::PlatformSelector::parse(s).map(|_| s.to_string())
+}
+
+/// `type/subtype[+suffix]`, as OCI artifact types are.
+fn parse_media_type(s: &str) -> Result<String, String> {
+    let ok = match s.split_once('/') {
+        Some((t, sub)) => {
+            let token = |x: &str| {
+                !x.is_empty()
+                    && x.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+            };
+            token(t) && token(sub)
+        }
+        None => false,
+    };
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "expected a media type such as application/vnd.vulngate.report+json, found {s:?}"
+        ))
+    }
+}
+
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
@@ -190,6 +300,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse(); // flag errors: clap prints them and exits 2
     let result = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Attach(args) => attach::run(args),
         Command::Rules {
             command: RulesCommand::Lint(args),
         } => lint::run(args),

@@ -10,7 +10,7 @@ use vulngate_core::engine::{Decision, Outcome};
 use vulngate_core::model::Severity;
 use vulngate_core::RuleSet;
 
-use crate::check::{Checked, WorkloadInfo};
+use crate::check::{Checked, SourceInfo, WorkloadInfo};
 
 #[derive(Serialize)]
 struct JsonOutput<'a> {
@@ -24,6 +24,9 @@ struct JsonImage<'a> {
     decision: &'a Decision,
     #[serde(skip_serializing_if = "Option::is_none")]
     workload: Option<JsonWorkload<'a>>,
+    /// Registry lookups: platform, artifact type, signatures, warnings.
+    #[serde(flatten)]
+    info: &'a SourceInfo,
 }
 
 #[derive(Serialize)]
@@ -47,7 +50,7 @@ impl<'a> From<&'a WorkloadInfo> for JsonWorkload<'a> {
     }
 }
 
-/// `{"decision": ..., "images": [Decision + "workload"]}`.
+/// `{"decision": ..., "images": [Decision + "workload" + registry details]}`.
 pub fn json(overall: Outcome, checked: &[Checked]) -> Result<()> {
     let out = JsonOutput {
         decision: overall,
@@ -56,6 +59,7 @@ pub fn json(overall: Outcome, checked: &[Checked]) -> Result<()> {
             .map(|c| JsonImage {
                 decision: &c.decision,
                 workload: c.workload.as_ref().map(JsonWorkload::from),
+                info: &c.info,
             })
             .collect(),
     };
@@ -127,10 +131,13 @@ pub fn table(overall: Outcome, checked: &[Checked]) -> Result<()> {
                     c.workload.as_ref().map(workload_cell).unwrap_or_default(),
                 ));
             }
-            let image = match (&d.digest, d.image.contains('@')) {
+            let mut image = match (&d.digest, d.image.contains('@')) {
                 (Some(digest), false) => format!("{}@{}", d.image, short_digest(digest)),
                 _ => d.image.clone(),
             };
+            if let Some(p) = &c.info.platform {
+                image.push_str(&format!(" [{p}]"));
+            }
             row.push(plain(image));
             row.push(Cell {
                 text: d.decision.as_str().to_string(),
@@ -258,6 +265,12 @@ pub fn sarif(rules: &RuleSet, checked: &[Checked]) -> Result<()> {
         });
         if let Some(s) = c.severity {
             properties["severity"] = json!(s);
+        }
+        if let Some(r) = &d.report {
+            properties["report"] = json!(r);
+        }
+        if let Some(p) = &c.info.platform {
+            properties["platform"] = json!(p);
         }
         if let Some(w) = &c.workload {
             properties["workload"] = serde_json::to_value(JsonWorkload::from(w))?;

@@ -1,18 +1,207 @@
-//! Looking up an image's findings in its registry (referrers of the image's digest).
+//! The registry side of `check` and `attach`: the registry configuration (`--config`,
+//! `--insecure-registry`, `--platform`), the client on a current-thread tokio runtime, and
+//! concurrent lookups turned into what `check` evaluates.
 //!
-//! Not available in this build: `vulngate check` needs `--report`, `--findings-dir` or
-//! `--offline`. This is the one place to plug the registry client in: it returns the image's
-//! findings, the reason it has none (`UnscannedReason`), or an error that stops the check.
+//! A lookup never fails: every registry problem is an `UnscannedReason` with its exact cause,
+//! and the rules decide (exit 2 stays for bad input: flags, configuration).
 
-use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
 use vulngate_core::ImageRef;
+use vulngate_registry::{
+    AttachRequest, Attached, Found, Lookup, PlatformSelector, RegistryClient, RegistryConfig,
+};
 
-use crate::reports::ImageFindings;
+use crate::check::{Entry, Source, SourceInfo};
+use crate::reports::{ImageFindings, LoadedReport};
+use crate::RegistryArgs;
 
-/// The findings of `image` according to its registry.
-pub fn lookup(image: &ImageRef) -> Result<ImageFindings> {
-    bail!(
-        "no report for {}: registry lookup is not available in this build; pass --report/--findings-dir or --offline",
-        image.original
+/// The `registry:` section of `--config` (the whole file validated as the server's
+/// `vulngate.yaml`), with `--insecure-registry` hosts added and `--platform` applied.
+pub fn config(args: &RegistryArgs, platform: Option<&str>) -> Result<RegistryConfig> {
+    let mut cfg = match &args.config {
+        None => RegistryConfig::default(),
+        Some(path) => {
+            // Absolute, so that paths the server resolves against the file's directory are
+            // absolute too, and resolving them again below changes nothing.
+            let abs = std::path::absolute(path)
+                .with_context(|| format!("--config {}", path.display()))?;
+            let file = vulngate_server::Config::load(&abs).map_err(|e| anyhow!("{e}"))?;
+            let mut registry = file.registry.unwrap_or_default();
+            if let Some(base) = abs.parent() {
+                resolve_relative(&mut registry, base);
+            }
+            registry
+        }
+    };
+    for host in &args.insecure_registries {
+        if !cfg
+            .insecure_registries
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host))
+        {
+            cfg.insecure_registries.push(host.clone());
+        }
+    }
+    if let Some(p) = platform {
+        cfg.platform = p.to_string();
+    }
+    Ok(cfg)
+}
+
+/// Files named in the registry section are relative to the configuration file, like the
+/// server's other paths.
+fn resolve_relative(cfg: &mut RegistryConfig, base: &Path) {
+    let fix = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    if let Some(p) = cfg.auth.docker_config.as_mut() {
+        fix(p);
+    }
+    for b in &mut cfg.auth.basic {
+        if let Some(p) = b.password_file.as_mut() {
+            fix(p);
+        }
+    }
+    cfg.ca_bundles.values_mut().for_each(fix);
+    for policy in &mut cfg.trust_policies {
+        if let Some(n) = policy.notation.as_mut() {
+            n.trust_store.iter_mut().for_each(fix);
+        }
+        if let Some(c) = policy.cosign.as_mut() {
+            c.public_keys.iter_mut().for_each(fix);
+        }
+    }
+}
+
+/// A registry client and the runtime that drives it.
+#[derive(Debug)]
+pub struct Registry {
+    rt: tokio::runtime::Runtime,
+    client: Arc<RegistryClient>,
+}
+
+impl Registry {
+    /// Validates the configuration and loads its trust material, CA bundles and credentials
+    /// (an error here is bad input).
+    pub fn new(cfg: RegistryConfig) -> Result<Registry> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let client = {
+            let _guard = rt.enter();
+            RegistryClient::new(cfg).context("registry configuration")?
+        };
+        Ok(Registry {
+            rt,
+            client: Arc::new(client),
+        })
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        self.client.config()
+    }
+
+    /// Looks every image up, concurrently; results in the order of `images`.
+    pub fn lookup_all(&self, images: &[ImageRef]) -> Vec<Lookup> {
+        self.rt.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            for (i, image) in images.iter().enumerate() {
+                let client = self.client.clone();
+                let image = image.clone();
+                set.spawn(async move { (i, client.lookup(&image).await) });
+            }
+            let mut out: Vec<Option<Lookup>> = vec![None; images.len()];
+            while let Some(joined) = set.join_next().await {
+                match joined {
+                    Ok((i, lookup)) => out[i] = Some(lookup),
+                    // A panicking lookup is a bug; let it surface as one.
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                }
+            }
+            out.into_iter()
+                .zip(images)
+                .map(|(l, image)| {
+                    l.unwrap_or_else(|| Lookup {
+                        digest: image.digest.clone(),
+                        platform_digest: None,
+                        report: Err(vulngate_core::UnscannedReason::RegistryUnavailable(
+                            "lookup did not complete".into(),
+                        )),
+                        platforms: Vec::new(),
+                        warnings: Vec::new(),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    pub fn attach(&self, req: &AttachRequest<'_>) -> vulngate_registry::Result<Attached> {
+        self.rt.block_on(self.client.attach(req))
+    }
+}
+
+/// What `check` evaluates for an image looked up in its registry: one entry, or one per
+/// platform of a multi-arch image with `--platform all`.
+pub fn source(image: &ImageRef, lookup: Lookup, all_platforms: bool) -> Source {
+    let warnings = lookup.warnings;
+    let entry = |platform: Option<String>,
+                 platform_digest: Option<String>,
+                 report: Result<Found, vulngate_core::UnscannedReason>| {
+        let mut info = SourceInfo {
+            platform,
+            platform_digest,
+            warnings: warnings.clone(),
+            ..SourceInfo::default()
+        };
+        let findings = match report {
+            Ok(found) => {
+                info.artifact_type = Some(found.artifact_type.clone());
+                info.attached_to = Some(found.attached_to.clone());
+                info.signatures = found.signatures.clone();
+                ImageFindings::Report(Rc::new(LoadedReport {
+                    source: format!(
+                        "{}@{} (referrer of {})",
+                        image.name(),
+                        found.identity.digest.as_deref().unwrap_or("?"),
+                        found.attached_to
+                    ),
+                    report: found.report,
+                    identity: found.identity,
+                    vex: found.vex,
+                }))
+            }
+            Err(reason) => ImageFindings::Unscanned(reason),
+        };
+        Entry { findings, info }
+    };
+    let entries = if all_platforms && !lookup.platforms.is_empty() {
+        lookup
+            .platforms
+            .into_iter()
+            .map(|p| entry(Some(p.platform), Some(p.digest), p.report))
+            .collect()
+    } else {
+        vec![entry(None, lookup.platform_digest, lookup.report)]
+    };
+    Source {
+        digest: lookup.digest,
+        registry: true,
+        entries,
+        warnings,
+    }
+}
+
+/// Whether `--platform all` (or the config's `platform: all`) is in effect.
+pub fn all_platforms(cfg: &RegistryConfig) -> bool {
+    matches!(
+        PlatformSelector::parse(&cfg.platform),
+        Ok(PlatformSelector::All)
     )
 }

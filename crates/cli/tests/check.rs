@@ -746,13 +746,19 @@ fn findings_dir_names_files_after_references() {
 }
 
 #[test]
-fn no_report_without_offline_needs_the_registry() {
-    let run = vulngate(&["check", "--image", "ghcr.io/o/app:1"]);
-    assert_eq!(run.code, 2);
+fn no_report_without_offline_asks_the_registry() {
+    // A loopback registry not named by --insecure-registry is refused before any connection:
+    // unscanned with the exact reason, never exit 2 (tests/registry.rs has real registries).
+    let run = vulngate(&["check", "--image", "127.0.0.1:9/o/app:1", "-o", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = run.json();
+    assert_eq!(out["images"][0]["decision"], "allow");
     assert_eq!(
-        run.stderr.trim(),
-        "error: no report for ghcr.io/o/app:1: registry lookup is not available in this build; pass --report/--findings-dir or --offline"
+        out["images"][0]["unscanned"]["kind"], "registry-unavailable",
+        "{out}"
     );
+    let detail = out["images"][0]["unscanned"]["detail"].as_str().unwrap();
+    assert!(detail.contains("127.0.0.1"), "{detail}");
     // --offline: unscanned, and the default rule does not block unscanned images.
     let run = vulngate(&[
         "check",

@@ -1,0 +1,140 @@
+//! `vulngate attach`: push a findings report to an image's registry as a referrer of the image.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use vulngate_core::findings::{self, Parsed};
+use vulngate_core::ImageRef;
+use vulngate_registry::{oci, AttachRequest, Error};
+
+use crate::{registry, AttachArgs, AttachOutput};
+
+pub fn run(args: AttachArgs) -> Result<ExitCode> {
+    let image = ImageRef::parse(&args.image).context("--image")?;
+    let path = &args.report;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read report {}", path.display()))?;
+    // Never push something `check` could not use.
+    let parsed = findings::parse(&bytes)
+        .with_context(|| format!("cannot parse report {}", path.display()))?;
+    let (what, default_type) = match &parsed {
+        Parsed::Report(r) => {
+            let scanner = match &r.scanner.version {
+                Some(v) => format!("{} {v}", r.scanner.name),
+                None => r.scanner.name.clone(),
+            };
+            (
+                format!(
+                    "{} report ({scanner}, {} findings)",
+                    r.format,
+                    r.findings.len()
+                ),
+                oci::VULNGATE_REPORT,
+            )
+        }
+        Parsed::Vex(statements) => (
+            format!("OpenVEX document ({} statements)", statements.len()),
+            oci::OPENVEX,
+        ),
+    };
+    let artifact_type = args
+        .artifact_type
+        .clone()
+        .unwrap_or_else(|| default_type.to_string());
+
+    let cfg = registry::config(&args.registry, None)?;
+    if !cfg.accepted_artifact_types.contains(&artifact_type) {
+        anstream::eprintln!(
+            "warning: artifact type {artifact_type} is not among the accepted artifact types{}: vulngate will not look at it",
+            if args.registry.config.is_some() { " of --config" } else { "" }
+        );
+    }
+    let insecure = cfg
+        .insecure_registries
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(&image.registry));
+    let client = registry::Registry::new(cfg)?;
+
+    let mut req = AttachRequest::new(&image, &bytes);
+    req.artifact_type = Some(&artifact_type);
+    let title = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty());
+    req.title = title.as_deref();
+
+    let attached = match client.attach(&req) {
+        Ok(a) => a,
+        Err(e @ Error::Config(_)) => return Err(e).context("registry configuration"),
+        Err(e) => {
+            let hint = match &e {
+                Error::AddressRefused { .. } | Error::HostNotAllowed { .. } if !insecure => {
+                    format!(
+                        " (pass --insecure-registry {} for a plain-HTTP or loopback registry)",
+                        image.registry
+                    )
+                }
+                Error::Transport { .. } if !insecure => format!(
+                    " (if {} serves plain HTTP, pass --insecure-registry {})",
+                    image.registry, image.registry
+                ),
+                _ => String::new(),
+            };
+            anstream::eprintln!(
+                "error: cannot attach {} to {}: {e}{hint}",
+                path.display(),
+                image.original
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
+
+    let repository = image.name();
+    let method = if attached.referrers_api {
+        "referrers-api"
+    } else {
+        "tag-schema"
+    };
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        AttachOutput::Json => {
+            let v = json!({
+                "image": image.original,
+                "subject": {
+                    "digest": attached.subject.digest,
+                    "media_type": attached.subject.media_type,
+                },
+                "digest": attached.artifact.digest,
+                "reference": format!("{repository}@{}", attached.artifact.digest),
+                "artifact_type": artifact_type,
+                "size": attached.artifact.size,
+                "created": attached.artifact.annotations.get(oci::ANN_CREATED),
+                "referrers_api": attached.referrers_api,
+                "method": method,
+            });
+            serde_json::to_writer_pretty(&mut out, &v)?;
+            writeln!(out)?;
+        }
+        AttachOutput::Text => {
+            writeln!(
+                out,
+                "attached {what} to {repository}@{}",
+                attached.subject.digest
+            )?;
+            writeln!(out, "referrer: {repository}@{}", attached.artifact.digest)?;
+            writeln!(out, "artifact type: {artifact_type}")?;
+            if attached.referrers_api {
+                writeln!(out, "discovery: referrers API")?;
+            } else {
+                writeln!(
+                    out,
+                    "discovery: referrers tag schema (no referrers API; index {} updated)",
+                    oci::referrers_tag(&attached.subject.digest)
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
