@@ -11,12 +11,14 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
+mod alerts;
 mod attach;
 mod check;
 mod lint;
 mod output;
 mod registry;
 mod reports;
+mod serve;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +34,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the admission webhook (HTTPS): on --config, or on embedded defaults
+    /// (127.0.0.1:8443, self-signed TLS, SQLite alerts in ./vulngate-data, the default rule).
+    Serve(ServeArgs),
+    /// List and show the alerts the webhook recorded for review.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
     /// Evaluate images (or the images of Kubernetes manifests) against security rules.
     Check(CheckArgs),
     /// Push a findings report to an image's registry as a referrer of the image (OCI 1.1), where
@@ -42,6 +52,85 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// vulngate.yaml (see docs/configuration.md); the flags below override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Security rules: a YAML file or a directory of them (reloaded when they change).
+    #[arg(long, value_name = "FILE|DIR")]
+    pub rules: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8443].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Directory for the alert store and the generated certificate [default: ./vulngate-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A registry reached over plain HTTP, and allowed on loopback (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]", value_parser = parse_registry_host)]
+    pub insecure_registries: Vec<String>,
+    /// Serving certificate (PEM); reloaded when it changes. Without it, a self-signed one.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serving certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Validate the configuration, print it with the flags applied, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// List alerts, newest first.
+    List(AlertsListArgs),
+    /// Show one alert in full (JSON).
+    Show(AlertsShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsListArgs {
+    /// The data directory of `vulngate serve`.
+    #[arg(long, value_name = "DIR", default_value = "vulngate-data")]
+    pub data_dir: PathBuf,
+    /// Only alerts at or after this time (RFC 3339).
+    #[arg(long, value_parser = parse_now)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only this action: audit, deny or break-glass.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Only this rule.
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// Only images containing this text.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// At most this many alerts.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = AlertsOutput::Table)]
+    pub output: AlertsOutput,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsShowArgs {
+    /// Alert id.
+    pub id: String,
+    /// The data directory of `vulngate serve`.
+    #[arg(long, value_name = "DIR", default_value = "vulngate-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AlertsOutput {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -299,6 +388,8 @@ fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse(); // flag errors: clap prints them and exits 2
     let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Alerts { command } => alerts::run(command),
         Command::Check(args) => check::run(args),
         Command::Attach(args) => attach::run(args),
         Command::Rules {

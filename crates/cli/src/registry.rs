@@ -5,7 +5,6 @@
 //! A lookup never fails: every registry problem is an `UnscannedReason` with its exact cause,
 //! and the rules decide (exit 2 stays for bad input: flags, configuration).
 
-use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -25,16 +24,10 @@ pub fn config(args: &RegistryArgs, platform: Option<&str>) -> Result<RegistryCon
     let mut cfg = match &args.config {
         None => RegistryConfig::default(),
         Some(path) => {
-            // Absolute, so that paths the server resolves against the file's directory are
-            // absolute too, and resolving them again below changes nothing.
-            let abs = std::path::absolute(path)
-                .with_context(|| format!("--config {}", path.display()))?;
-            let file = vulngate_server::Config::load(&abs).map_err(|e| anyhow!("{e}"))?;
-            let mut registry = file.registry.unwrap_or_default();
-            if let Some(base) = abs.parent() {
-                resolve_relative(&mut registry, base);
-            }
-            registry
+            // Paths in the file are resolved against its directory by `Config::load`, for
+            // `check` and `serve` alike.
+            let file = vulngate_server::Config::load(path).map_err(|e| anyhow!("{e}"))?;
+            file.registry.unwrap_or_default()
         }
     };
     for host in &args.insecure_registries {
@@ -50,33 +43,6 @@ pub fn config(args: &RegistryArgs, platform: Option<&str>) -> Result<RegistryCon
         cfg.platform = p.to_string();
     }
     Ok(cfg)
-}
-
-/// Files named in the registry section are relative to the configuration file, like the
-/// server's other paths.
-fn resolve_relative(cfg: &mut RegistryConfig, base: &Path) {
-    let fix = |p: &mut PathBuf| {
-        if p.is_relative() {
-            *p = base.join(&*p);
-        }
-    };
-    if let Some(p) = cfg.auth.docker_config.as_mut() {
-        fix(p);
-    }
-    for b in &mut cfg.auth.basic {
-        if let Some(p) = b.password_file.as_mut() {
-            fix(p);
-        }
-    }
-    cfg.ca_bundles.values_mut().for_each(fix);
-    for policy in &mut cfg.trust_policies {
-        if let Some(n) = policy.notation.as_mut() {
-            n.trust_store.iter_mut().for_each(fix);
-        }
-        if let Some(c) = policy.cosign.as_mut() {
-            c.public_keys.iter_mut().for_each(fix);
-        }
-    }
 }
 
 /// A registry client and the runtime that drives it.

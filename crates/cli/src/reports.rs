@@ -12,7 +12,7 @@ use vulngate_core::model::{FindingsReport, ReportIdentity, VexStatement};
 use vulngate_core::{ImageRef, UnscannedReason};
 
 /// Extensions tried, in this order, for a report named after an image in `--findings-dir`.
-pub const REPORT_EXTENSIONS: [&str; 4] = [".json", ".sarif", ".cdx.json", ".intoto.json"];
+pub use vulngate_core::findings::REPORT_EXTENSIONS;
 
 /// The index file of a findings directory.
 pub const INDEX_FILE: &str = "index.yaml";
@@ -40,11 +40,7 @@ pub fn same_image(a: &ImageRef, b: &ImageRef) -> bool {
     a.original == b.original || a.normalized() == b.normalized()
 }
 
-/// The file name stem of an image's report in a findings directory: the reference as
-/// written with '/', ':' and '@' replaced by '_'.
-pub fn file_stem(reference: &str) -> String {
-    reference.replace(['/', ':', '@'], "_")
-}
+pub use vulngate_core::findings::report_file_stem as file_stem;
 
 #[derive(Debug)]
 struct Pair {

@@ -231,6 +231,26 @@ impl Config {
         {
             fix(p);
         }
+        // Files named in the registry section: credentials, CA bundles, trust material.
+        if let Some(r) = self.registry.as_mut() {
+            if let Some(p) = r.auth.docker_config.as_mut() {
+                fix(p);
+            }
+            for b in &mut r.auth.basic {
+                if let Some(p) = b.password_file.as_mut() {
+                    fix(p);
+                }
+            }
+            r.ca_bundles.values_mut().for_each(fix);
+            for policy in &mut r.trust_policies {
+                if let Some(n) = policy.notation.as_mut() {
+                    n.trust_store.iter_mut().for_each(fix);
+                }
+                if let Some(c) = policy.cosign.as_mut() {
+                    c.public_keys.iter_mut().for_each(fix);
+                }
+            }
+        }
     }
 
     /// Checks what serde cannot: `(field, message)` on error.

@@ -85,15 +85,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Builds the server from its configuration: rules, findings source (registry, findings
-    /// directory, or none), alert store in the data directory.
+    /// Builds the server from its configuration: rules, findings source (a findings directory
+    /// when `findingsDir` is set and `registry` is not; otherwise the registries, with anonymous
+    /// access on embedded defaults), alert store in the data directory.
     pub fn from_config(config: Config) -> Result<Server> {
         let source: Arc<dyn FindingsSource> = match (&config.registry, &config.findings_dir) {
-            (Some(r), _) => Arc::new(RegistrySource::new(Arc::new(
-                vulngate_registry::RegistryClient::new(r.clone())?,
-            ))),
             (None, Some(dir)) => Arc::new(LocalFindings::from_dir(dir)?),
-            (None, None) => Arc::new(LocalFindings::empty()),
+            (r, _) => Arc::new(RegistrySource::new(Arc::new(
+                vulngate_registry::RegistryClient::new(r.clone().unwrap_or_default())?,
+            ))),
         };
         Server::with_source(config, source)
     }

@@ -59,6 +59,8 @@ pub trait FindingsSource: Send + Sync + Debug {
 pub struct LocalFindings {
     by_ref: HashMap<String, Arc<LocalEntry>>,
     by_digest: HashMap<String, Arc<LocalEntry>>,
+    /// Reports found by the file naming convention (no `index.yaml`), by file stem.
+    by_stem: HashMap<String, Arc<LocalEntry>>,
 }
 
 #[derive(Debug)]
@@ -67,7 +69,15 @@ struct LocalEntry {
     report: std::result::Result<FoundReport, UnscannedReason>,
 }
 
-/// `index.yaml` of a findings directory.
+/// `index.yaml` of a findings directory: a list of entries, or (as `vulngate check` reads it)
+/// a map from image reference to report file.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum IndexFile {
+    List(LocalIndex),
+    Map(std::collections::BTreeMap<String, PathBuf>),
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LocalIndex {
@@ -101,23 +111,8 @@ impl LocalFindings {
         report: &[u8],
         vex: Vec<VexStatement>,
     ) -> Result<LocalFindings> {
-        let parsed = parse_report(report).map_err(Error::Findings)?;
-        let identity = ReportIdentity {
-            digest: Some(format!("sha256:{:x}", Sha256::digest(report))),
-            format: Some(parsed.format),
-            scanner: Some(parsed.scanner.clone()),
-            created: parsed.created,
-            verified: false,
-        };
-        self.with_found(
-            image,
-            digest,
-            Ok(FoundReport {
-                report: parsed,
-                identity,
-                vex,
-            }),
-        )
+        let found = found_report(report).map_err(Error::Findings)?;
+        self.with_found(image, digest, Ok(FoundReport { vex, ..found }))
     }
 
     /// Adds an entry with an explicit result (a report, or a reason such as `Unverified`).
@@ -140,16 +135,39 @@ impl LocalFindings {
         Ok(self)
     }
 
-    /// Reads a findings directory: `index.yaml` lists
-    /// `{ image, digest?, report: FILE, vex?: [FILE] }` entries (paths relative to the dir).
+    /// Reads a findings directory, the same way `vulngate check --findings-dir` does:
+    /// `index.yaml` lists `{ image, digest?, report: FILE, vex?: [FILE] }` entries (or maps image
+    /// references to files), paths relative to the dir; without it, each report is the file
+    /// named after the image reference as written ('/', ':', '@' replaced by '_') with one of
+    /// [`findings::REPORT_EXTENSIONS`]. Every report is read and parsed now: a bad one is an
+    /// error at start, not a surprise at admission.
     pub fn from_dir(dir: &Path) -> Result<LocalFindings> {
         let index_path = dir.join("index.yaml");
+        if !index_path.exists() {
+            return Self::from_convention(dir);
+        }
         let text = std::fs::read_to_string(&index_path)
             .map_err(|e| Error::io(format!("reading {}", index_path.display()), e))?;
-        let index: LocalIndex = serde_yaml_ng::from_str(&text)
-            .map_err(|e| Error::Findings(format!("{}: {e}", index_path.display())))?;
+        let index: IndexFile = serde_yaml_ng::from_str(&text).map_err(|e| {
+            Error::Findings(format!(
+                "{}: expected `images: [{{image, digest?, report, vex?}}]` or a map of image to report file: {e}",
+                index_path.display()
+            ))
+        })?;
+        let entries = match index {
+            IndexFile::List(l) => l.images,
+            IndexFile::Map(m) => m
+                .into_iter()
+                .map(|(image, report)| LocalIndexEntry {
+                    image,
+                    digest: None,
+                    report,
+                    vex: Vec::new(),
+                })
+                .collect(),
+        };
         let mut out = LocalFindings::empty();
-        for (i, e) in index.images.iter().enumerate() {
+        for (i, e) in entries.iter().enumerate() {
             let at =
                 |m: String| Error::Findings(format!("{}: images[{i}]: {m}", index_path.display()));
             let read = |p: &Path| {
@@ -168,6 +186,62 @@ impl LocalFindings {
         }
         Ok(out)
     }
+
+    fn from_convention(dir: &Path) -> Result<LocalFindings> {
+        let listing = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(format!("reading findings directory {}", dir.display()), e))?;
+        let mut out = LocalFindings::empty();
+        for entry in listing {
+            let path = entry
+                .map_err(|e| Error::io(format!("reading findings directory {}", dir.display()), e))?
+                .path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            // The longest matching extension: `a.cdx.json` has the stem `a`.
+            let Some(stem) = findings::REPORT_EXTENSIONS
+                .iter()
+                .filter_map(|ext| name.strip_suffix(ext))
+                .min_by_key(|s| s.len())
+            else {
+                continue;
+            };
+            if !path.is_file() {
+                continue;
+            }
+            let bytes = std::fs::read(&path)
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            let found = found_report(&bytes)
+                .map_err(|m| Error::Findings(format!("{}: {m}", path.display())))?;
+            let entry = Arc::new(LocalEntry {
+                digest: None,
+                report: Ok(found),
+            });
+            if out.by_stem.insert(stem.to_string(), entry).is_some() {
+                return Err(Error::Findings(format!(
+                    "{}: two reports for {stem}",
+                    dir.display()
+                )));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn found_report(bytes: &[u8]) -> std::result::Result<FoundReport, String> {
+    let parsed = parse_report(bytes)?;
+    let identity = ReportIdentity {
+        digest: Some(format!("sha256:{:x}", Sha256::digest(bytes))),
+        format: Some(parsed.format),
+        scanner: Some(parsed.scanner.clone()),
+        created: parsed.created,
+        verified: false,
+    };
+    Ok(FoundReport {
+        report: parsed,
+        identity,
+        vex: Vec::new(),
+    })
 }
 
 fn parse_report(bytes: &[u8]) -> std::result::Result<FindingsReport, String> {
@@ -188,7 +262,11 @@ impl FindingsSource for LocalFindings {
                 .digest
                 .as_ref()
                 .and_then(|d| self.by_digest.get(d))
-                .or_else(|| self.by_ref.get(&image.normalized()));
+                .or_else(|| self.by_ref.get(&image.normalized()))
+                .or_else(|| {
+                    self.by_stem
+                        .get(&findings::report_file_stem(&image.original))
+                });
             Ok(match entry {
                 Some(e) => SourceLookup {
                     digest: e.digest.clone().or(image.digest.clone()),

@@ -419,3 +419,13 @@ fn detect(bytes: &[u8]) -> Result<(Kind, Option<String>), ParseError> {
         None => format!("unrecognised report format; supported formats: {SUPPORTED_FORMATS}"),
     }))
 }
+
+/// Extensions of report files in a findings directory (`vulngate check --findings-dir`, the
+/// webhook's `findingsDir`).
+pub const REPORT_EXTENSIONS: [&str; 4] = [".json", ".sarif", ".cdx.json", ".intoto.json"];
+
+/// The file name stem of an image's report in a findings directory: the reference as
+/// written with '/', ':' and '@' replaced by '_'.
+pub fn report_file_stem(reference: &str) -> String {
+    reference.replace(['/', ':', '@'], "_")
+}

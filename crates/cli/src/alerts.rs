@@ -1,0 +1,84 @@
+//! `vulngate alerts list|show`: read the alert store that `vulngate serve` writes.
+
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Result};
+use vulngate_server::{Alert, AlertAction, AlertFilter, AlertStore};
+
+use crate::{AlertsCommand, AlertsOutput};
+
+fn open(data_dir: &std::path::Path) -> Result<AlertStore> {
+    if !data_dir.join(vulngate_server::alerts::SQLITE_FILE).exists() {
+        return Err(anyhow!(
+            "no alert store in {}: pass the --data-dir that vulngate serve uses",
+            data_dir.display()
+        ));
+    }
+    AlertStore::open(data_dir)
+        .map_err(|e| anyhow!("opening the alert store in {}: {e}", data_dir.display()))
+}
+
+pub fn run(cmd: AlertsCommand) -> Result<ExitCode> {
+    match cmd {
+        AlertsCommand::List(a) => {
+            let store = open(&a.data_dir)?;
+            let action = match a.action.as_deref() {
+                None => None,
+                Some("audit") => Some(AlertAction::Audit),
+                Some("deny") => Some(AlertAction::Deny),
+                Some("break-glass") => Some(AlertAction::BreakGlass),
+                Some(other) => {
+                    return Err(anyhow!(
+                        "--action {other:?}: expected audit, deny or break-glass"
+                    ))
+                }
+            };
+            let filter = AlertFilter {
+                since: a.since,
+                action,
+                namespace: a.namespace,
+                rule: a.rule,
+                image: a.image,
+                limit: Some(a.limit),
+            };
+            let alerts = store.list(&filter).map_err(|e| anyhow!("{e}"))?;
+            match a.output {
+                AlertsOutput::Json => println!("{}", serde_json::to_string_pretty(&alerts)?),
+                AlertsOutput::Table => print_table(&alerts),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AlertsCommand::Show(a) => {
+            let store = open(&a.data_dir)?;
+            match store.get(&a.id).map_err(|e| anyhow!("{e}"))? {
+                Some(alert) => {
+                    println!("{}", serde_json::to_string_pretty(&alert)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => Err(anyhow!("no alert with id {:?}", a.id)),
+            }
+        }
+    }
+}
+
+fn print_table(alerts: &[Alert]) {
+    println!(
+        "{:<36}  {:<20}  {:<11}  {:<20}  {:<30}  {:<24}  IMAGE",
+        "ID", "TIME", "ACTION", "NAMESPACE", "WORKLOAD", "RULE"
+    );
+    for a in alerts {
+        let workload = format!("{}/{}", a.kind, a.name.as_deref().unwrap_or("-"));
+        println!(
+            "{:<36}  {:<20}  {:<11}  {:<20}  {:<30}  {:<24}  {}{}",
+            a.id,
+            a.time.format("%Y-%m-%dT%H:%M:%SZ"),
+            a.action.as_str(),
+            a.namespace.as_deref().unwrap_or("-"),
+            workload,
+            a.rule.as_deref().unwrap_or("-"),
+            a.image,
+            if a.dry_run { " (dry run)" } else { "" }
+        );
+    }
+    println!("{} alert(s)", alerts.len());
+}
