@@ -4,12 +4,17 @@
 #
 #   scripts/install-test-tools.sh           install what is missing, then print the PATH export
 #   scripts/install-test-tools.sh --check   only verify; exit 1 listing what is missing
+#   --no-go                                 leave out the Go group (toolchain, k8s libraries, harness)
 #
 # Cache layout (${VULNGATE_TOOLS_DIR:-$HOME/.cache/vulngate-tools}):
 #   apt/          private apt configuration, lists and cache for Debian sid (the system apt is untouched)
 #   debs/         downloaded .deb files (reused when their version is still the expected one)
 #   root/         the .debs extracted with dpkg-deb -x (root/usr/bin/...)
 #   cargo/        cargo install --root for crates.io tools (ferro-oci-server)
+#   go/           the Go group: debs/ (golang-go, golang-k8s-apiserver-dev, golang-k8s-client-go-dev and
+#                 every golang-* package they depend on, Debian sid, about 320 MB), root/ (extracted,
+#                 about 2.5 GB), packages.txt (what root/ holds), gocache/ (GOCACHE), bin/apiserver-harness
+#                 (built offline from tests/apiserver-harness; apiserver-harness.stamp: source hash)
 #   bin/          symlinks to every tool; put this first on PATH
 #   versions.txt  stamp: tool, expected version, installed version, source
 #   env.sh        `export PATH=<cache>/bin:$PATH`, for tests/CI to source
@@ -34,6 +39,12 @@ declare -A EXPECT=(
   [hey]='0.1.4*'
   [hyperfine]='1.15.0*'
 )
+# the Go group: root packages (their golang-* dependencies follow from apt) and expected versions
+GO_ROOTS=(golang-go golang-k8s-apiserver-dev golang-k8s-client-go-dev)
+EXPECT[golang-go]='2:1.27*'
+EXPECT[golang-k8s-apiserver-dev]='0.36.*'
+EXPECT[golang-k8s-client-go-dev]='0.36.*'
+EXPECT[apiserver-harness]='source-hash'
 FERRO_VERSION=1.0.0   # crates.io; builds with --locked (about 2-3 min on 2 cores)
 SYS_TOOLS=(wrk hey hyperfine)   # bookworm, system apt
 
@@ -43,9 +54,11 @@ usage() {
 }
 
 MODE=install
+WITH_GO=1
 for arg in "$@"; do
   case "$arg" in
     --check) MODE=check ;;
+    --no-go) WITH_GO=0 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; usage >&2; exit 2 ;;
   esac
@@ -62,6 +75,15 @@ ROOT_DIR="$CACHE/root"
 CARGO_ROOT="$CACHE/cargo"
 BIN_DIR="$CACHE/bin"
 PKG_STAMPS="$CACHE/pkgs"      # <pkg>.version: Debian version extracted into root/
+GO_DIR="$CACHE/go"
+GO_DEBS="$GO_DIR/debs"
+GO_ROOT="$GO_DIR/root"
+GO_PKGS="$GO_DIR/packages.txt"      # "<package> <version>" of everything extracted into go/root
+GO_BIN="$GO_ROOT/usr/lib/go-1.27/bin/go"
+REPO_DIR="$(cd "$(dirname "$0")/.." && pwd)"
+HARNESS_SRC="$REPO_DIR/tests/apiserver-harness"
+HARNESS_BIN="$GO_DIR/bin/apiserver-harness"
+HARNESS_STAMP="$GO_DIR/bin/apiserver-harness.stamp"   # "source <hash>" and "packages <hash>"
 
 # ---- installed-version probes (all local, no network) -----------------------------------------
 # Debian sid tools: the package version recorded at extraction; crane and cosign do not report
@@ -201,6 +223,109 @@ install_sys_tools() {
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "$@" >&2
 }
 
+# ---- the Go group: toolchain + Kubernetes libraries (Debian sid) and the API server harness --------
+# Installed versions of the root packages, from go/packages.txt (written after a complete
+# extraction), cross-checked against what the extracted `go` says.
+go_pkg_version() {
+  local pkg=$1
+  [[ -f "$GO_PKGS" && -x "$GO_BIN" ]] || return 0
+  local v; v=$(awk -v p="$pkg" '$1==p{print $2}' "$GO_PKGS")
+  if [[ $pkg == golang-go && -n "$v" ]]; then
+    local self; self=$(GOTOOLCHAIN=local GOTELEMETRY=off "$GO_BIN" version 2>/dev/null | awk '{print $3}')
+    [[ $self == go1.27* ]] || { echo "binary-says-${self:-nothing}"; return 0; }
+  fi
+  echo "$v"
+}
+
+# sha256 over `sha256sum ./<file>` lines of every .go file (sorted); the Rust test recomputes it.
+harness_source_hash() {
+  (cd "$HARNESS_SRC" && find . -type f -name '*.go' | LC_ALL=C sort | xargs -r sha256sum) | sha256sum | awk '{print $1}'
+}
+
+harness_version() {
+  [[ -x "$HARNESS_BIN" && -f "$HARNESS_STAMP" && -f "$GO_PKGS" && -d "$HARNESS_SRC" ]] || return 0
+  local want; want="source $(harness_source_hash)"$'\n'"packages $(sha256sum <"$GO_PKGS" | awk '{print $1}')"
+  [[ "$(<"$HARNESS_STAMP")" == "$want" ]] && echo source-hash
+  return 0
+}
+
+# The dependency closure of the root packages, limited to golang-* (Depends/Pre-Depends only):
+# libc, debconf and the like are on the system already and not needed to build offline.
+go_closure() {
+  apt-cache "${APT_OPTS[@]}" -o Dir::State::status=/dev/null depends --recurse --no-recommends \
+    --no-suggests --no-conflicts --no-breaks --no-replaces --no-enhances "${GO_ROOTS[@]}" 2>/dev/null \
+    | awk '/^golang-/' | LC_ALL=C sort -u
+}
+
+install_go() {
+  setup_private_apt
+  log "apt-get update (private, Debian sid from $(debian_mirror))"
+  apt-get "${APT_OPTS[@]}" update >&2
+  local pkgs=() pkg v f want=() need=() file
+  mapfile -t pkgs < <(go_closure)
+  ((${#pkgs[@]} > 50)) || die "could not resolve the Go packages' dependencies from Debian sid (${#pkgs[@]} found)"
+  declare -A CAND=()
+  while read -r pkg v; do CAND[$pkg]=$v; done < <(
+    apt-cache "${APT_OPTS[@]}" -o Dir::State::status=/dev/null policy "${pkgs[@]}" 2>/dev/null \
+      | awk '/^[^ ].*:$/{p=$1; sub(/:$/, "", p)} /^  Candidate:/{print p, $2}')
+  for pkg in "${GO_ROOTS[@]}"; do
+    matches "${CAND[$pkg]:-}" "${EXPECT[$pkg]}" \
+      || die "Debian sid now has $pkg ${CAND[$pkg]:-<nothing>}, expected ${EXPECT[$pkg]}; update EXPECT in $0 after checking the tests still pass"
+  done
+  mkdir -p "$GO_DEBS"
+  for pkg in "${pkgs[@]}"; do
+    v=${CAND[$pkg]:-}
+    [[ -n "$v" && "$v" != "(none)" ]] || die "Debian sid has no candidate for $pkg"
+    file=$(compgen -G "$GO_DEBS/${pkg}_${v//:/%3a}_*.deb" | head -n1 || true)
+    if [[ -z "$file" ]]; then
+      need+=("$pkg=$v")
+      for f in "$GO_DEBS/${pkg}"_*.deb; do [[ -f $f ]] && rm -f "$f"; done
+    fi
+    want+=("$pkg $v")
+  done
+  if ((${#need[@]})); then
+    log "apt-get download ${#need[@]} Go packages (of ${#pkgs[@]})"
+    (cd "$GO_DEBS" && apt-get "${APT_OPTS[@]}" download "${need[@]}" >&2)
+  fi
+  # a fresh tree each time the package set changes: no stale files from older versions
+  log "extract ${#pkgs[@]} Go packages -> $GO_ROOT (about 30 s)"
+  rm -rf "$GO_ROOT.new" "$GO_PKGS"
+  mkdir -p "$GO_ROOT.new"
+  for pkg in "${pkgs[@]}"; do
+    v=${CAND[$pkg]}
+    file=$(compgen -G "$GO_DEBS/${pkg}_${v//:/%3a}_*.deb" | head -n1 || true)
+    [[ -n "$file" ]] || die "download of $pkg $v failed"
+    dpkg-deb -x "$file" "$GO_ROOT.new"
+  done
+  rm -rf "$GO_ROOT"
+  mv "$GO_ROOT.new" "$GO_ROOT"
+  printf '%s\n' "${want[@]}" >"$GO_PKGS"
+  # drop .debs no longer in the closure
+  for f in "$GO_DEBS"/*.deb; do
+    [[ -f $f ]] || continue
+    pkg=$(basename "$f"); pkg=${pkg%%_*}
+    [[ -n "${CAND[$pkg]:-}" ]] || rm -f "$f"
+  done
+}
+
+build_harness() {
+  [[ -d "$HARNESS_SRC" ]] || die "$HARNESS_SRC is missing"
+  [[ -x "$GO_BIN" ]] || die "the Go toolchain is missing from $GO_ROOT"
+  mkdir -p "$GO_DIR/bin" "$GO_DIR/gocache"
+  log "go build tests/apiserver-harness -> $HARNESS_BIN (offline; cold about 2-6 min on 2 cores)"
+  local start=$SECONDS
+  (
+    cd "$HARNESS_SRC"
+    env GO111MODULE=off GOPROXY=off GOFLAGS= GOTOOLCHAIN=local GOTELEMETRY=off GOWORK=off \
+      GOCACHE="$GO_DIR/gocache" GOPATH="$HARNESS_SRC:$GO_ROOT/usr/share/gocode" \
+      "$GO_BIN" build -ldflags='-s -w' -o "$HARNESS_BIN.new" .
+  ) >&2 || die "go build of $HARNESS_SRC failed"
+  mv "$HARNESS_BIN.new" "$HARNESS_BIN"
+  printf 'source %s\npackages %s\n' "$(harness_source_hash)" "$(sha256sum <"$GO_PKGS" | awk '{print $1}')" \
+    >"$HARNESS_STAMP"
+  log "apiserver-harness built in $((SECONDS - start)) s"
+}
+
 # ---- main ---------------------------------------------------------------------------------------
 declare -A HAVE SRC
 probe_all() {
@@ -208,12 +333,18 @@ probe_all() {
   for t in "${SID_TOOLS[@]}"; do HAVE[$t]=$(sid_version "$t"); SRC[$t]="debian-sid:$t"; done
   HAVE[ferro-oci-server]=$(ferro_version); SRC[ferro-oci-server]="crates.io:ferro-oci-server"
   for t in "${SYS_TOOLS[@]}"; do HAVE[$t]=$(sys_version "$t"); SRC[$t]="debian-bookworm(system):$t"; done
+  for t in "${GO_ROOTS[@]}"; do HAVE[$t]=$(go_pkg_version "$t"); SRC[$t]="debian-sid:$t(+deps)"; done
+  HAVE[apiserver-harness]=$(harness_version); SRC[apiserver-harness]="go build tests/apiserver-harness"
 }
 
-missing_sid=() missing_ferro=() missing_sys=() wrong_sys=()
+missing_sid=() missing_ferro=() missing_sys=() wrong_sys=() missing_go=() missing_harness=()
 classify() {
-  missing_sid=() missing_ferro=() missing_sys=() wrong_sys=()
+  missing_sid=() missing_ferro=() missing_sys=() wrong_sys=() missing_go=() missing_harness=()
   local t
+  if ((WITH_GO)); then
+    for t in "${GO_ROOTS[@]}"; do matches "${HAVE[$t]}" "${EXPECT[$t]}" || missing_go+=("$t"); done
+    [[ "${HAVE[apiserver-harness]}" == source-hash ]] || missing_harness+=(apiserver-harness)
+  fi
   for t in "${SID_TOOLS[@]}"; do matches "${HAVE[$t]}" "${EXPECT[$t]}" || missing_sid+=("$t"); done
   matches "${HAVE[ferro-oci-server]}" "${EXPECT[ferro-oci-server]}" || missing_ferro+=(ferro-oci-server)
   for t in "${SYS_TOOLS[@]}"; do
@@ -230,6 +361,7 @@ link_bins() {
     [[ -x "$ROOT_DIR/usr/bin/$t" ]] && ln -sfn "../root/usr/bin/$t" "$BIN_DIR/$t"
   done
   [[ -x "$CARGO_ROOT/bin/ferro-oci-server" ]] && ln -sfn ../cargo/bin/ferro-oci-server "$BIN_DIR/ferro-oci-server"
+  [[ -x "$HARNESS_BIN" ]] && ln -sfn ../go/bin/apiserver-harness "$BIN_DIR/apiserver-harness"
   return 0
 }
 
@@ -237,9 +369,11 @@ write_stamps() {
   local t tmp="$CACHE/versions.txt.tmp"
   {
     echo "# vulngate test tools, written by scripts/install-test-tools.sh"
-    printf '# %-18s %-14s %-18s %s\n' tool expected installed source
-    for t in "${SID_TOOLS[@]}" ferro-oci-server "${SYS_TOOLS[@]}"; do
-      printf '%-20s %-14s %-18s %s\n' "$t" "${EXPECT[$t]}" "${HAVE[$t]:--}" "${SRC[$t]}"
+    printf '# %-24s %-14s %-18s %s\n' tool expected installed source
+    local go_tools=()
+    ((WITH_GO)) && go_tools=("${GO_ROOTS[@]}" apiserver-harness)
+    for t in "${SID_TOOLS[@]}" ferro-oci-server "${SYS_TOOLS[@]}" "${go_tools[@]}"; do
+      printf '%-26s %-14s %-18s %s\n' "$t" "${EXPECT[$t]}" "${HAVE[$t]:--}" "${SRC[$t]}"
     done
   } >"$tmp"
   mv "$tmp" "$CACHE/versions.txt"
@@ -252,13 +386,18 @@ classify
 
 if [[ $MODE == check ]]; then
   status=0
-  for t in "${missing_sid[@]}" "${missing_ferro[@]}" "${missing_sys[@]}"; do
+  for t in "${missing_sid[@]}" "${missing_ferro[@]}" "${missing_sys[@]}" "${missing_go[@]}"; do
     echo "missing: $t (expected ${EXPECT[$t]}, found ${HAVE[$t]:-nothing})"; status=1
+  done
+  for t in "${missing_harness[@]}"; do
+    echo "missing: $t (not built, or tests/apiserver-harness or the Go packages changed since)"; status=1
   done
   for t in "${wrong_sys[@]}"; do
     echo "warning: $t ${HAVE[$t]} is installed, expected ${EXPECT[$t]} (system package, left alone)"
   done
-  for t in "${SID_TOOLS[@]}" ferro-oci-server; do
+  check_links=("${SID_TOOLS[@]}" ferro-oci-server)
+  ((WITH_GO)) && check_links+=(apiserver-harness)
+  for t in "${check_links[@]}"; do
     if [[ ! -e "$BIN_DIR/$t" ]] && matches "${HAVE[$t]}" "${EXPECT[$t]}"; then
       echo "missing: $BIN_DIR/$t link"; status=1
     fi
@@ -281,14 +420,19 @@ mkdir -p "$CACHE"
 ((${#missing_sid[@]})) && install_sid_tools "${missing_sid[@]}"
 ((${#missing_ferro[@]})) && install_ferro
 ((${#missing_sys[@]})) && install_sys_tools "${missing_sys[@]}"
+((${#missing_go[@]})) && install_go
+if ((WITH_GO)); then
+  HAVE[apiserver-harness]=$(harness_version)
+  [[ "${HAVE[apiserver-harness]}" == source-hash ]] || build_harness
+fi
 for t in "${wrong_sys[@]}"; do
   log "warning: $t ${HAVE[$t]} is installed, expected ${EXPECT[$t]} (system package, left alone)"
 done
 link_bins
 probe_all
 classify
-if ((${#missing_sid[@]} + ${#missing_ferro[@]} + ${#missing_sys[@]})); then
-  die "still missing after install: ${missing_sid[*]} ${missing_ferro[*]} ${missing_sys[*]}"
+if ((${#missing_sid[@]} + ${#missing_ferro[@]} + ${#missing_sys[@]} + ${#missing_go[@]} + ${#missing_harness[@]})); then
+  die "still missing after install: ${missing_sid[*]} ${missing_ferro[*]} ${missing_sys[*]} ${missing_go[*]} ${missing_harness[*]}"
 fi
 write_stamps
 log "all test tools ready in $CACHE (versions in $CACHE/versions.txt)"
