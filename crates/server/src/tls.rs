@@ -4,10 +4,15 @@
 //! Generated files: `ca.crt` (the CA bundle to give the API server as `caBundle`), `tls.crt`,
 //! `tls.key` and `tls.names` (the names the certificate was made for). They are reused on
 //! restart while the names are unchanged, so the CA bundle stays valid; otherwise regenerated.
+//!
+//! A configured certificate is reloaded when its files change (checked at most every few
+//! seconds, at a TLS handshake): cert-manager or a Secret update rotates it without a restart.
+//! A pair that cannot be loaded keeps the last good one and is logged.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -15,6 +20,8 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
 use crate::config::Config;
@@ -47,7 +54,18 @@ pub fn setup(cfg: &Config) -> Result<TlsSetup> {
             )
         }
     };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+    let resolver = ReloadingCert::new(cert, key, RELOAD_CHECK_INTERVAL)?;
+    Ok(TlsSetup {
+        server_config: Arc::new(server_config_with(Arc::new(resolver))?),
+        ca_file,
+    })
+}
+
+/// How often, at most, the certificate files are checked for a change.
+pub const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| Error::Tls(format!("{}: {e}", cert.display())))?
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::Tls(format!("{}: {e}", cert.display())))?;
@@ -57,28 +75,116 @@ pub fn setup(cfg: &Config) -> Result<TlsSetup> {
             cert.display()
         )));
     }
-    let key = PrivateKeyDer::from_pem_file(&key)
+    let key_der = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| Error::Tls(format!("{}: {e}", key.display())))?;
-    Ok(TlsSetup {
-        server_config: Arc::new(server_config(chain, key)?),
-        ca_file,
-    })
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key_der)
+        .map_err(|e| Error::Tls(format!("{}: {e}", key.display())))?;
+    let ck = CertifiedKey::new(chain, signing);
+    ck.keys_match()
+        .map_err(|e| Error::Tls(format!("certificate and key do not match: {e}")))?;
+    Ok(Arc::new(ck))
 }
 
-/// A rustls server configuration: ring provider, TLS 1.3 and 1.2, ALPN h2 then http/1.1.
+fn mtimes(cert: &Path, key: &Path) -> (Option<SystemTime>, Option<SystemTime>) {
+    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    (m(cert), m(key))
+}
+
+/// A certificate resolver that reloads the certificate and key files when they change.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    cert: PathBuf,
+    key: PathBuf,
+    every: Duration,
+    state: Mutex<CertState>,
+}
+
+#[derive(Debug)]
+struct CertState {
+    checked: Instant,
+    stamp: (Option<SystemTime>, Option<SystemTime>),
+    current: Arc<CertifiedKey>,
+}
+
+impl ReloadingCert {
+    /// Loads the pair now (an error if it cannot be loaded).
+    pub fn new(cert: PathBuf, key: PathBuf, every: Duration) -> Result<ReloadingCert> {
+        let current = load_pair(&cert, &key)?;
+        let stamp = mtimes(&cert, &key);
+        Ok(ReloadingCert {
+            state: Mutex::new(CertState {
+                checked: Instant::now(),
+                stamp,
+                current,
+            }),
+            cert,
+            key,
+            every,
+        })
+    }
+
+    /// The certificate to serve, reloaded first if the files changed since the last check.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        let mut st = match self.state.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if st.checked.elapsed() >= self.every {
+            st.checked = Instant::now();
+            let stamp = mtimes(&self.cert, &self.key);
+            if stamp != st.stamp {
+                match load_pair(&self.cert, &self.key) {
+                    Ok(ck) => {
+                        st.current = ck;
+                        st.stamp = stamp;
+                        tracing::info!(cert = %self.cert.display(), "reloaded the serving certificate");
+                    }
+                    Err(e) => {
+                        // Keep serving the last good pair; try again at the next change.
+                        st.stamp = stamp;
+                        tracing::warn!(error = %e, "cannot reload the serving certificate; keeping the last good one");
+                    }
+                }
+            }
+        }
+        st.current.clone()
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// ring provider, TLS 1.3 and 1.2, no client certificates.
+fn builder() -> Result<rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_no_client_auth())
+}
+
+fn with_alpn(mut sc: ServerConfig) -> ServerConfig {
+    sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    sc
+}
+
+/// A rustls server configuration with one fixed certificate: ring provider, TLS 1.3 and 1.2,
+/// ALPN h2 then http/1.1.
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<ServerConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut sc = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| Error::Tls(e.to_string()))?
-        .with_no_client_auth()
+    let sc = builder()?
         .with_single_cert(chain, key)
         .map_err(|e| Error::Tls(format!("certificate and key: {e}")))?;
-    sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(sc)
+    Ok(with_alpn(sc))
+}
+
+fn server_config_with(resolver: Arc<dyn ResolvesServerCert>) -> Result<ServerConfig> {
+    Ok(with_alpn(builder()?.with_cert_resolver(resolver)))
 }
 
 /// localhost, 127.0.0.1, ::1, the listen address (unless unspecified) and the configured names.
@@ -169,4 +275,51 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+
+    fn write_pair(dir: &Path, name: &str) -> Vec<u8> {
+        let key = KeyPair::generate().expect("key");
+        let params = CertificateParams::new(vec![name.to_string()]).expect("params");
+        let cert = params.self_signed(&key).expect("cert");
+        std::fs::write(dir.join("tls.crt"), cert.pem()).expect("write cert");
+        std::fs::write(dir.join("tls.key"), key.serialize_pem()).expect("write key");
+        cert.der().to_vec()
+    }
+
+    #[test]
+    fn a_changed_certificate_is_served_and_a_broken_one_is_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = write_pair(dir.path(), "first.example");
+        let r = ReloadingCert::new(
+            dir.path().join("tls.crt"),
+            dir.path().join("tls.key"),
+            Duration::ZERO,
+        )
+        .expect("loads");
+        assert_eq!(r.current().cert[0].as_ref(), first.as_slice());
+        // A new pair, with a later modification time than the first.
+        let second = write_pair(dir.path(), "second.example");
+        let later = SystemTime::now() + Duration::from_secs(60);
+        for f in ["tls.crt", "tls.key"] {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(dir.path().join(f))
+                .expect("open");
+            file.set_modified(later).expect("set mtime");
+        }
+        assert_eq!(r.current().cert[0].as_ref(), second.as_slice());
+        // A broken edit keeps the last good pair.
+        std::fs::write(dir.path().join("tls.crt"), "not a certificate").expect("write");
+        let file = std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("tls.crt"))
+            .expect("open");
+        file.set_modified(later + Duration::from_secs(60))
+            .expect("set mtime");
+        assert_eq!(r.current().cert[0].as_ref(), second.as_slice());
+    }
 }
