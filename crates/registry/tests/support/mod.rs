@@ -85,11 +85,30 @@ pub enum Kind {
     Ferro,
 }
 
+/// Extra docker-registry configuration: TLS and htpasswd authentication.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Server certificate and key (PEM) served on the registry's port, and the CA that issued
+    /// them (oras is given it; crane runs with `--insecure`, which skips verification).
+    pub tls: Option<Tls>,
+    /// An htpasswd file (bcrypt entries): `auth: htpasswd`.
+    pub htpasswd: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
 /// A running registry with its scratch space; killed on drop.
 pub struct Registry {
     pub kind: Kind,
     pub host: String,
     pub dir: TempDir,
+    /// The CA of a TLS registry (`None`: plain HTTP).
+    pub ca: Option<PathBuf>,
     child: Child,
 }
 
@@ -102,6 +121,15 @@ impl Drop for Registry {
 
 impl Registry {
     pub fn start(kind: Kind) -> Registry {
+        Registry::start_with(kind, Options::default())
+    }
+
+    /// Starts a registry with TLS and/or htpasswd auth (docker-registry only).
+    pub fn start_with(kind: Kind, opts: Options) -> Registry {
+        assert!(
+            kind == Kind::Distribution || (opts.tls.is_none() && opts.htpasswd.is_none()),
+            "TLS and htpasswd options are for docker-registry"
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         for d in ["home", "xdg", "docker", "work"] {
             std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
@@ -112,14 +140,24 @@ impl Registry {
         let child = match kind {
             Kind::Distribution => {
                 let cfg = dir.path().join("config.yml");
-                std::fs::write(
-                    &cfg,
-                    format!(
-                        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
-                        dir.path().join("data").display()
-                    ),
-                )
-                .expect("config");
+                let mut text = format!(
+                    "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
+                    dir.path().join("data").display()
+                );
+                if let Some(t) = &opts.tls {
+                    text.push_str(&format!(
+                        "  tls:\n    certificate: {}\n    key: {}\n",
+                        t.cert.display(),
+                        t.key.display()
+                    ));
+                }
+                if let Some(h) = &opts.htpasswd {
+                    text.push_str(&format!(
+                        "auth:\n  htpasswd:\n    realm: vulngate-test\n    path: {}\n",
+                        h.display()
+                    ));
+                }
+                std::fs::write(&cfg, text).expect("config");
                 Command::new(tool("docker-registry"))
                     .arg("serve")
                     .arg(&cfg)
@@ -140,6 +178,7 @@ impl Registry {
             kind,
             host,
             dir,
+            ca: opts.tls.map(|t| t.ca),
             child,
         };
         r.wait_ready();
@@ -150,6 +189,10 @@ impl Registry {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(15) {
             if let Ok(mut s) = std::net::TcpStream::connect(&self.host) {
+                if self.ca.is_some() {
+                    // TLS: the listener is up once it accepts.
+                    return;
+                }
                 use std::io::{Read, Write};
                 let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
                 let req = format!(
@@ -158,7 +201,10 @@ impl Registry {
                 );
                 if s.write_all(req.as_bytes()).is_ok() {
                     let mut buf = [0u8; 12];
-                    if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200") {
+                    // 401: htpasswd auth is on.
+                    if s.read_exact(&mut buf).is_ok()
+                        && (buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.1 401"))
+                    {
                         return;
                     }
                 }
@@ -276,16 +322,20 @@ impl Registry {
         std::fs::write(w.join("report.json"), report).expect("write");
         let r = format!("{}/app@{subject}", self.host);
         let ann = created.map(|c| format!("org.opencontainers.image.created={c}"));
-        let mut args = vec![
-            "attach",
-            "--plain-http",
+        let ca = self.ca.as_ref().map(|c| c.display().to_string());
+        let mut args = vec!["attach"];
+        match &ca {
+            Some(c) => args.extend(["--ca-file", c.as_str()]),
+            None => args.push("--plain-http"),
+        }
+        args.extend([
             "--artifact-type",
             artifact_type,
             "--format",
             "go-template",
             "--template",
             "{{.digest}}",
-        ];
+        ]);
         if let Some(a) = &ann {
             args.push("--annotation");
             args.push(a);
