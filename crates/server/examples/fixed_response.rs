@@ -1,0 +1,105 @@
+//! The physical limit for scripts/bench-webhook.sh: the webhook's HTTPS stack (tokio
+//! multi-thread runtime, rustls with the ring provider via `vulngate_server::tls::setup`, the
+//! same self-signed certificate kind, hyper-util auto HTTP/1.1+h2, axum, the same accept loop as
+//! `Server::serve_on`) answering every `POST /validate` with one fixed AdmissionReview response.
+//! The request body is read (same body limit) but not parsed; nothing is looked up or evaluated.
+//!
+//! ```text
+//! cargo run --release -p vulngate-server --example fixed_response -- \
+//!     --listen 127.0.0.1:9443 --data-dir /tmp/fixed-data
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// What `vulngate serve` answers for an allowed image without warnings.
+const RESPONSE: &[u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true}}"#;
+
+async fn validate(body: Bytes) -> Response {
+    let _ = body.len();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        RESPONSE,
+    )
+        .into_response()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut listen: SocketAddr = "127.0.0.1:9443".parse()?;
+    let mut data_dir = PathBuf::from("fixed-response-data");
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--listen" => listen = val()?.parse()?,
+            "--data-dir" => data_dir = PathBuf::from(val()?),
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    if !listen.ip().is_loopback() {
+        return Err("benchmark server: loopback addresses only".into());
+    }
+    let cfg = vulngate_server::Config {
+        listen,
+        data_dir,
+        ..vulngate_server::Config::default()
+    };
+    let tls = vulngate_server::tls::setup(&cfg)?;
+    // Same runtime as `vulngate serve` (multi-thread, one worker per core).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(listen, tls.server_config, cfg.max_request_bytes))?;
+    Ok(())
+}
+
+async fn serve(
+    listen: SocketAddr,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    max_request_bytes: usize,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/validate", post(validate))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(max_request_bytes));
+    let listener = TcpListener::bind(listen).await?;
+    eprintln!("fixed_response: serving https://{listen}/validate");
+    let acceptor = TlsAcceptor::from(tls);
+    let service = TowerToHyperService::new(app);
+    loop {
+        let (tcp, _peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let service = service.clone();
+        tokio::spawn(async move {
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+            else {
+                return;
+            };
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Webhook load benchmark (issue 4), loopback only (127.0.0.1), over TLS. One run measures:
+#   (a) fixed   crates/server/examples/fixed_response.rs: the same axum + hyper-util + rustls stack
+#               answering a fixed AdmissionResponse (the physical limit)
+#   (b) warm    `vulngate serve`, one digest-pinned image whose report is cached
+#   (c) cold    `vulngate serve`, a new digest on every request (images pre-pushed with reports
+#               to a loopback ferro-oci-server; each image is sent once)
+# then fills the findings cache with every seeded digest and reads vulngate's VmRSS.
+#
+#   scripts/bench-webhook.sh            results in target/bench-webhook/ (results.md, raw logs)
+#
+# Knobs (environment): BENCH_IMAGES (10000, seeded digests = the cache fill for the RSS figure),
+# BENCH_DURATION (10s per throughput run), BENCH_ROUNDS (2: a,b alternated), BENCH_CONNECTIONS (32),
+# BENCH_COLD_CONNECTIONS (8), BENCH_COLD_DURATION (20s), BENCH_RATE (2000 req/s for hey -q),
+# BENCH_RATE_WORKERS (20), BENCH_LOG_LEVEL (info), BENCH_OUT (target/bench-webhook).
+# Tools: wrk, hey, curl, ferro-oci-server (scripts/install-test-tools.sh).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck disable=SC1091
+[[ -f "$HOME/.cache/vulngate-tools/env.sh" ]] && source "$HOME/.cache/vulngate-tools/env.sh"
+
+N_IMAGES=${BENCH_IMAGES:-10000}
+DUR=${BENCH_DURATION:-10s}
+ROUNDS=${BENCH_ROUNDS:-2}
+CONN=${BENCH_CONNECTIONS:-32}
+COLD_CONN=${BENCH_COLD_CONNECTIONS:-8}
+COLD_DUR=${BENCH_COLD_DURATION:-20s}
+RATE=${BENCH_RATE:-2000}
+RATE_WORKERS=${BENCH_RATE_WORKERS:-20}
+LOG_LEVEL=${BENCH_LOG_LEVEL:-info}
+OUT=${BENCH_OUT:-$ROOT/target/bench-webhook}
+THREADS=2
+
+for t in wrk hey curl ferro-oci-server python3; do
+  command -v "$t" >/dev/null || { echo "missing tool: $t (scripts/install-test-tools.sh)" >&2; exit 1; }
+done
+
+log() { printf '[bench-webhook] %s\n' "$*" >&2; }
+
+# ---- build -------------------------------------------------------------------------------------
+log "building (release)"
+(cd "$ROOT" && cargo build --release --locked -p vulngate --bin vulngate \
+  && cargo build --release --locked -p vulngate-server --example fixed_response \
+  && cargo build --release --locked -p vulngate-registry --example seed_images) >&2
+BIN="$ROOT/target/release"
+EX="$ROOT/target/release/examples"
+
+mkdir -p "$OUT"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vulngate-bench.XXXXXX")
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { # url, name
+  for _ in $(seq 1 150); do
+    curl -ksf -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "$2 did not come up at $1" >&2; exit 1
+}
+rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+metric() { # name (first sample line starting with it) from vulngate's /metrics
+  curl -ks "https://127.0.0.1:$VG_PORT/metrics" | awk -v m="$1" 'index($0, m)==1 {s+=$NF} END {print s+0}'
+}
+
+# ---- registry and images -----------------------------------------------------------------------
+REG_PORT=$(free_port)
+REG="127.0.0.1:$REG_PORT"
+FERRO_OCI_LISTEN=$REG FERRO_OCI_STORAGE_DIR="$WORK/registry" ferro-oci-server >"$WORK/registry.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://$REG/v2/" ferro-oci-server
+log "seeding $N_IMAGES images with reports into $REG"
+SEED_START=$(date +%s)
+"$EX/seed_images" --registry "$REG" --count "$N_IMAGES" --severity LOW --concurrency 8 >"$WORK/images.txt"
+log "seeded in $(( $(date +%s) - SEED_START ))s"
+WARM_IMAGE=$(head -1 "$WORK/images.txt")
+tail -n +2 "$WORK/images.txt" >"$WORK/cold-images.txt"
+
+# ---- request template and rules ----------------------------------------------------------------
+cat >"$WORK/review.json" <<'JSON'
+{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","kind":{"group":"apps","version":"v1","kind":"Deployment"},"resource":{"group":"apps","version":"v1","resource":"deployments"},"name":"web","namespace":"shop","operation":"CREATE","userInfo":{"username":"alice@example.com","groups":["system:authenticated"]},"object":{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"shop","labels":{"app":"web"}},"spec":{"replicas":2,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"__IMAGE__","ports":[{"containerPort":8080}]}]}}}},"oldObject":null,"dryRun":false,"options":{"apiVersion":"meta.k8s.io/v1","kind":"CreateOptions"}}}
+JSON
+sed "s|__IMAGE__|$WARM_IMAGE|" "$WORK/review.json" >"$WORK/review-warm.json"
+# Deny critical findings and unscanned images: the seeded reports (one LOW finding) are allowed,
+# an image whose report is not found would be denied (counted as not_allowed by the lua script).
+cat >"$WORK/rules.yaml" <<'YAML'
+apiVersion: vulngate.io/v1
+kind: SecurityRule
+metadata: { name: bench-deny-critical-or-unscanned }
+spec:
+  action: deny
+  blockUnscanned: true
+  conditions: [{ severity: critical, maxCount: 0 }]
+YAML
+
+# ---- servers -----------------------------------------------------------------------------------
+FIXED_PORT=$(free_port)
+"$EX/fixed_response" --listen "127.0.0.1:$FIXED_PORT" --data-dir "$WORK/fixed-data" 2>"$WORK/fixed.log" &
+PIDS+=($!)
+VG_PORT=$(free_port)
+cat >"$WORK/vulngate.yaml" <<YAML
+listen: 127.0.0.1:$VG_PORT
+dataDir: $WORK/vg-data
+rules: $WORK/rules.yaml
+logLevel: $LOG_LEVEL
+cache: { maxEntries: $(( N_IMAGES * 2 )), ttl: 1h, unscannedTtl: 30s }
+registry: { insecureRegistries: ["$REG"] }
+YAML
+"$BIN/vulngate" serve --config "$WORK/vulngate.yaml" 2>"$WORK/vulngate.log" &
+VG_PID=$!
+PIDS+=($VG_PID)
+wait_http "https://127.0.0.1:$FIXED_PORT/healthz" fixed_response
+wait_http "https://127.0.0.1:$VG_PORT/healthz" "vulngate serve"
+RSS_START=$(rss_kib "$VG_PID")
+
+FIXED_URL="https://127.0.0.1:$FIXED_PORT/validate?timeout=10s"
+VG_URL="https://127.0.0.1:$VG_PORT/validate?timeout=10s"
+
+# Warm the cache with the warm image (and check it is allowed, i.e. its report was found).
+curl -ksS -H 'Content-Type: application/json' --data-binary @"$WORK/review-warm.json" "$VG_URL" >"$WORK/warm-first.json"
+grep -q '"allowed":true' "$WORK/warm-first.json" || { echo "warm image not allowed: $(cat "$WORK/warm-first.json")" >&2; exit 1; }
+
+wrk_run() { # label, url, duration, connections, extra env...
+  local label=$1 url=$2 dur=$3 conns=$4
+  shift 4
+  env BENCH_TEMPLATE="$WORK/review.json" BENCH_THREADS=$THREADS "$@" \
+    timeout 600 wrk -t"$THREADS" -c"$conns" -d"$dur" --timeout 10s --latency \
+    -s "$ROOT/scripts/bench/admission.lua" "$url" >"$OUT/wrk-$label.txt" 2>&1
+  grep '^BENCH_JSON ' "$OUT/wrk-$label.txt" | sed 's/^BENCH_JSON //' >"$OUT/wrk-$label.json" \
+    || { log "$label failed: $(tail -3 "$OUT/wrk-$label.txt")"; exit 1; }
+  log "$label: $(cat "$OUT/wrk-$label.json")"
+}
+
+# ---- (a) and (b): throughput, alternated -------------------------------------------------------
+log "warm-up (2s each)"
+wrk_run warmup-fixed "$FIXED_URL" 2s "$CONN" BENCH_IMAGE="$WARM_IMAGE"
+wrk_run warmup-warm "$VG_URL" 2s "$CONN" BENCH_IMAGE="$WARM_IMAGE"
+for r in $(seq 1 "$ROUNDS"); do
+  wrk_run "a-fixed-$r" "$FIXED_URL" "$DUR" "$CONN" BENCH_IMAGE="$WARM_IMAGE"
+  wrk_run "b-warm-$r" "$VG_URL" "$DUR" "$CONN" BENCH_IMAGE="$WARM_IMAGE"
+done
+RSS_WARM=$(rss_kib "$VG_PID")
+
+# ---- (b) at a fixed rate (hey: -q is per worker) -----------------------------------------------
+QPS=$(( RATE / RATE_WORKERS ))
+hey_run() { # label, url
+  # -host: hey sends its Host (with the port, from the URL) as TLS SNI, which rustls rejects
+  # ("illegal parameter"); a bare name fixes the SNI.
+  timeout 120 hey -z "$DUR" -c "$RATE_WORKERS" -q "$QPS" -host localhost -m POST -T application/json \
+    -D "$WORK/review-warm.json" "$2" >"$OUT/hey-$1.txt" 2>&1
+  log "$1: $(grep -E 'Requests/sec|99% in' "$OUT/hey-$1.txt" | tr -s ' ' | tr '\n' ' ')"
+}
+hey_run a-fixed-rate "$FIXED_URL"
+hey_run b-warm-rate "$VG_URL"
+
+# ---- (c) cold: every request a new digest ------------------------------------------------------
+MISSES_BEFORE=$(metric vulngate_findings_cache_misses_total)
+wrk_run c-cold "$VG_URL" "$COLD_DUR" "$COLD_CONN" BENCH_IMAGE_LIST="$WORK/cold-images.txt" BENCH_STOP_WHEN_EXHAUSTED=1
+MISSES_COLD=$(( $(metric vulngate_findings_cache_misses_total) - MISSES_BEFORE ))
+
+# ---- cache fill: every seeded digest, then RSS -------------------------------------------------
+# wrk waits for -d even when every thread stopped: run it in the background and end it once the
+# cache has looked up every seeded digest (or after BENCH_FILL_TIMEOUT seconds).
+env BENCH_TEMPLATE="$WORK/review.json" BENCH_THREADS=$THREADS BENCH_IMAGE_LIST="$WORK/images.txt" \
+  BENCH_STOP_WHEN_EXHAUSTED=1 wrk -t"$THREADS" -c"$COLD_CONN" -d600s --timeout 10s \
+  -s "$ROOT/scripts/bench/admission.lua" "$VG_URL" >"$OUT/wrk-fill.txt" 2>&1 &
+FILL_PID=$!
+PIDS+=($FILL_PID)
+for _ in $(seq 1 "${BENCH_FILL_TIMEOUT:-600}"); do
+  (( $(metric vulngate_findings_cache_misses_total) >= N_IMAGES )) && break
+  sleep 1
+done
+kill "$FILL_PID" 2>/dev/null || true
+wait "$FILL_PID" 2>/dev/null || true
+sleep 1
+RSS_FILLED=$(rss_kib "$VG_PID")
+MISSES_TOTAL=$(metric vulngate_findings_cache_misses_total)
+FAILURES=$(metric vulngate_findings_source_failures_total)
+curl -ks "https://127.0.0.1:$VG_PORT/metrics" >"$OUT/metrics.txt"
+
+# ---- summary -----------------------------------------------------------------------------------
+python3 - "$OUT" "$ROUNDS" "$RSS_START" "$RSS_WARM" "$RSS_FILLED" "$MISSES_COLD" "$MISSES_TOTAL" \
+  "$FAILURES" "$N_IMAGES" "$CONN" "$COLD_CONN" "$DUR" "$RATE" "$RATE_WORKERS" "$QPS" "$LOG_LEVEL" <<'PY' | tee "$OUT/results.md"
+import json, re, sys, statistics
+out, rounds = sys.argv[1], int(sys.argv[2])
+rss_start, rss_warm, rss_filled = (int(x) for x in sys.argv[3:6])
+misses_cold, misses_total, failures, n_images = (int(float(x)) for x in sys.argv[6:10])
+conn, cold_conn, dur, rate, workers, qps, log_level = sys.argv[10:17]
+load = lambda l: json.load(open(f"{out}/wrk-{l}.json"))
+def hey(label):
+    t = open(f"{out}/hey-{label}.txt").read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+    pct = {m.group(1): float(m.group(2)) * 1e3 for m in re.finditer(r"(\d+)%% in ([\d.]+) secs".replace("%%", "%"), t)}
+    codes = re.findall(r"\[(\d+)\]\s+(\d+) responses", t)
+    return rps, pct.get("50"), pct.get("99"), codes
+print("| run | requests | req/s | p50 ms | p99 ms | max ms | errors | not allowed |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+rows = {}
+for r in range(1, rounds + 1):
+    for l in (f"a-fixed-{r}", f"b-warm-{r}"):
+        j = load(l); rows[l] = j
+        errs = sum(j[k] for k in j if k.startswith("errors_"))
+        print(f"| {l} (wrk -t2 -c{conn} -d{dur}) | {j['requests']} | {j['rps']:.0f} | {j['p50_ms']:.2f} | {j['p99_ms']:.2f} | {j['max_ms']:.2f} | {errs} | {j['not_allowed'] if l.startswith('b') else '-'} |")
+j = load("c-cold")
+errs = sum(j[k] for k in j if k.startswith("errors_"))
+print(f"| c-cold (wrk -t2 -c{cold_conn}, one request per digest; threads out of digests: {j['threads_exhausted']}, wraps {j['wraps']}) | {j['requests']} | {j['rps_active']:.0f} (over {j['active_s']:.1f} s) | {j['p50_ms']:.2f} | {j['p99_ms']:.2f} | {j['max_ms']:.2f} | {errs} | {j['not_allowed']} |")
+a = [rows[f"a-fixed-{r}"]["rps"] for r in range(1, rounds + 1)]
+b = [rows[f"b-warm-{r}"]["rps"] for r in range(1, rounds + 1)]
+print()
+print(f"- (b)/(a) throughput, per round: " + ", ".join(f"{y/x:.1%}" for x, y in zip(a, b)) +
+      f"; mean of rounds: {statistics.mean(b)/statistics.mean(a):.1%} (goal >= 70%)")
+for label in ("a-fixed-rate", "b-warm-rate"):
+    rps, p50, p99, codes = hey(label)
+    print(f"- {label}: hey -z {dur} -c {workers} -q {qps} (target {rate} req/s): {rps:.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, status {codes}")
+c = load("c-cold")
+print(f"- (c) cold p99: {c['p99_ms']:.2f} ms (goal <= 50 ms), p50 {c['p50_ms']:.2f} ms, {c['rps_active']:.0f} req/s; source lookups during the run (cache misses): {misses_cold} for {c['requests']} measured requests")
+print(f"- RSS of vulngate: {rss_start/1024:.1f} MiB at start, {rss_warm/1024:.1f} MiB after the warm runs, {rss_filled/1024:.1f} MiB with {misses_total} digests looked up and cached (seeded {n_images}; goal <= 64 MiB); source failures: {failures}")
+print(f"- log level: {log_level} (one decision line per image to stderr, redirected to a file)")
+PY
+log "results: $OUT/results.md"
