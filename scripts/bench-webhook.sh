@@ -4,7 +4,7 @@
 #               answering a fixed AdmissionResponse (the physical limit)
 #   (b) warm    `vulngate serve`, one digest-pinned image whose report is cached
 #   (c) cold    `vulngate serve`, a new digest on every request (images pre-pushed with reports
-#               to a loopback ferro-oci-server; each image is sent once)
+#               to a loopback registry; each image is sent once)
 # then fills the findings cache with every seeded digest and reads vulngate's VmRSS.
 #
 #   scripts/bench-webhook.sh            results in target/bench-webhook/ (results.md, raw logs)
@@ -12,8 +12,11 @@
 # Knobs (environment): BENCH_IMAGES (10000, seeded digests = the cache fill for the RSS figure),
 # BENCH_DURATION (10s per throughput run), BENCH_ROUNDS (2: a,b alternated), BENCH_CONNECTIONS (32),
 # BENCH_COLD_CONNECTIONS (8), BENCH_COLD_DURATION (20s), BENCH_RATE (2000 req/s for hey -q),
-# BENCH_RATE_WORKERS (20), BENCH_LOG_LEVEL (info), BENCH_OUT (target/bench-webhook).
-# Tools: wrk, hey, curl, ferro-oci-server (scripts/install-test-tools.sh).
+# BENCH_RATE_WORKERS (20), BENCH_LOG_LEVEL (info), BENCH_OUT (target/bench-webhook),
+# BENCH_REGISTRY (distribution: docker-registry, referrers tag schema; or ferro: ferro-oci-server,
+# referrers API -- ferro 1.0.0 rewrites one metadata.json per push, so seeding slows down
+# quadratically: about 1 image/s after 2,000 images; use it with BENCH_IMAGES <= 1000).
+# Tools: wrk, hey, curl, python3, docker-registry / ferro-oci-server (scripts/install-test-tools.sh).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,8 +34,14 @@ RATE_WORKERS=${BENCH_RATE_WORKERS:-20}
 LOG_LEVEL=${BENCH_LOG_LEVEL:-info}
 OUT=${BENCH_OUT:-$ROOT/target/bench-webhook}
 THREADS=2
+REGISTRY_KIND=${BENCH_REGISTRY:-distribution}
 
-for t in wrk hey curl ferro-oci-server python3; do
+case "$REGISTRY_KIND" in
+  distribution) REGISTRY_TOOL=docker-registry ;;
+  ferro) REGISTRY_TOOL=ferro-oci-server ;;
+  *) echo "BENCH_REGISTRY: distribution or ferro" >&2; exit 2 ;;
+esac
+for t in wrk hey curl python3 "$REGISTRY_TOOL"; do
   command -v "$t" >/dev/null || { echo "missing tool: $t (scripts/install-test-tools.sh)" >&2; exit 1; }
 done
 
@@ -55,6 +64,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { # url, name
@@ -72,9 +82,19 @@ metric() { # name (first sample line starting with it) from vulngate's /metrics
 # ---- registry and images -----------------------------------------------------------------------
 REG_PORT=$(free_port)
 REG="127.0.0.1:$REG_PORT"
-FERRO_OCI_LISTEN=$REG FERRO_OCI_STORAGE_DIR="$WORK/registry" ferro-oci-server >"$WORK/registry.log" 2>&1 &
+if [[ $REGISTRY_KIND == ferro ]]; then
+  FERRO_OCI_LISTEN=$REG FERRO_OCI_STORAGE_DIR="$WORK/registry" ferro-oci-server >"$WORK/registry.log" 2>&1 &
+else
+  cat >"$WORK/registry.yml" <<YAML
+version: 0.1
+log: { level: error }
+storage: { filesystem: { rootdirectory: $WORK/registry } }
+http: { addr: $REG }
+YAML
+  docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
+fi
 PIDS+=($!)
-wait_http "http://$REG/v2/" ferro-oci-server
+wait_http "http://$REG/v2/" "$REGISTRY_TOOL"
 log "seeding $N_IMAGES images with reports into $REG"
 SEED_START=$(date +%s)
 "$EX/seed_images" --registry "$REG" --count "$N_IMAGES" --severity LOW --concurrency 8 >"$WORK/images.txt"
@@ -186,7 +206,7 @@ curl -ks "https://127.0.0.1:$VG_PORT/metrics" >"$OUT/metrics.txt"
 
 # ---- summary -----------------------------------------------------------------------------------
 python3 - "$OUT" "$ROUNDS" "$RSS_START" "$RSS_WARM" "$RSS_FILLED" "$MISSES_COLD" "$MISSES_TOTAL" \
-  "$FAILURES" "$N_IMAGES" "$CONN" "$COLD_CONN" "$DUR" "$RATE" "$RATE_WORKERS" "$QPS" "$LOG_LEVEL" <<'PY' | tee "$OUT/results.md"
+  "$FAILURES" "$N_IMAGES" "$CONN" "$COLD_CONN" "$DUR" "$RATE" "$RATE_WORKERS" "$QPS" "$LOG_LEVEL" "$REGISTRY_TOOL" <<'PY' | tee "$OUT/results.md"
 import json, re, sys, statistics
 out, rounds = sys.argv[1], int(sys.argv[2])
 rss_start, rss_warm, rss_filled = (int(x) for x in sys.argv[3:6])
@@ -221,6 +241,7 @@ for label in ("a-fixed-rate", "b-warm-rate"):
 c = load("c-cold")
 print(f"- (c) cold p99: {c['p99_ms']:.2f} ms (goal <= 50 ms), p50 {c['p50_ms']:.2f} ms, {c['rps_active']:.0f} req/s; source lookups during the run (cache misses): {misses_cold} for {c['requests']} measured requests")
 print(f"- RSS of vulngate: {rss_start/1024:.1f} MiB at start, {rss_warm/1024:.1f} MiB after the warm runs, {rss_filled/1024:.1f} MiB with {misses_total} digests looked up and cached (seeded {n_images}; goal <= 64 MiB); source failures: {failures}")
+print(f"- registry: {sys.argv[17]}")
 print(f"- log level: {log_level} (one decision line per image to stderr, redirected to a file)")
 PY
 log "results: $OUT/results.md"

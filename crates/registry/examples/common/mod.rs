@@ -110,6 +110,9 @@ pub async fn seed(
     let base = format!("http://{host}/v2/{repo}");
     push_blob(&http, &base, CONFIG).await?;
     push_blob(&http, &base, LAYER).await?;
+    // The empty config of every report artifact, pushed once up front: concurrent first uploads
+    // of one blob can make docker-registry refuse a manifest (400) while it lands.
+    push_blob(&http, &base, b"{}").await?;
     let client = Arc::new(insecure_client(host)?);
     let mut out: Vec<Option<Seeded>> = vec![None; count];
     let mut set = tokio::task::JoinSet::new();
@@ -153,7 +156,19 @@ pub async fn seed(
                     let image = format!("{host}/{repo}@{digest}");
                     let iref = ImageRef::parse(&image).map_err(|e| e.to_string())?;
                     let report = trivy_report(offset + i, &severity);
-                    let attached = client.attach(&AttachRequest::new(&iref, &report)).await?;
+                    let req = AttachRequest::new(&iref, &report);
+                    let mut attempt = 0;
+                    let attached = loop {
+                        match client.attach(&req).await {
+                            Ok(a) => break a,
+                            Err(e) if attempt < 3 => {
+                                attempt += 1;
+                                eprintln!("attach {image}: {e}; retrying");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    };
                     Ok(Seeded {
                         image,
                         digest,
