@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Vulnerability severity. `Unknown` and `Negligible` share the lowest rank
 /// (ARCHITECTURE.md section 3: critical > high > medium > low > negligible/unknown).
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {

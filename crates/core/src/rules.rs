@@ -17,6 +17,7 @@ pub const API_VERSION: &str = "vulngate.io/v1";
 pub const KIND: &str = "SecurityRule";
 
 /// What a rule does when it decides.
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -42,6 +43,7 @@ impl fmt::Display for Action {
 }
 
 /// Fields a scope selector can test.
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ScopeField {
@@ -57,6 +59,7 @@ pub enum ScopeField {
 }
 
 /// Fields an exemption can test: the scope fields (but cluster stays available) plus `cve`.
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ExemptionField {
@@ -72,6 +75,7 @@ pub enum ExemptionField {
 }
 
 /// String comparison operators (case-sensitive).
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Op {
@@ -98,6 +102,7 @@ impl Op {
     }
 }
 
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Selector {
@@ -111,6 +116,7 @@ pub struct Selector {
 
 /// One condition of a rule. Either a count condition (`severity` and/or `maxCount`) or a
 /// `cveIds` condition; the filters narrow which vulnerabilities count for either.
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Condition {
@@ -172,6 +178,7 @@ impl Condition {
     }
 }
 
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Allowance {
@@ -182,6 +189,7 @@ pub struct Allowance {
     pub justification: Option<String>,
 }
 
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Exemption {
@@ -268,6 +276,21 @@ impl Serialize for ReportAge {
     }
 }
 
+#[cfg(feature = "crd")]
+impl schemars::JsonSchema for ReportAge {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ReportAge".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^([0-9]+[smhdw])+$",
+            "description": "A report age such as 7d, 12h, 1w2d, 90m or 30s"
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for ReportAge {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -287,12 +310,31 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema, kube::CustomResource))]
+#[cfg_attr(
+    feature = "crd",
+    kube(
+        group = "vulngate.io",
+        version = "v1",
+        kind = "SecurityRule",
+        status = "SecurityRuleStatus",
+        shortname = "srule",
+        category = "vulngate",
+        doc = "A vulngate security rule: scope, conditions on vulnerabilities and an action",
+        printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.action"}"#,
+        printcolumn = r#"{"name":"Enabled","type":"boolean","jsonPath":".spec.enabled"}"#,
+        printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type=='Accepted')].status"}"#,
+        printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
+)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// A disabled rule is kept but never fires.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    #[cfg_attr(feature = "crd", schemars(extend("default" = true)))]
     pub enabled: bool,
     pub action: Action,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -307,6 +349,29 @@ pub struct RuleSpec {
     pub allowed_vulnerabilities: Vec<Allowance>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exemptions: Vec<Exemption>,
+}
+
+/// Status of a `SecurityRule` custom resource, written by vulngate's rule watcher.
+#[cfg(feature = "crd")]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityRuleStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Accepted` (True: the rule is in force; False: reason `Invalid` with the exact error,
+    /// the last good version of the rule, if any, stays in force).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    /// Ids of allowed vulnerabilities whose `validUntil` has passed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expired_allowances: Vec<String>,
+    /// Exemptions whose `validUntil` has passed (`field op value`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expired_exemptions: Vec<String>,
+    /// Version of the rule set this rule is part of (keys cached decisions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_set_version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
