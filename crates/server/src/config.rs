@@ -76,6 +76,62 @@ pub struct Config {
     pub registry: Option<RegistryConfig>,
     /// Log filter (`tracing-subscriber` EnvFilter syntax; `RUST_LOG` overrides it).
     pub log_level: String,
+    /// Kubernetes integration (SecurityRule custom resources, PolicyReports, Events, running
+    /// workloads, pull secrets). None: off.
+    pub kubernetes: Option<KubernetesConfig>,
+}
+
+/// Where the rules come from when the Kubernetes integration is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RulesFrom {
+    /// SecurityRule custom resources only (`rules` must be unset).
+    #[default]
+    Cluster,
+    /// The `rules` file or directory only (the custom resources are not watched).
+    Files,
+    /// Both; a rule name defined in both places is an error reported on the custom resource,
+    /// and the file's rule stays in force.
+    Both,
+}
+
+/// The Kubernetes integration. Credentials: in-cluster service account, else `kubeconfig`
+/// (or `$KUBECONFIG`, `~/.kube/config`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct KubernetesConfig {
+    /// Kubeconfig file (default: in-cluster, then `$KUBECONFIG`, then `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    pub rules_from: RulesFrom,
+    /// Write PolicyReports (`wgpolicyk8s.io/v1alpha2`), one per namespace.
+    pub policy_reports: bool,
+    /// Write Events (`events.k8s.io/v1`) on workloads for audit and deny decisions.
+    pub events: bool,
+    /// Re-evaluate running Pods this often (and whenever the rules change); 0s disables it.
+    #[serde(with = "duration_str")]
+    pub rescan_interval: Duration,
+    /// Most registry lookups per second made by the re-evaluation (the webhook is not limited).
+    pub rescan_lookups_per_second: u32,
+    /// Read registry credentials from the Pods' `imagePullSecrets` and their service accounts'.
+    pub pull_secrets: bool,
+    /// How long credentials read from Secrets are kept before they are read again.
+    #[serde(with = "duration_str")]
+    pub pull_secrets_ttl: Duration,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig {
+            kubeconfig: None,
+            rules_from: RulesFrom::Cluster,
+            policy_reports: true,
+            events: true,
+            rescan_interval: Duration::from_secs(3600),
+            rescan_lookups_per_second: 20,
+            pull_secrets: true,
+            pull_secrets_ttl: Duration::from_secs(300),
+        }
+    }
 }
 
 impl Default for Config {
@@ -102,6 +158,7 @@ impl Default for Config {
             findings_dir: None,
             registry: None,
             log_level: "info".to_string(),
+            kubernetes: None,
         }
     }
 }
@@ -225,6 +282,7 @@ impl Config {
             self.findings_dir.as_mut(),
             self.tls.cert_file.as_mut(),
             self.tls.key_file.as_mut(),
+            self.kubernetes.as_mut().and_then(|k| k.kubeconfig.as_mut()),
         ]
         .into_iter()
         .flatten()
@@ -294,6 +352,28 @@ impl Config {
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(("dataDir".into(), "empty path".into()));
+        }
+        if let Some(k) = &self.kubernetes {
+            match (k.rules_from, &self.rules) {
+                (RulesFrom::Cluster, Some(_)) => return Err((
+                    "kubernetes.rulesFrom".into(),
+                    "rulesFrom cluster ignores the rules path: unset rules, or use rulesFrom: both"
+                        .into(),
+                )),
+                (RulesFrom::Files | RulesFrom::Both, None) => {
+                    return Err((
+                        "rules".into(),
+                        "kubernetes.rulesFrom files/both needs a rules path".into(),
+                    ))
+                }
+                _ => {}
+            }
+            if k.rescan_lookups_per_second == 0 {
+                return Err((
+                    "kubernetes.rescanLookupsPerSecond".into(),
+                    "must be at least 1".into(),
+                ));
+            }
         }
         Ok(())
     }
