@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod alerts;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 mod error;
 pub mod metrics;

@@ -1,0 +1,58 @@
+//! Kubernetes integration (the `kubernetes` section of vulngate.yaml): `SecurityRule` custom
+//! resources as rules (`rules`), PolicyReports (`reports`), Events (`events`), continuous
+//! re-evaluation of running Pods (`rescan`) and registry credentials from image pull
+//! secrets (`pull_secrets`).
+//!
+//! Everything here talks to the API server through one `kube::Client`; tests give it a real
+//! apiextensions-apiserver (custom resources) or an in-process fake (core resources).
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use vulngate_core::engine::Decision;
+
+/// One evaluated container image of a workload (admitted or running), the unit of a
+/// PolicyReport result and of a runtime alert.
+#[derive(Debug, Clone)]
+pub struct ImageResult {
+    pub namespace: String,
+    /// The workload that owns the pod (Deployment, StatefulSet, ... or the Pod itself).
+    pub workload_api_version: String,
+    pub workload_kind: String,
+    pub workload_name: String,
+    pub workload_uid: Option<String>,
+    /// The pod the image runs in, when known (runtime results).
+    pub pod: Option<String>,
+    pub container: String,
+    pub decision: Arc<Decision>,
+}
+
+/// Where evaluated results go (PolicyReports); the re-evaluation hands each namespace's
+/// complete, current result list to every sink.
+pub trait ResultSink: Send + Sync + std::fmt::Debug {
+    /// Replaces what is known about `namespace` with `results` (all of its workload images).
+    fn sync_namespace<'a>(
+        &'a self,
+        namespace: &'a str,
+        results: &'a [ImageResult],
+    ) -> BoxFuture<'a, Result<(), kube::Error>>;
+}
+
+/// A client from the configuration: `kubeconfig` when set, else in-cluster, `$KUBECONFIG`,
+/// `~/.kube/config` (kube's inference).
+pub async fn client(cfg: &crate::config::KubernetesConfig) -> Result<kube::Client, kube::Error> {
+    let config = match &cfg.kubeconfig {
+        Some(path) => {
+            let kc =
+                kube::config::Kubeconfig::read_from(path).map_err(kube::Error::InferKubeconfig)?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(kube::Error::InferKubeconfig)?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(kube::Error::InferConfig)?,
+    };
+    kube::Client::try_from(config)
+}
