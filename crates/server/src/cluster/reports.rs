@@ -277,3 +277,121 @@ fn strip_timestamps(body: &Value) -> Value {
     }
     b
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn decision(v: Value) -> Arc<Decision> {
+        let mut base = json!({
+            "image": "registry.example/app:1",
+            "digest": "sha256:aaaa",
+            "decision": "allow",
+            "rule": null,
+            "vulnerability": null,
+            "reason": "no rule fired",
+            "counts": {"critical": 0, "high": 0, "medium": 0, "low": 0, "negligible": 0, "unknown": 0},
+            "rules_version": "0123456789abcdef",
+        });
+        if let (Value::Object(b), Value::Object(o)) = (&mut base, v) {
+            b.extend(o);
+        }
+        Arc::new(serde_json::from_value(base).expect("decision"))
+    }
+
+    fn result(workload: &str, container: &str, d: Arc<Decision>) -> ImageResult {
+        ImageResult {
+            namespace: "shop".into(),
+            workload_api_version: "apps/v1".into(),
+            workload_kind: "Deployment".into(),
+            workload_name: workload.into(),
+            workload_uid: Some("uid-1".into()),
+            pod: Some(format!("{workload}-abc")),
+            container: container.into(),
+            decision: d,
+        }
+    }
+
+    #[test]
+    fn one_result_per_image_and_rule_with_summary() {
+        let deny = decision(json!({
+            "decision": "deny",
+            "rule": "deny-critical",
+            "vulnerability": "CVE-2021-44228",
+            "reason": "1 critical or higher vulnerabilities (CVE-2021-44228), more than the allowed count of 0",
+            "vulnerability_detail": {"id": "CVE-2021-44228", "ids": ["CVE-2021-44228"], "severity": "critical", "fix_available": true, "packages": []},
+            "also_fired": [{"rule": "audit-high", "action": "audit", "condition": {"index": 0, "description": "x"}, "reason": "1 high or higher"}],
+            "counts": {"critical": 1, "high": 0, "medium": 0, "low": 0, "negligible": 0, "unknown": 0},
+        }));
+        let clean = decision(json!({}));
+        let unscanned =
+            decision(json!({"unscanned": {"kind": "no-report"}, "reason": "unscanned image"}));
+        let body = report_results(&[
+            result("web", "app", deny),
+            result("api", "app", clean),
+            result("api", "sidecar", unscanned),
+        ]);
+        let results = body["results"].as_array().expect("results");
+        assert_eq!(results.len(), 4);
+        assert_eq!(
+            body["summary"],
+            json!({"pass": 1, "fail": 1, "warn": 1, "error": 0, "skip": 1})
+        );
+        let fail = results
+            .iter()
+            .find(|r| r["result"] == "fail")
+            .expect("fail result");
+        assert_eq!(fail["policy"], "deny-critical");
+        assert_eq!(fail["rule"], "CVE-2021-44228");
+        assert_eq!(fail["severity"], "critical");
+        assert_eq!(fail["source"], "vulngate");
+        assert_eq!(fail["resources"][0]["kind"], "Deployment");
+        assert_eq!(fail["resources"][0]["name"], "web");
+        assert_eq!(fail["resources"][0]["uid"], "uid-1");
+        assert_eq!(fail["properties"]["digest"], "sha256:aaaa");
+        assert_eq!(fail["properties"]["container"], "app");
+        assert_eq!(
+            fail["properties"]["counts"],
+            "critical=1 high=0 medium=0 low=0 other=0"
+        );
+        let warn = results
+            .iter()
+            .find(|r| r["result"] == "warn")
+            .expect("warn");
+        assert_eq!(warn["policy"], "audit-high");
+        let skip = results
+            .iter()
+            .find(|r| r["result"] == "skip")
+            .expect("skip");
+        assert_eq!(skip["message"], "unscanned image");
+        // Every properties value is a string (the CRD's map[string]string).
+        for r in results {
+            for (_, v) in r["properties"].as_object().expect("properties") {
+                assert!(v.is_string(), "{v}");
+            }
+        }
+    }
+
+    #[test]
+    fn results_are_ordered_and_deduplicated_and_hash_ignores_timestamps() {
+        let d = decision(json!({}));
+        let a = report_results(&[
+            result("b", "app", d.clone()),
+            result("a", "app", d.clone()),
+            result("a", "app", d.clone()),
+        ]);
+        let names: Vec<&str> = a["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|r| r["resources"][0]["name"].as_str().expect("name"))
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        let mut b = a.clone();
+        b["results"][0]["timestamp"] = json!({"seconds": 1, "nanos": 0});
+        assert_ne!(a, b);
+        assert_eq!(strip_timestamps(&a), strip_timestamps(&b));
+    }
+}
