@@ -23,7 +23,9 @@
 #
 # A tool already present with an expected version is reused without any network access.
 # wrk, hey and hyperfine are Debian bookworm packages: installed system-wide with the normal apt,
-# only when the command is missing.
+# only when the command is missing. So is PostgreSQL 15 (package `postgresql`, binaries in
+# /usr/lib/postgresql/15/bin, not on PATH: initdb, postgres and pg_ctl are linked into bin/); the
+# tests run their own server in a temp dir (as `nobody` via setpriv when they run as root).
 set -euo pipefail
 
 CACHE="${VULNGATE_TOOLS_DIR:-$HOME/.cache/vulngate-tools}"
@@ -40,6 +42,7 @@ declare -A EXPECT=(
   [wrk]='4.1.0*'
   [hey]='0.1.4*'
   [hyperfine]='1.15.0*'
+  [postgresql]='15.*'
 )
 # the Go group: root packages (their golang-* dependencies follow from apt) and expected versions
 GO_ROOTS=(golang-go golang-k8s-apiserver-dev golang-k8s-client-go-dev)
@@ -59,6 +62,8 @@ EXPECT[golang-k8s-client-go-dev]='0.36.*'
 EXPECT[apiserver-harness]='source-hash'
 FERRO_VERSION=1.0.0   # crates.io; builds with --locked (about 2-3 min on 2 cores)
 SYS_TOOLS=(wrk hey hyperfine)   # bookworm, system apt
+PG_BIN=/usr/lib/postgresql/15/bin   # bookworm `postgresql` (15), system apt; tests use these three
+PG_TOOLS=(initdb postgres pg_ctl)
 
 usage() {
   sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
@@ -127,6 +132,13 @@ sys_version() {
   local tool=$1
   command -v "$tool" >/dev/null 2>&1 || return 0
   dpkg-query -W -f '${Version}' "$tool" 2>/dev/null || echo unknown-not-from-dpkg
+}
+
+# PostgreSQL server version (`postgres --version`: "postgres (PostgreSQL) 15.18 (Debian ...)").
+pg_version() {
+  local t
+  for t in "${PG_TOOLS[@]}"; do [[ -x "$PG_BIN/$t" ]] || return 0; done
+  "$PG_BIN/postgres" --version 2>/dev/null | awk '{print $3}'
 }
 
 # ---- Debian sid via a private apt configuration ----------------------------------------------
@@ -399,6 +411,7 @@ probe_all() {
   for t in "${SID_TOOLS[@]}"; do HAVE[$t]=$(sid_version "$t"); SRC[$t]="debian-sid:$t"; done
   HAVE[ferro-oci-server]=$(ferro_version); SRC[ferro-oci-server]="crates.io:ferro-oci-server"
   for t in "${SYS_TOOLS[@]}"; do HAVE[$t]=$(sys_version "$t"); SRC[$t]="debian-bookworm(system):$t"; done
+  HAVE[postgresql]=$(pg_version); SRC[postgresql]="debian-bookworm(system):postgresql ($PG_BIN)"
   for t in "${GO_ROOTS[@]}"; do HAVE[$t]=$(go_pkg_version "$t"); SRC[$t]="debian-sid:$t(+deps)"; done
   HAVE[apiserver-harness]=$(harness_version); SRC[apiserver-harness]="go build tests/apiserver-harness"
   # CRD API server
@@ -423,6 +436,8 @@ classify() {
     elif ! matches "${HAVE[$t]}" "${EXPECT[$t]}"; then wrong_sys+=("$t")
     fi
   done
+  # no "wrong version" case: another major version lives in another directory than $PG_BIN
+  matches "${HAVE[postgresql]}" "${EXPECT[postgresql]}" || missing_sys+=(postgresql)
 }
 
 link_bins() {
@@ -438,6 +453,9 @@ link_bins() {
     [[ -x "$ROOT_DIR/usr/bin/${K8S_BIN[$t]}" ]] && ln -sfn "../root/usr/bin/${K8S_BIN[$t]}" "$BIN_DIR/${K8S_BIN[$t]}"
   done
   [[ -x "$CRD_BIN" ]] && ln -sfn ../go/bin/crd-apiserver "$BIN_DIR/crd-apiserver"
+  for t in "${PG_TOOLS[@]}"; do
+    [[ -x "$PG_BIN/$t" ]] && ln -sfn "$PG_BIN/$t" "$BIN_DIR/$t"
+  done
   return 0
 }
 
@@ -448,7 +466,7 @@ write_stamps() {
     printf '# %-24s %-14s %-18s %s\n' tool expected installed source
     local go_tools=()
     ((WITH_GO)) && go_tools=("${GO_ROOTS[@]}" apiserver-harness crd-apiserver)
-    for t in "${SID_TOOLS[@]}" "${K8S_TOOLS[@]}" ferro-oci-server "${SYS_TOOLS[@]}" "${go_tools[@]}"; do
+    for t in "${SID_TOOLS[@]}" "${K8S_TOOLS[@]}" ferro-oci-server "${SYS_TOOLS[@]}" postgresql "${go_tools[@]}"; do
       printf '%-26s %-14s %-18s %s\n' "$t" "${EXPECT[$t]}" "${HAVE[$t]:--}" "${SRC[$t]}"
     done
   } >"$tmp"
@@ -486,6 +504,11 @@ if [[ $MODE == check ]]; then
   done
   if ((WITH_GO)) && [[ ! -e "$BIN_DIR/crd-apiserver" && "${HAVE[crd-apiserver]}" == source-hash ]]; then
     echo "missing: $BIN_DIR/crd-apiserver link"; status=1
+    fi
+  if matches "${HAVE[postgresql]}" "${EXPECT[postgresql]}"; then
+    for t in "${PG_TOOLS[@]}"; do
+      [[ -e "$BIN_DIR/$t" ]] || { echo "missing: $BIN_DIR/$t link"; status=1; }
+    done
   fi
   if ((status)); then
     self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"

@@ -40,7 +40,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-pub use alerts::{Alert, AlertAction, AlertBackend, AlertError, AlertFilter, AlertStore};
+pub use alerts::{
+    Alert, AlertAction, AlertBackend, AlertError, AlertFilter, AlertStore, PostgresBackend,
+    SqliteBackend, StoreUrl,
+};
 pub use config::{BreakGlassConfig, CacheConfig, Config, FailurePolicy, TlsConfig};
 pub use error::{Error, Result};
 pub use metrics::Metrics;
