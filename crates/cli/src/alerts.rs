@@ -5,23 +5,40 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Result};
 use vulngate_server::{Alert, AlertAction, AlertFilter, AlertStore};
 
-use crate::{AlertsCommand, AlertsOutput};
+use vulngate_server::alerts::StoreUrl;
 
-fn open(data_dir: &std::path::Path) -> Result<AlertStore> {
-    if !data_dir.join(vulngate_server::alerts::SQLITE_FILE).exists() {
+use crate::{AlertsCommand, AlertsOutput, StoreArgs};
+
+fn open(args: &StoreArgs) -> Result<AlertStore> {
+    let cfg = match &args.config {
+        Some(p) => Some(vulngate_server::Config::load(p).map_err(|e| anyhow!("{e}"))?),
+        None => None,
+    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| cfg.as_ref().map(|c| c.data_dir.clone()))
+        .unwrap_or_else(|| std::path::PathBuf::from("vulngate-data"));
+    let store = args
+        .store
+        .clone()
+        .or_else(|| cfg.as_ref().map(|c| c.store.clone()))
+        .unwrap_or_default();
+    let password_file = cfg.as_ref().and_then(|c| c.store_password_file.clone());
+    if store == StoreUrl::Sqlite && !data_dir.join(vulngate_server::alerts::SQLITE_FILE).exists() {
         return Err(anyhow!(
             "no alert store in {}: pass the --data-dir that vulngate serve uses",
             data_dir.display()
         ));
     }
-    AlertStore::open(data_dir)
-        .map_err(|e| anyhow!("opening the alert store in {}: {e}", data_dir.display()))
+    AlertStore::open_url(&store, &data_dir, password_file.as_deref())
+        .map_err(|e| anyhow!("opening the alert store ({store}): {e}"))
 }
 
 pub fn run(cmd: AlertsCommand) -> Result<ExitCode> {
     match cmd {
         AlertsCommand::List(a) => {
-            let store = open(&a.data_dir)?;
+            let store = open(&a.store)?;
             let action = match a.action.as_deref() {
                 None => None,
                 Some("audit") => Some(AlertAction::Audit),
@@ -49,7 +66,7 @@ pub fn run(cmd: AlertsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AlertsCommand::Show(a) => {
-            let store = open(&a.data_dir)?;
+            let store = open(&a.store)?;
             match store.get(&a.id).map_err(|e| anyhow!("{e}"))? {
                 Some(alert) => {
                     println!("{}", serde_json::to_string_pretty(&alert)?);

@@ -77,9 +77,32 @@ pub struct ServeArgs {
     /// Serving certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Alert store: `sqlite` (in the data directory) or `postgres://user@host:port/db`
+    /// (password: VULNGATE_STORE_PASSWORD or PGPASSWORD, or `storePasswordFile`).
+    #[arg(long, value_name = "URL", value_parser = parse_store)]
+    pub store: Option<vulngate_server::alerts::StoreUrl>,
     /// Validate the configuration, print it with the flags applied, and exit.
     #[arg(long)]
     pub check_config: bool,
+}
+
+fn parse_store(s: &str) -> Result<vulngate_server::alerts::StoreUrl, String> {
+    s.parse()
+}
+
+/// Where `vulngate alerts` reads: `--store`, else the `--config` file's store, else SQLite in
+/// `--data-dir`.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The data directory of `vulngate serve` (SQLite store).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// vulngate.yaml of `vulngate serve` (its `store`, `storePasswordFile` and `dataDir`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Alert store URL (`sqlite` or `postgres://...`), overriding the config.
+    #[arg(long, value_name = "URL", value_parser = parse_store)]
+    pub store: Option<vulngate_server::alerts::StoreUrl>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,9 +115,8 @@ pub enum AlertsCommand {
 
 #[derive(Debug, Args)]
 pub struct AlertsListArgs {
-    /// The data directory of `vulngate serve`.
-    #[arg(long, value_name = "DIR", default_value = "vulngate-data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Only alerts at or after this time (RFC 3339).
     #[arg(long, value_parser = parse_now)]
     pub since: Option<DateTime<Utc>>,
@@ -122,9 +144,8 @@ pub struct AlertsListArgs {
 pub struct AlertsShowArgs {
     /// Alert id.
     pub id: String,
-    /// The data directory of `vulngate serve`.
-    #[arg(long, value_name = "DIR", default_value = "vulngate-data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

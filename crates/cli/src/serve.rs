@@ -29,6 +29,9 @@ pub fn config(args: &ServeArgs) -> Result<vulngate_server::Config> {
     if let Some(k) = &args.tls_key {
         cfg.tls.key_file = Some(k.clone());
     }
+    if let Some(st) = &args.store {
+        cfg.store = st.clone();
+    }
     for host in &args.insecure_registries {
         cfg.add_insecure_registry(host);
     }

@@ -76,6 +76,12 @@ pub struct Config {
     pub registry: Option<RegistryConfig>,
     /// Log filter (`tracing-subscriber` EnvFilter syntax; `RUST_LOG` overrides it).
     pub log_level: String,
+    /// Where alerts are kept: `sqlite` (`alerts.db` in `dataDir`) or a `postgres://` URL
+    /// (shared by replicas). Never printed with its password.
+    pub store: crate::alerts::StoreUrl,
+    /// File holding the PostgreSQL password (else the URL's, `VULNGATE_STORE_PASSWORD`,
+    /// `PGPASSWORD`).
+    pub store_password_file: Option<PathBuf>,
     /// Kubernetes integration (SecurityRule custom resources, PolicyReports, Events, running
     /// workloads, pull secrets). None: off.
     pub kubernetes: Option<KubernetesConfig>,
@@ -159,6 +165,8 @@ impl Default for Config {
             registry: None,
             log_level: "info".to_string(),
             kubernetes: None,
+            store: crate::alerts::StoreUrl::Sqlite,
+            store_password_file: None,
         }
     }
 }
@@ -283,6 +291,7 @@ impl Config {
             self.tls.cert_file.as_mut(),
             self.tls.key_file.as_mut(),
             self.kubernetes.as_mut().and_then(|k| k.kubeconfig.as_mut()),
+            self.store_password_file.as_mut(),
         ]
         .into_iter()
         .flatten()

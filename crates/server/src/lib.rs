@@ -104,7 +104,11 @@ impl Server {
 
     /// Like [`from_config`](Self::from_config) with the given findings source.
     pub fn with_source(config: Config, source: Arc<dyn FindingsSource>) -> Result<Server> {
-        let alerts = AlertStore::open(&config.data_dir)?;
+        let alerts = AlertStore::open_url(
+            &config.store,
+            &config.data_dir,
+            config.store_password_file.as_deref(),
+        )?;
         Server::with_parts(config, source, alerts)
     }
 
