@@ -14,6 +14,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 mod alerts;
 mod attach;
 mod check;
+mod install;
 mod lint;
 mod output;
 mod registry;
@@ -47,6 +48,9 @@ enum Command {
     /// Push a findings report to an image's registry as a referrer of the image (OCI 1.1), where
     /// `vulngate check` and the webhook find it.
     Attach(AttachArgs),
+    /// Print everything a cluster needs (CRDs, RBAC, Deployment, Service, TLS Secret,
+    /// ValidatingWebhookConfiguration) as YAML: `vulngate install | kubectl apply -f -`.
+    Install(install::InstallArgs),
     /// Work with rule sets.
     Rules {
         #[command(subcommand)]
@@ -413,6 +417,7 @@ fn main() -> ExitCode {
         Command::Alerts { command } => alerts::run(command),
         Command::Check(args) => check::run(args),
         Command::Attach(args) => attach::run(args),
+        Command::Install(args) => install::run(args),
         Command::Rules {
             command: RulesCommand::Lint(args),
         } => lint::run(args),

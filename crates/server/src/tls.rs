@@ -255,6 +255,57 @@ fn ensure_self_signed(dir: &Path, names: &[String]) -> Result<PathBuf> {
     Ok(ca)
 }
 
+/// A CA and a serving certificate it signed (PEM), as `vulngate install` puts them in the
+/// TLS Secret and the webhook's caBundle.
+#[derive(Debug, Clone)]
+pub struct GeneratedPair {
+    pub ca_pem: String,
+    /// Leaf then CA.
+    pub cert_chain_pem: String,
+    pub key_pem: String,
+}
+
+/// Generates a fresh CA (ECDSA P-256) and a server certificate for `names` signed by it.
+pub fn generate_pair(names: &[String], ca_name: &str) -> Result<GeneratedPair> {
+    let gen = |e: rcgen::Error| Error::Tls(format!("generating a certificate: {e}"));
+    // `today + days` as a certificate date (whole days, UTC).
+    let day = |days: i64| {
+        use chrono::Datelike;
+        let d = (chrono::Utc::now() + chrono::Duration::days(days)).date_naive();
+        rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8)
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(gen)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, ca_name);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca_params.not_before = day(0);
+    ca_params.not_after = day(3650);
+    let ca_key = KeyPair::generate().map_err(gen)?;
+    let issuer = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(gen)?;
+    let mut leaf = CertificateParams::new(names.to_vec()).map_err(gen)?;
+    leaf.distinguished_name.push(
+        DnType::CommonName,
+        names.first().map(String::as_str).unwrap_or("vulngate"),
+    );
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.not_before = day(0);
+    leaf.not_after = day(365);
+    let leaf_key = KeyPair::generate().map_err(gen)?;
+    let cert = leaf.signed_by(&leaf_key, &*issuer).map_err(gen)?;
+    Ok(GeneratedPair {
+        ca_pem: issuer.pem(),
+        cert_chain_pem: format!("{}{}", cert.pem(), issuer.pem()),
+        key_pem: leaf_key.serialize_pem(),
+    })
+}
+
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
