@@ -190,10 +190,11 @@ async fn tls12_only_and_tls13_only_clients_complete_an_admission_review() {
     task.await.unwrap().unwrap();
 }
 
-/// A hand-written TLS ClientHello offering only `version` (0x0301 = TLS 1.0, 0x0302 = TLS 1.1):
-/// no `supported_versions` extension, CBC/RSA cipher suites of that era plus the ECDHE ones
-/// rustls knows, SNI `localhost`. rustls cannot build such a client, so the bytes are written
-/// here (RFC 5246 section 7.4.1.2, RFC 6066 section 3).
+/// A hand-written TLS ClientHello offering only `version` (0x0301 = TLS 1.0, 0x0302 = TLS 1.1,
+/// 0x0303 = TLS 1.2 for the control): no `supported_versions` extension, cipher suites of that
+/// era plus the TLS 1.2 ECDHE-GCM ones, SNI `localhost`, groups, point formats, signature
+/// algorithms, EMS. rustls cannot build a TLS 1.1 client, so the bytes are written here
+/// (RFC 5246 section 7.4.1.2, RFC 4492, RFC 6066 section 3, RFC 7627).
 fn legacy_client_hello(version: u16) -> Vec<u8> {
     let [vh, vl] = version.to_be_bytes();
     let host = b"localhost";
@@ -203,11 +204,20 @@ fn legacy_client_hello(version: u16) -> Vec<u8> {
     sni.extend_from_slice(&(host.len() as u16).to_be_bytes());
     sni.extend_from_slice(host);
     let mut ext = Vec::new();
-    ext.extend_from_slice(&0u16.to_be_bytes()); // server_name
-    ext.extend_from_slice(&(sni.len() as u16).to_be_bytes());
-    ext.extend_from_slice(&sni);
-    // TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 (c02f), ..._CBC_SHA (c013), TLS_RSA_WITH_AES_128_CBC_SHA (002f)
-    let suites: [u16; 3] = [0xc02f, 0xc013, 0x002f];
+    let mut push_ext = |kind: u16, body: &[u8]| {
+        ext.extend_from_slice(&kind.to_be_bytes());
+        ext.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        ext.extend_from_slice(body);
+    };
+    push_ext(0x0000, &sni); // server_name
+    push_ext(0x000a, &[0, 4, 0x00, 0x1d, 0x00, 0x17]); // supported_groups: x25519, secp256r1
+    push_ext(0x000b, &[1, 0]); // ec_point_formats: uncompressed
+                               // signature_algorithms: ecdsa_secp256r1_sha256, rsa_pss_rsae_sha256, rsa_pkcs1_sha256
+    push_ext(0x000d, &[0, 6, 0x04, 0x03, 0x08, 0x04, 0x04, 0x01]);
+    push_ext(0x0017, &[]); // extended_master_secret
+                           // ECDHE-ECDSA and ECDHE-RSA with AES-128-GCM (c02b, c02f), their CBC-SHA forms of the
+                           // TLS 1.0/1.1 era (c009, c013), TLS_RSA_WITH_AES_128_CBC_SHA (002f)
+    let suites: [u16; 5] = [0xc02b, 0xc02f, 0xc009, 0xc013, 0x002f];
     let mut hello = vec![vh, vl];
     hello.extend_from_slice(&[0x42; 32]); // random
     hello.push(0); // session id
@@ -230,6 +240,12 @@ fn legacy_client_hello(version: u16) -> Vec<u8> {
 /// Sends `bytes` on a fresh TCP connection and reads what the server answers until it closes
 /// (or 5 s pass, which fails the test: the server must refuse, not wait).
 async fn send_raw(port: u16, bytes: &[u8]) -> Vec<u8> {
+    send_raw_until(port, bytes, usize::MAX).await
+}
+
+/// Like [`send_raw`], stopping once `enough` bytes arrived (a server that goes on with the
+/// handshake waits for the client rather than closing).
+async fn send_raw_until(port: u16, bytes: &[u8], enough: usize) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -241,12 +257,20 @@ async fn send_raw(port: u16, bytes: &[u8]) -> Vec<u8> {
         loop {
             match tcp.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    if out.len() >= enough {
+                        break;
+                    }
+                }
             }
         }
     })
     .await;
-    assert!(read.is_ok(), "the server neither answered nor closed");
+    assert!(
+        read.is_ok(),
+        "the server neither answered enough nor closed"
+    );
     out
 }
 
@@ -255,13 +279,20 @@ async fn tls11_tls10_and_plain_http_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (port, ca_file, stop_tx, task) = start_tls_server(dir.path()).await;
 
+    // Control: the same hand-written hello offering TLS 1.2 gets a ServerHello (handshake
+    // record 22, message type 2), so the refusals below are about the version alone.
+    let out = send_raw_until(port, &legacy_client_hello(0x0303), 6).await;
+    assert_eq!(out.first(), Some(&0x16), "{out:02x?}");
+    assert_eq!(out.get(5), Some(&2), "not a ServerHello: {out:02x?}");
+
     for version in [0x0302u16, 0x0301] {
         let out = send_raw(port, &legacy_client_hello(version)).await;
-        // A fatal alert record (content type 21), never a ServerHello (handshake, 22).
+        // A fatal protocol_version alert (record type 21), never a ServerHello (handshake, 22).
         assert!(!out.is_empty(), "no alert for {version:#06x}");
         assert_eq!(out[0], 0x15, "not an alert for {version:#06x}: {out:02x?}");
         assert_eq!(out.get(5), Some(&2), "not fatal: {out:02x?}"); // level fatal
         assert_eq!(out.get(6), Some(&70), "not protocol_version: {out:02x?}");
+        assert_eq!(out.len(), 7, "more than one alert record: {out:02x?}");
     }
 
     // Plain HTTP on the TLS port: no HTTP answer, let alone an admission decision.
