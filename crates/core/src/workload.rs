@@ -251,7 +251,13 @@ fn first_missing(obj: &Value, path: &[&str]) -> Option<String> {
     None
 }
 
+/// Deserialises `obj`; on error, again with path tracking for a message that names the field
+/// (tracking every path segment costs about as much as the deserialisation itself, so the
+/// well-formed objects of the hot path skip it).
 fn typed<T: serde::de::DeserializeOwned>(obj: &Value) -> Result<T, WorkloadError> {
+    if let Ok(t) = T::deserialize(obj) {
+        return Ok(t);
+    }
     serde_path_to_error::deserialize(obj).map_err(|e| {
         let path = e.path().to_string();
         WorkloadError::InvalidField {

@@ -71,6 +71,16 @@ impl FindingsCache {
         }
     }
 
+    /// The cached findings of `image`, if any (counted as a hit); `None` on a miss, which
+    /// [`get`](Self::get) then resolves (and counts). Cheap: no lookup, no task, no allocation
+    /// beyond the key, so the warm path of a request needs no spawned task.
+    pub async fn get_cached(&self, image: &ImageRef) -> Option<Arc<Analyzed>> {
+        let cache = self.cache.as_ref()?;
+        let hit = cache.get(&image.normalized()).await?;
+        self.metrics.cache_hit();
+        Some(hit)
+    }
+
     /// The analysed findings of `image`, from the cache or the source.
     pub async fn get(&self, image: &ImageRef) -> Result<Arc<Analyzed>, SourceError> {
         let Some(cache) = &self.cache else {

@@ -336,24 +336,43 @@ async fn shutdown_signal() {
 
 /// `vulngate serve`: JSON logs, then the server on its configuration until SIGINT/SIGTERM.
 pub async fn run(config: Config) -> Result<()> {
-    init_logging(&config.log_level);
+    let _logs = init_logging(&config.log_level);
     let server = Server::from_config(config)?;
     server.serve().await
+    // `_logs` drops here: the log lines still buffered are written.
 }
+
+/// Keeps the log writer thread; dropping it writes the lines still buffered.
+pub type LogGuard = Option<tracing_appender::non_blocking::WorkerGuard>;
 
 /// JSON log lines on stderr; `RUST_LOG` overrides `level`. Does nothing when a global
 /// subscriber is already set.
-pub fn init_logging(level: &str) {
+///
+/// Lines are formatted on the calling thread and handed to a writer thread, which writes them
+/// to a buffered stderr and flushes whenever it has written every pending line: a request never
+/// waits for a `write(2)` to stderr, and under load many lines go out in one call. Nothing is
+/// dropped: when 128k lines are pending, logging waits (lossy mode off). Keep the returned
+/// guard alive for as long as the process logs.
+pub fn init_logging(level: &str) -> LogGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("vulngate-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
+    tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_current_span(false)
-        .try_init();
+        .try_init()
+        .ok()
+        .map(|()| guard)
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {

@@ -1,0 +1,158 @@
+//! In-process cost of one warm `POST /validate`, against a fixed-response router in the same
+//! run (no TLS, no sockets, no load generator): `tower::ServiceExt::oneshot` on
+//! `Server::router()` with the image's report cached, and on a router that answers the same
+//! fixed AdmissionReview as `examples/fixed_response.rs`. Rounds alternate; the best round of
+//! each is reported (the machine is shared), with the per-request difference.
+//!
+//! The request and rule are those of `scripts/bench-webhook.sh` (a Deployment with one pinned
+//! image whose report has one LOW finding; deny critical or unscanned: the answer is allow).
+//! Decision log lines go as in `vulngate serve` (`vulngate_server::init_logging`, JSON at level
+//! info, stderr: redirect it to a file as the load benchmark does); `--log none` disables them.
+//!
+//! ```text
+//! cargo run --release -p vulngate-server --example handler_cost -- [--requests 20000] [--rounds 5] [--log none] 2>/tmp/handler_cost.log
+//! ```
+
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use tower::ServiceExt;
+use vulngate_server::{Config, LocalFindings, Server};
+
+const IMAGE: &str = "127.0.0.1:5000/bench/app@sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+const REVIEW: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","kind":{"group":"apps","version":"v1","kind":"Deployment"},"resource":{"group":"apps","version":"v1","resource":"deployments"},"name":"web","namespace":"shop","operation":"CREATE","userInfo":{"username":"alice@example.com","groups":["system:authenticated"]},"object":{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"shop","labels":{"app":"web"}},"spec":{"replicas":2,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"__IMAGE__","ports":[{"containerPort":8080}]}]}}}},"oldObject":null,"dryRun":false,"options":{"apiVersion":"meta.k8s.io/v1","kind":"CreateOptions"}}}"#;
+
+const RULES: &str = "apiVersion: vulngate.io/v1
+kind: SecurityRule
+metadata: { name: bench-deny-critical-or-unscanned }
+spec:
+  action: deny
+  blockUnscanned: true
+  conditions: [{ severity: critical, maxCount: 0 }]
+";
+
+const REPORT: &str = r#"{"SchemaVersion":2,"CreatedAt":"2026-11-28T00:00:00Z","ArtifactName":"app","ArtifactType":"container_image","Results":[{"Target":"app (debian 12)","Class":"os-pkgs","Type":"debian","Vulnerabilities":[{"VulnerabilityID":"CVE-2099-1","PkgName":"openssl","InstalledVersion":"3.0.1","FixedVersion":"3.0.2","Severity":"LOW","CVSS":{"nvd":{"V3Score":5.3}}}]}]}"#;
+
+/// What `vulngate serve` answers for an allowed image without warnings.
+const RESPONSE: &[u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true}}"#;
+
+async fn fixed(body: Bytes) -> Response {
+    let _ = body.len();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        RESPONSE,
+    )
+        .into_response()
+}
+
+fn request(body: &Bytes) -> Request<Body> {
+    let mut req = Request::new(Body::from(body.clone()));
+    *req.method_mut() = axum::http::Method::POST;
+    *req.uri_mut() = axum::http::Uri::from_static("/validate?timeout=10s");
+    req.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    req
+}
+
+/// `n` requests one after the other; the time per request.
+async fn run(router: &Router, body: &Bytes, n: usize) -> Result<Duration, String> {
+    let start = Instant::now();
+    for _ in 0..n {
+        let resp = router
+            .clone()
+            .oneshot(request(body))
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status() != StatusCode::OK {
+            return Err(format!("status {}", resp.status()));
+        }
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !bytes
+            .windows(b"\"allowed\":true".len())
+            .any(|w| w == b"\"allowed\":true")
+        {
+            return Err(format!("not allowed: {}", String::from_utf8_lossy(&bytes)));
+        }
+    }
+    Ok(start.elapsed() / n.max(1) as u32)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (mut requests, mut rounds, mut log) = (20_000usize, 5usize, None::<String>);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--requests" => requests = val()?.parse()?,
+            "--rounds" => rounds = val()?.parse()?,
+            "--log" => log = Some(val()?),
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    let dir = tempfile::tempdir()?;
+    // The server's own logging (JSON at info on stderr): redirect stderr to a file.
+    let _logs = match log.as_deref() {
+        Some("none") => None,
+        None => vulngate_server::init_logging("info"),
+        Some(other) => return Err(format!("--log: only `none` is accepted, not {other}").into()),
+    };
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, RULES)?;
+    let cfg = Config {
+        data_dir: dir.path().join("data"),
+        rules: Some(rules),
+        ..Config::default()
+    };
+    let source = LocalFindings::empty().with_report(IMAGE, None, REPORT.as_bytes(), vec![])?;
+    let server = Server::with_source(cfg.clone(), std::sync::Arc::new(source))?;
+    let vulngate = server.router();
+    let fixed = Router::new()
+        .route("/validate", post(fixed))
+        .layer(DefaultBodyLimit::max(cfg.max_request_bytes));
+    let body = Bytes::from(REVIEW.replace("__IMAGE__", IMAGE));
+
+    // Same runtime kind as `vulngate serve`.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        // Warm: the first request looks the report up and caches it.
+        run(&vulngate, &body, 100).await?;
+        run(&fixed, &body, 100).await?;
+        let (mut best_v, mut best_f) = (Duration::MAX, Duration::MAX);
+        for r in 1..=rounds {
+            let f = run(&fixed, &body, requests).await?;
+            let v = run(&vulngate, &body, requests).await?;
+            println!(
+                "round {r}: fixed {:.2} us/req, vulngate {:.2} us/req, difference {:.2} us",
+                f.as_secs_f64() * 1e6,
+                v.as_secs_f64() * 1e6,
+                (v.as_secs_f64() - f.as_secs_f64()) * 1e6
+            );
+            best_v = best_v.min(v);
+            best_f = best_f.min(f);
+        }
+        println!(
+            "best: fixed {:.2} us/req, vulngate {:.2} us/req, handler cost {:.2} us/req ({} requests x {} rounds, cache hits {})",
+            best_f.as_secs_f64() * 1e6,
+            best_v.as_secs_f64() * 1e6,
+            (best_v.as_secs_f64() - best_f.as_secs_f64()) * 1e6,
+            requests,
+            rounds,
+            server.metrics().cache_hits()
+        );
+        Ok::<_, String>(())
+    })?;
+    Ok(())
+}
