@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use vulngate_core::Precedence;
 use vulngate_registry::RegistryConfig;
 
+use crate::alerts::StoreUrl;
 use crate::error::{Error, Result};
 
 /// The default listen address (loopback: the embedded defaults are for trying vulngate out).
@@ -41,6 +42,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory for the alert database, the generated certificates and other state.
     pub data_dir: PathBuf,
+    /// Alert store: `sqlite` (`alerts.db` in the data directory) or a `postgres://` URL.
+    pub store: StoreUrl,
+    /// File holding the PostgreSQL password (else `VULNGATE_STORE_PASSWORD`, `PGPASSWORD`).
+    pub store_password_file: Option<PathBuf>,
     pub tls: TlsConfig,
     /// Rule file or directory of `*.yaml`/`*.yml` files. None: the built-in default rule.
     pub rules: Option<PathBuf>,
@@ -85,6 +90,8 @@ impl Default for Config {
                 SocketAddr::from(([127, 0, 0, 1], 8443)) // the constant always parses
             }),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            store: StoreUrl::Sqlite,
+            store_password_file: None,
             tls: TlsConfig::default(),
             rules: None,
             rules_reload_interval: Duration::from_secs(5),
@@ -225,6 +232,7 @@ impl Config {
             self.findings_dir.as_mut(),
             self.tls.cert_file.as_mut(),
             self.tls.key_file.as_mut(),
+            self.store_password_file.as_mut(),
         ]
         .into_iter()
         .flatten()

@@ -90,7 +90,8 @@ pub struct Server {
 impl Server {
     /// Builds the server from its configuration: rules, findings source (a findings directory
     /// when `findingsDir` is set and `registry` is not; otherwise the registries, with anonymous
-    /// access on embedded defaults), alert store in the data directory.
+    /// access on embedded defaults), alert store per `store` (SQLite in the data directory by
+    /// default).
     pub fn from_config(config: Config) -> Result<Server> {
         let source: Arc<dyn FindingsSource> = match (&config.registry, &config.findings_dir) {
             (None, Some(dir)) => Arc::new(LocalFindings::from_dir(dir)?),
@@ -103,7 +104,11 @@ impl Server {
 
     /// Like [`from_config`](Self::from_config) with the given findings source.
     pub fn with_source(config: Config, source: Arc<dyn FindingsSource>) -> Result<Server> {
-        let alerts = AlertStore::open(&config.data_dir)?;
+        let alerts = AlertStore::open_url(
+            &config.store,
+            &config.data_dir,
+            config.store_password_file.as_deref(),
+        )?;
         Server::with_parts(config, source, alerts)
     }
 
