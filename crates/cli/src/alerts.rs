@@ -3,25 +3,45 @@
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
-use vulngate_server::{Alert, AlertAction, AlertFilter, AlertStore};
+use vulngate_server::{Alert, AlertAction, AlertFilter, AlertStore, StoreUrl};
 
-use crate::{AlertsCommand, AlertsOutput};
+use crate::{AlertsCommand, AlertsOutput, StoreArgs};
 
-fn open(data_dir: &std::path::Path) -> Result<AlertStore> {
-    if !data_dir.join(vulngate_server::alerts::SQLITE_FILE).exists() {
-        return Err(anyhow!(
-            "no alert store in {}: pass the --data-dir that vulngate serve uses",
-            data_dir.display()
-        ));
+/// The store `vulngate serve` writes: flags over `--config` over the defaults.
+fn open(args: &StoreArgs) -> Result<AlertStore> {
+    let cfg = match &args.config {
+        Some(path) => vulngate_server::Config::load(path).map_err(|e| anyhow!("{e}"))?,
+        None => vulngate_server::Config::default(),
+    };
+    let store = match &args.store {
+        // Not echoed: the URL may hold a password.
+        Some(s) => s.parse::<StoreUrl>().map_err(|e| anyhow!("--store: {e}"))?,
+        None => cfg.store.clone(),
+    };
+    let data_dir = args.data_dir.clone().unwrap_or(cfg.data_dir);
+    match &store {
+        StoreUrl::Sqlite => {
+            if !data_dir.join(vulngate_server::alerts::SQLITE_FILE).exists() {
+                return Err(anyhow!(
+                    "no alert store in {}: pass the --data-dir (or --config, or --store) that \
+                     vulngate serve uses",
+                    data_dir.display()
+                ));
+            }
+            AlertStore::open(&data_dir)
+                .map_err(|e| anyhow!("opening the alert store in {}: {e}", data_dir.display()))
+        }
+        StoreUrl::Postgres(_) => {
+            AlertStore::open_url(&store, &data_dir, cfg.store_password_file.as_deref())
+                .map_err(|e| anyhow!("opening the alert store: {e}"))
+        }
     }
-    AlertStore::open(data_dir)
-        .map_err(|e| anyhow!("opening the alert store in {}: {e}", data_dir.display()))
 }
 
 pub fn run(cmd: AlertsCommand) -> Result<ExitCode> {
     match cmd {
         AlertsCommand::List(a) => {
-            let store = open(&a.data_dir)?;
+            let store = open(&a.store)?;
             let action = match a.action.as_deref() {
                 None => None,
                 Some("audit") => Some(AlertAction::Audit),
@@ -49,7 +69,7 @@ pub fn run(cmd: AlertsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AlertsCommand::Show(a) => {
-            let store = open(&a.data_dir)?;
+            let store = open(&a.store)?;
             match store.get(&a.id).map_err(|e| anyhow!("{e}"))? {
                 Some(alert) => {
                     println!("{}", serde_json::to_string_pretty(&alert)?);

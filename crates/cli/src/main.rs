@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// Directory for the alert store and the generated certificate [default: ./vulngate-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Alert store: `sqlite` (in the data directory) or `postgres://user@host:port/db?sslmode=...`
+    /// (password from `storePasswordFile`, $VULNGATE_STORE_PASSWORD or $PGPASSWORD).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
     /// A registry reached over plain HTTP, and allowed on loopback (repeatable).
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]", value_parser = parse_registry_host)]
     pub insecure_registries: Vec<String>,
@@ -90,11 +94,26 @@ pub enum AlertsCommand {
     Show(AlertsShowArgs),
 }
 
+/// Which alert store `vulngate alerts` reads: `--store`, else the `store` of `--config`;
+/// SQLite in `--data-dir` (else the config's `dataDir`, else ./vulngate-data).
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The vulngate.yaml of `vulngate serve` (its store, dataDir and storePasswordFile).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The data directory of `vulngate serve` [default: ./vulngate-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Alert store: `sqlite` or a `postgres://` URL (password from the config's
+    /// storePasswordFile, $VULNGATE_STORE_PASSWORD or $PGPASSWORD).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct AlertsListArgs {
-    /// The data directory of `vulngate serve`.
-    #[arg(long, value_name = "DIR", default_value = "vulngate-data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Only alerts at or after this time (RFC 3339).
     #[arg(long, value_parser = parse_now)]
     pub since: Option<DateTime<Utc>>,
@@ -122,9 +141,8 @@ pub struct AlertsListArgs {
 pub struct AlertsShowArgs {
     /// Alert id.
     pub id: String,
-    /// The data directory of `vulngate serve`.
-    #[arg(long, value_name = "DIR", default_value = "vulngate-data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
