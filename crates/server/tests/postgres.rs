@@ -549,3 +549,98 @@ fn the_password_is_never_in_a_message() {
         .iter()
         .any(|m| m.contains("vulngate:***@127.0.0.1")));
 }
+
+/// A CA and a server certificate for 127.0.0.1 signed by it: (CA PEM, cert chain PEM, key PEM).
+fn ca_and_server_cert() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    let issuer = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("ca");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    let key = KeyPair::generate().expect("key");
+    let cert = leaf.signed_by(&key, &*issuer).expect("cert");
+    (issuer.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[test]
+fn tls_verify_full_against_a_tls_only_server() {
+    use std::os::unix::fs::PermissionsExt;
+    let (ca, cert, key) = ca_and_server_cert();
+    let server = Postgres::start_prepared(
+        &[
+            ("ssl", "on"),
+            ("ssl_cert_file", "../server.crt"),
+            ("ssl_key_file", "../server.key"),
+        ],
+        |pg| {
+            let (crt, key_path) = (pg.dir().join("server.crt"), pg.dir().join("server.key"));
+            std::fs::write(&crt, &cert).expect("cert");
+            std::fs::write(&key_path, &key).expect("key");
+            std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod");
+            pg.give_to_server_user(&crt);
+            pg.give_to_server_user(&key_path);
+            // TCP only over TLS: a plain connection is refused by the server.
+            std::fs::write(
+                pg.dir().join("data/pg_hba.conf"),
+                "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+            )
+            .expect("pg_hba.conf");
+        },
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).expect("ca");
+    let (other_ca, _, _) = ca_and_server_cert();
+    let other_ca_file = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca_file, &other_ca).expect("ca");
+    let pw = server.password_file();
+    let base = format!(
+        "postgres://{}@127.0.0.1:{}/{}",
+        pg::USER,
+        server.port(),
+        pg::DATABASE
+    );
+
+    for mode in ["verify-full", "require"] {
+        let url = PostgresUrl::parse(&format!(
+            "{base}?sslmode={mode}&sslrootcert={}",
+            ca_file.display()
+        ))
+        .expect("url");
+        let b = PostgresBackend::open(&url, Some(&pw)).unwrap_or_else(|e| panic!("{mode}: {e}"));
+        let a = alert(
+            &format!("tls-{mode}"),
+            1,
+            AlertAction::Deny,
+            "prod",
+            "r",
+            "x:1",
+        );
+        b.record(std::slice::from_ref(&a)).expect("record over TLS");
+        assert_eq!(b.get(&a.id).expect("get"), Some(a));
+    }
+
+    // Another CA: the certificate is rejected.
+    let url = PostgresUrl::parse(&format!(
+        "{base}?sslmode=verify-full&sslrootcert={}",
+        other_ca_file.display()
+    ))
+    .expect("url");
+    let e = PostgresBackend::open(&url, Some(&pw))
+        .expect_err("unknown issuer")
+        .to_string();
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    // No sslrootcert: the public roots do not know this CA either.
+    let url = PostgresUrl::parse(&format!("{base}?sslmode=verify-full")).expect("url");
+    assert!(PostgresBackend::open(&url, Some(&pw)).is_err());
+    // sslmode=disable: this server wants TLS, so it refuses (proves the TLS runs above were TLS).
+    let url = PostgresUrl::parse(&format!("{base}?sslmode=disable")).expect("url");
+    let e = PostgresBackend::open(&url, Some(&pw))
+        .expect_err("plain refused")
+        .to_string();
+    assert!(
+        e.contains("pg_hba.conf") && e.contains("no encryption"),
+        "{e}"
+    );
+}

@@ -80,8 +80,14 @@ impl Postgres {
         Postgres::start_with(&[])
     }
 
-    /// initdb + start with extra `-c name=value` settings.
+    /// initdb + start with extra `postgresql.conf` settings.
     pub fn start_with(settings: &[(&str, &str)]) -> Postgres {
+        Postgres::start_prepared(settings, |_| {})
+    }
+
+    /// initdb, the settings, then `prepare` (write files into [`dir`](Self::dir), rewrite
+    /// `data/pg_hba.conf`...) before the server starts.
+    pub fn start_prepared(settings: &[(&str, &str)], prepare: impl FnOnce(&Postgres)) -> Postgres {
         let initdb = pg_tool("initdb");
         pg_tool("postgres");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -125,6 +131,7 @@ impl Postgres {
         let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
         text.push_str(&extra);
         std::fs::write(&conf, text).expect("postgresql.conf");
+        prepare(&pg);
         pg.launch();
         pg
     }
