@@ -198,7 +198,8 @@ async fn serve_with_postgres_keeps_alerts_across_a_restart() {
     );
 
     let logged = std::fs::read_to_string(&log).expect("log");
-    assert!(!logged.is_empty());
+    assert!(logged.contains("vulngate webhook serving"), "{logged}");
+    assert!(logged.contains(&url), "store not logged: {logged}");
     assert!(!logged.contains(PASSWORD), "password in the serve log");
 }
 

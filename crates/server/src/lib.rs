@@ -209,6 +209,7 @@ impl Server {
         tracing::info!(
             listen = ?addr,
             rules_version = self.state.rules.current().version(),
+            store = %self.state.config.store, // redacted: never the password
             "vulngate webhook serving"
         );
         let acceptor = TlsAcceptor::from(tls);
