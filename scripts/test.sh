@@ -9,7 +9,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 2
 fi
 
-echo "==> test tools (registries, oras, crane, cosign, notation; cached outside the repo)"
+echo "==> test tools (registries, oras, crane, cosign, notation, PostgreSQL 15; cached outside the repo)"
 scripts/install-test-tools.sh
 tools_dir="${VULNGATE_TOOLS_DIR:-$HOME/.cache/vulngate-tools}"
 # shellcheck source=/dev/null

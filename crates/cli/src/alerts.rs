@@ -3,36 +3,39 @@
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
-use vulngate_server::{Alert, AlertAction, AlertFilter, AlertStore};
-
-use vulngate_server::alerts::StoreUrl;
+use vulngate_server::{Alert, AlertAction, AlertFilter, AlertStore, StoreUrl};
 
 use crate::{AlertsCommand, AlertsOutput, StoreArgs};
 
+/// The store `vulngate serve` writes: flags over `--config` over the defaults.
 fn open(args: &StoreArgs) -> Result<AlertStore> {
     let cfg = match &args.config {
-        Some(p) => Some(vulngate_server::Config::load(p).map_err(|e| anyhow!("{e}"))?),
-        None => None,
+        Some(path) => vulngate_server::Config::load(path).map_err(|e| anyhow!("{e}"))?,
+        None => vulngate_server::Config::default(),
     };
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or_else(|| cfg.as_ref().map(|c| c.data_dir.clone()))
-        .unwrap_or_else(|| std::path::PathBuf::from("vulngate-data"));
-    let store = args
-        .store
-        .clone()
-        .or_else(|| cfg.as_ref().map(|c| c.store.clone()))
-        .unwrap_or_default();
-    let password_file = cfg.as_ref().and_then(|c| c.store_password_file.clone());
-    if store == StoreUrl::Sqlite && !data_dir.join(vulngate_server::alerts::SQLITE_FILE).exists() {
-        return Err(anyhow!(
-            "no alert store in {}: pass the --data-dir that vulngate serve uses",
-            data_dir.display()
-        ));
+    let store = match &args.store {
+        // Not echoed: the URL may hold a password.
+        Some(s) => s.parse::<StoreUrl>().map_err(|e| anyhow!("--store: {e}"))?,
+        None => cfg.store.clone(),
+    };
+    let data_dir = args.data_dir.clone().unwrap_or(cfg.data_dir);
+    match &store {
+        StoreUrl::Sqlite => {
+            if !data_dir.join(vulngate_server::alerts::SQLITE_FILE).exists() {
+                return Err(anyhow!(
+                    "no alert store in {}: pass the --data-dir (or --config, or --store) that \
+                     vulngate serve uses",
+                    data_dir.display()
+                ));
+            }
+            AlertStore::open(&data_dir)
+                .map_err(|e| anyhow!("opening the alert store in {}: {e}", data_dir.display()))
+        }
+        StoreUrl::Postgres(_) => {
+            AlertStore::open_url(&store, &data_dir, cfg.store_password_file.as_deref())
+                .map_err(|e| anyhow!("opening the alert store: {e}"))
+        }
     }
-    AlertStore::open_url(&store, &data_dir, password_file.as_deref())
-        .map_err(|e| anyhow!("opening the alert store ({store}): {e}"))
 }
 
 pub fn run(cmd: AlertsCommand) -> Result<ExitCode> {

@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// Directory for the alert store and the generated certificate [default: ./vulngate-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Alert store: `sqlite` (in the data directory) or `postgres://user@host:port/db?sslmode=...`
+    /// (password from `storePasswordFile`, $VULNGATE_STORE_PASSWORD or $PGPASSWORD).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
     /// A registry reached over plain HTTP, and allowed on loopback (repeatable).
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]", value_parser = parse_registry_host)]
     pub insecure_registries: Vec<String>,
@@ -81,32 +85,9 @@ pub struct ServeArgs {
     /// Serving certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Alert store: `sqlite` (in the data directory) or `postgres://user@host:port/db`
-    /// (password: VULNGATE_STORE_PASSWORD or PGPASSWORD, or `storePasswordFile`).
-    #[arg(long, value_name = "URL", value_parser = parse_store)]
-    pub store: Option<vulngate_server::alerts::StoreUrl>,
     /// Validate the configuration, print it with the flags applied, and exit.
     #[arg(long)]
     pub check_config: bool,
-}
-
-fn parse_store(s: &str) -> Result<vulngate_server::alerts::StoreUrl, String> {
-    s.parse()
-}
-
-/// Where `vulngate alerts` reads: `--store`, else the `--config` file's store, else SQLite in
-/// `--data-dir`.
-#[derive(Debug, Args)]
-pub struct StoreArgs {
-    /// The data directory of `vulngate serve` (SQLite store).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// vulngate.yaml of `vulngate serve` (its `store`, `storePasswordFile` and `dataDir`).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Alert store URL (`sqlite` or `postgres://...`), overriding the config.
-    #[arg(long, value_name = "URL", value_parser = parse_store)]
-    pub store: Option<vulngate_server::alerts::StoreUrl>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +96,22 @@ pub enum AlertsCommand {
     List(AlertsListArgs),
     /// Show one alert in full (JSON).
     Show(AlertsShowArgs),
+}
+
+/// Which alert store `vulngate alerts` reads: `--store`, else the `store` of `--config`;
+/// SQLite in `--data-dir` (else the config's `dataDir`, else ./vulngate-data).
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The vulngate.yaml of `vulngate serve` (its store, dataDir and storePasswordFile).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The data directory of `vulngate serve` [default: ./vulngate-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Alert store: `sqlite` or a `postgres://` URL (password from the config's
+    /// storePasswordFile, $VULNGATE_STORE_PASSWORD or $PGPASSWORD).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 //! `vulngate serve`: the admission webhook, on `--config` with flags overriding it, or on
-//! embedded defaults (127.0.0.1:8443, self-signed TLS, SQLite alerts in the data directory,
+//! embedded defaults (127.0.0.1:8443, self-signed TLS, SQLite alerts in the data directory
+//! unless `store`/`--store` names PostgreSQL,
 //! the default rule, no registry).
 
 use std::process::ExitCode;
@@ -23,14 +24,15 @@ pub fn config(args: &ServeArgs) -> Result<vulngate_server::Config> {
     if let Some(d) = &args.data_dir {
         cfg.data_dir = d.clone();
     }
+    if let Some(s) = &args.store {
+        // Not echoed: the URL may hold a password.
+        cfg.store = s.parse().map_err(|e| anyhow!("--store: {e}"))?;
+    }
     if let Some(c) = &args.tls_cert {
         cfg.tls.cert_file = Some(c.clone());
     }
     if let Some(k) = &args.tls_key {
         cfg.tls.key_file = Some(k.clone());
-    }
-    if let Some(st) = &args.store {
-        cfg.store = st.clone();
     }
     for host in &args.insecure_registries {
         cfg.add_insecure_registry(host);

@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use vulngate_core::Precedence;
 use vulngate_registry::RegistryConfig;
 
+use crate::alerts::StoreUrl;
 use crate::error::{Error, Result};
 
 /// The default listen address (loopback: the embedded defaults are for trying vulngate out).
@@ -41,6 +42,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory for the alert database, the generated certificates and other state.
     pub data_dir: PathBuf,
+    /// Alert store: `sqlite` (`alerts.db` in the data directory) or a `postgres://` URL.
+    pub store: StoreUrl,
+    /// File holding the PostgreSQL password (else `VULNGATE_STORE_PASSWORD`, `PGPASSWORD`).
+    pub store_password_file: Option<PathBuf>,
     pub tls: TlsConfig,
     /// Rule file or directory of `*.yaml`/`*.yml` files. None: the built-in default rule.
     pub rules: Option<PathBuf>,
@@ -76,12 +81,6 @@ pub struct Config {
     pub registry: Option<RegistryConfig>,
     /// Log filter (`tracing-subscriber` EnvFilter syntax; `RUST_LOG` overrides it).
     pub log_level: String,
-    /// Where alerts are kept: `sqlite` (`alerts.db` in `dataDir`) or a `postgres://` URL
-    /// (shared by replicas). Never printed with its password.
-    pub store: crate::alerts::StoreUrl,
-    /// File holding the PostgreSQL password (else the URL's, `VULNGATE_STORE_PASSWORD`,
-    /// `PGPASSWORD`).
-    pub store_password_file: Option<PathBuf>,
     /// Kubernetes integration (SecurityRule custom resources, PolicyReports, Events, running
     /// workloads, pull secrets). None: off.
     pub kubernetes: Option<KubernetesConfig>,
@@ -147,6 +146,8 @@ impl Default for Config {
                 SocketAddr::from(([127, 0, 0, 1], 8443)) // the constant always parses
             }),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            store: StoreUrl::Sqlite,
+            store_password_file: None,
             tls: TlsConfig::default(),
             rules: None,
             rules_reload_interval: Duration::from_secs(5),
@@ -165,8 +166,6 @@ impl Default for Config {
             registry: None,
             log_level: "info".to_string(),
             kubernetes: None,
-            store: crate::alerts::StoreUrl::Sqlite,
-            store_password_file: None,
         }
     }
 }

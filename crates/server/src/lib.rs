@@ -91,7 +91,8 @@ pub struct Server {
 impl Server {
     /// Builds the server from its configuration: rules, findings source (a findings directory
     /// when `findingsDir` is set and `registry` is not; otherwise the registries, with anonymous
-    /// access on embedded defaults), alert store in the data directory.
+    /// access on embedded defaults), alert store per `store` (SQLite in the data directory by
+    /// default).
     pub fn from_config(config: Config) -> Result<Server> {
         let source: Arc<dyn FindingsSource> = match (&config.registry, &config.findings_dir) {
             (None, Some(dir)) => Arc::new(LocalFindings::from_dir(dir)?),
@@ -260,6 +261,7 @@ impl Server {
         tracing::info!(
             listen = ?addr,
             rules_version = self.state.rules.current().version(),
+            store = %self.state.config.store, // redacted: never the password
             "vulngate webhook serving"
         );
         let acceptor = TlsAcceptor::from(tls);

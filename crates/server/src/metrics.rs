@@ -171,6 +171,10 @@ impl Metrics {
         self.0.alert_failures.inc();
     }
 
+    pub fn alert_failures(&self) -> u64 {
+        self.0.alert_failures.get()
+    }
+
     pub fn rules_loaded(&self, count: usize) {
         self.0.rules_reloads.inc();
         self.0.rules_count.set(count as i64);

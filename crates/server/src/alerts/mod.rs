@@ -158,14 +158,10 @@ pub enum AlertError {
     },
     #[error("alert {id}: stored data unreadable: {message}")]
     Corrupt { id: String, message: String },
-    /// `url` is the redacted store URL; nothing here carries the password.
+    /// `url` is the redacted store URL; `message` the error with its causes. Nothing here
+    /// carries the password.
     #[error("alert database {url}: {message}")]
-    Postgres {
-        url: String,
-        message: String,
-        #[source]
-        source: Option<tokio_postgres::Error>,
-    },
+    Postgres { url: String, message: String },
     #[error("alert store: {0}")]
     Other(String),
 }

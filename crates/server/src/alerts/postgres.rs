@@ -146,7 +146,7 @@ impl PostgresUrl {
         }
         // Let tokio-postgres check the rest (its messages name options, never values).
         base.parse::<tokio_postgres::Config>()
-            .map_err(|e| format!("invalid store URL {redacted}: {e}"))?;
+            .map_err(|e| format!("invalid store URL {redacted}: {}", with_causes(&e)))?;
         Ok(PostgresUrl {
             raw: url.to_string(),
             redacted,
@@ -173,6 +173,20 @@ impl PostgresUrl {
             .and_then(|c| c.get_password().map(|_| ()))
             .is_some()
     }
+}
+
+/// A tokio-postgres error with its causes: its own Display is only the kind ("db error",
+/// "error performing TLS handshake"); the server's message or the I/O / certificate error is
+/// in the source chain. (None of them carries the password: tokio-postgres never echoes it.)
+fn with_causes(e: &tokio_postgres::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// `%XX` decoding of a query value.
@@ -263,10 +277,9 @@ impl PostgresBackend {
         url: &PostgresUrl,
         password_file: Option<&Path>,
     ) -> Result<PostgresBackend, AlertError> {
-        let mut config: tokio_postgres::Config = url
-            .base
-            .parse()
-            .map_err(|e| AlertError::Other(format!("invalid store URL {url}: {e}")))?;
+        let mut config: tokio_postgres::Config = url.base.parse().map_err(|e| {
+            AlertError::Other(format!("invalid store URL {url}: {}", with_causes(&e)))
+        })?;
         if let Some(p) = resolve_password(url, password_file)? {
             config.password(p);
         }
@@ -336,7 +349,6 @@ impl PostgresBackend {
                 Err(_) => Err(AlertError::Postgres {
                     url,
                     message: format!("no answer within {}s", OPERATION_TIMEOUT.as_secs()),
-                    source: None,
                 }),
             };
             let _ = tx.send(r);
@@ -407,15 +419,9 @@ impl Lease<'_> {
 
 impl Inner {
     fn err(&self, e: tokio_postgres::Error) -> AlertError {
-        // `{e}` alone hides the server's message ("db error"); add the cause.
-        let message = match e.as_db_error() {
-            Some(db) => format!("{e}: {db}"),
-            None => e.to_string(),
-        };
         AlertError::Postgres {
             url: self.url.to_string(),
-            message,
-            source: Some(e),
+            message: with_causes(&e),
         }
     }
 

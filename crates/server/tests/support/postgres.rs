@@ -1,95 +1,120 @@
-//! A real PostgreSQL server for tests: `initdb` into a temporary directory and `postgres` on a
-//! free 127.0.0.1 port, password authentication (scram-sha-256) for the user `vulngate`.
-//! PostgreSQL refuses to run as root: as root, the data directory is given to the `postgres`
-//! system user (created by Debian's `postgresql` package) and the server runs as that user
-//! through `setpriv`. Binaries come from the tools cache (`scripts/install-test-tools.sh`).
+//! A real PostgreSQL 15 server for the tests: `initdb` into a temp dir and `postgres` on a free
+//! 127.0.0.1 port, with password (SCRAM) authentication for TCP, stopped on drop.
+//!
+//! The binaries come from `scripts/install-test-tools.sh` (Debian bookworm `postgresql`, linked
+//! into `<cache>/bin`); when they are missing the test fails with the install command.
+//!
+//! PostgreSQL refuses to run as root. When the tests run as root (uid 0), `initdb` and
+//! `postgres` are started through `setpriv --reuid=65534 --regid=65534 --clear-groups` (util-linux,
+//! present on every Debian): as `nobody`, which owns the temp dir. `setpriv` execs in place, so
+//! the child's pid is the server's. As a normal user they run directly.
+#![allow(dead_code)]
 
-use std::net::TcpStream;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const USER: &str = "vulngate";
-pub const PASSWORD: &str = "s3cret-Pg-pass";
-const INSTALL_HINT: &str =
-    "PostgreSQL is missing: run scripts/install-test-tools.sh (installs the bookworm postgresql package)";
+use tempfile::TempDir;
 
-fn tool(name: &str) -> PathBuf {
-    let dir = std::env::var_os("VULNGATE_TOOLS_DIR")
+/// Superuser created by initdb, and its password (SCRAM; the tests check it never shows).
+pub const USER: &str = "vulngate";
+pub const PASSWORD: &str = "pg-Pa55-w0rd-9e1d7c";
+/// The database initdb creates.
+pub const DATABASE: &str = "postgres";
+
+const INSTALL: &str = "scripts/install-test-tools.sh";
+/// uid/gid of `nobody`/`nogroup` on Debian.
+const NOBODY: u32 = 65534;
+
+fn tools_bin() -> PathBuf {
+    std::env::var_os("VULNGATE_TOOLS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
                 .join(".cache/vulngate-tools")
-        });
-    let p = dir.join("bin").join(name);
-    assert!(p.exists(), "{}: {INSTALL_HINT}", p.display());
-    // The link points into /usr/lib/postgresql/<v>/bin; resolve it so `postgres` finds its
-    // share directory next to its real path.
-    std::fs::canonicalize(&p).unwrap_or(p)
+        })
+        .join("bin")
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// A command run as the server's user (`postgres` when we are root).
-fn as_server_user(bin: &Path) -> Command {
-    if is_root() {
-        // setpriv execs the server itself (no intermediate process), so signals reach it.
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=postgres",
-            "--regid=postgres",
-            "--init-groups",
-            "--",
-        ])
-        .arg(bin);
-        c
-    } else {
-        Command::new(bin)
+/// The real path of a PostgreSQL binary (symlinks resolved: `nobody` cannot traverse
+/// `/root/.cache`). Panics with the install command when it is missing.
+pub fn pg_tool(name: &str) -> PathBuf {
+    let candidates = [
+        tools_bin().join(name),
+        PathBuf::from("/usr/lib/postgresql/15/bin").join(name),
+    ];
+    for c in candidates {
+        if let Ok(real) = c.canonicalize() {
+            return real;
+        }
     }
+    panic!(
+        "PostgreSQL 15 {name:?} not found in {} or /usr/lib/postgresql/15/bin: run {INSTALL}",
+        tools_bin().display()
+    );
+}
+
+fn running_as_root() -> bool {
+    let out = Command::new("id").arg("-u").output().expect("id -u runs");
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
 }
 
 pub struct Postgres {
-    pub port: u16,
-    pub dir: tempfile::TempDir,
+    dir: TempDir,
+    port: u16,
+    as_nobody: bool,
     child: Option<Child>,
+    /// "ready to accept connections" lines in the log before the current start.
+    ready_lines: usize,
 }
 
 impl Postgres {
-    /// initdb + start; waits until the port accepts connections.
+    /// initdb + start.
     pub fn start() -> Postgres {
+        Postgres::start_with(&[])
+    }
+
+    /// initdb + start with extra `postgresql.conf` settings.
+    pub fn start_with(settings: &[(&str, &str)]) -> Postgres {
+        Postgres::start_prepared(settings, |_| {})
+    }
+
+    /// initdb, the settings, then `prepare` (write files into [`dir`](Self::dir), rewrite
+    /// `data/pg_hba.conf`...) before the server starts.
+    pub fn start_prepared(settings: &[(&str, &str)], prepare: impl FnOnce(&Postgres)) -> Postgres {
+        let initdb = pg_tool("initdb");
+        pg_tool("postgres");
         let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("data");
-        let pwfile = dir.path().join("pw");
-        std::fs::write(&pwfile, PASSWORD).expect("pwfile");
-        if is_root() {
-            for p in [dir.path(), pwfile.as_path()] {
-                let ok = Command::new("chown")
-                    .args(["postgres:postgres"])
-                    .arg(p)
-                    .status()
-                    .map(|s| s.success())
-                    .unwrap_or(false);
-                assert!(ok, "chown postgres {}", p.display());
-            }
-        }
-        let out = as_server_user(&tool("initdb"))
-            .arg("-D")
-            .arg(&data)
+        let as_nobody = running_as_root();
+        let pwfile = dir.path().join("pwfile");
+        std::fs::write(&pwfile, format!("{PASSWORD}\n")).expect("pwfile");
+        std::fs::create_dir(dir.path().join("sock")).expect("sock dir");
+        let mut pg = Postgres {
+            dir,
+            port: free_port(),
+            as_nobody,
+            child: None,
+            ready_lines: 0,
+        };
+        pg.give_to_server_user(pg.dir.path());
+        pg.give_to_server_user(&pwfile);
+        pg.give_to_server_user(&pg.dir.path().join("sock"));
+        let out = pg
+            .command(&initdb)
+            .args(["-D", "data", "-U", USER, "--pwfile", "pwfile"])
             .args([
-                "-U",
-                USER,
                 "--auth=scram-sha-256",
-                "--no-sync",
+                "--no-locale",
                 "-E",
                 "UTF8",
+                "--no-sync",
             ])
-            .arg(format!("--pwfile={}", pwfile.display()))
             .output()
             .expect("initdb runs");
         assert!(
@@ -98,87 +123,148 @@ impl Postgres {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = super::crd_apiserver::free_port();
-        let mut pg = Postgres {
-            port,
-            dir,
-            child: None,
-        };
-        pg.start_server();
+        let conf = pg.dir.path().join("data/postgresql.conf");
+        let mut extra = String::new();
+        for (k, v) in settings {
+            extra.push_str(&format!("{k} = '{v}'\n"));
+        }
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str(&extra);
+        std::fs::write(&conf, text).expect("postgresql.conf");
+        prepare(&pg);
+        pg.launch();
         pg
     }
 
-    pub fn start_server(&mut self) {
-        let data = self.dir.path().join("data");
-        let log = std::fs::File::create(self.dir.path().join(format!("log-{}", self.port)))
-            .or_else(|_| std::fs::File::create("/dev/null"))
-            .expect("log file");
-        let child = as_server_user(&tool("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(self.dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1", "-p"])
-            .arg(self.port.to_string())
+    /// The temp dir (owned by the server user); files the server reads go here.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Makes a file or directory in the temp dir the server user's (root only).
+    pub fn give_to_server_user(&self, path: &Path) {
+        if self.as_nobody {
+            std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY)).expect("chown to nobody");
+        }
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        let mut c = if self.as_nobody {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(program);
+            c
+        } else {
+            Command::new(program)
+        };
+        c.current_dir(self.dir.path())
+            .env("LC_ALL", "C")
+            .env_remove("PGPASSWORD")
+            .env_remove("PGDATA");
+        c
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn launch(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("server log");
+        self.ready_lines = self.log().matches("ready to accept connections").count();
+        // Absolute: the server resolves paths against its data directory.
+        let sock = self.dir.path().join("sock");
+        let child = self
+            .command(&pg_tool("postgres"))
+            .args(["-D", "data", "-c", "listen_addresses=127.0.0.1", "-k"])
+            .arg(sock)
+            .args(["-p", &self.port.to_string()])
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("postgres starts");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let started = Instant::now();
         loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                // Accepting TCP precedes accepting logins by a moment.
-                std::thread::sleep(Duration::from_millis(300));
+            if self.log().matches("ready to accept connections").count() > self.ready_lines {
                 return;
             }
             if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(st)) = c.try_wait() {
-                    panic!("postgres exited with {st}: {}", self.log());
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("postgres exited ({status}):\n{}", self.log());
                 }
             }
-            assert!(Instant::now() < deadline, "postgres not up: {}", self.log());
-            std::thread::sleep(Duration::from_millis(100));
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "postgres not ready after 60 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("log-{}", self.port)))
-            .unwrap_or_default()
-    }
-
-    /// Stops the server (fast shutdown) and waits for it.
+    /// Fast shutdown (SIGINT: active connections are closed), waited for.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
                 .args(["-INT", &c.id().to_string()])
+                .stderr(Stdio::null())
                 .status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
+            let started = Instant::now();
+            loop {
                 if let Ok(Some(_)) = c.try_wait() {
                     return;
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                if started.elapsed() > Duration::from_secs(30) {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = c.kill();
-            let _ = c.wait();
         }
     }
 
-    /// `postgres://vulngate@127.0.0.1:<port>/<db>?sslmode=disable` (no password in it).
-    pub fn url(&self, db: &str) -> String {
+    /// Starts the stopped server again (same data, same port).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `postgres://vulngate@127.0.0.1:PORT/postgres?sslmode=disable` (no password in it).
+    pub fn url(&self) -> String {
         format!(
-            "postgres://{USER}@127.0.0.1:{}/{db}?sslmode=disable",
+            "postgres://{USER}@127.0.0.1:{}/{DATABASE}?sslmode=disable",
             self.port
         )
     }
 
-    /// The same URL with the password in it.
-    pub fn url_with_password(&self, db: &str) -> String {
+    /// The URL with the password in its userinfo.
+    pub fn url_with_password(&self, password: &str) -> String {
         format!(
-            "postgres://{USER}:{PASSWORD}@127.0.0.1:{}/{db}?sslmode=disable",
+            "postgres://{USER}:{password}@127.0.0.1:{}/{DATABASE}?sslmode=disable",
             self.port
         )
+    }
+
+    /// A file holding the password (outside the server's dir is fine: the client reads it).
+    pub fn password_file(&self) -> PathBuf {
+        let p = self.dir.path().join("client-password");
+        std::fs::write(&p, format!("{PASSWORD}\n")).expect("password file");
+        p
     }
 }
 
