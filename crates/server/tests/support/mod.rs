@@ -3,7 +3,6 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod crd_apiserver;
-pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
