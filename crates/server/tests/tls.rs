@@ -1,5 +1,6 @@
 //! The webhook over real TLS: self-signed certificate generated into the data directory,
 //! a client trusting only the written `ca.crt`, HTTP/1.1 and HTTP/2.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
