@@ -4,7 +4,7 @@
 #
 #   scripts/install-test-tools.sh           install what is missing, then print the PATH export
 #   scripts/install-test-tools.sh --check   only verify; exit 1 listing what is missing
-#   --no-go                                 leave out the Go group (toolchain, k8s libraries, harness)
+#   --no-go                                 leave out the Go group (toolchain, k8s libraries, harnesses)
 #
 # Cache layout (${VULNGATE_TOOLS_DIR:-$HOME/.cache/vulngate-tools}):
 #   apt/          private apt configuration, lists and cache for Debian sid (the system apt is untouched)
@@ -15,13 +15,17 @@
 #                 every golang-* package they depend on, Debian sid, about 320 MB), root/ (extracted,
 #                 about 2.5 GB), packages.txt (what root/ holds), gocache/ (GOCACHE), bin/apiserver-harness
 #                 (built offline from tests/apiserver-harness; apiserver-harness.stamp: source hash)
+#                 and bin/crd-apiserver (built offline from tests/crd-apiserver against
+#                 golang-k8s-apiextensions-apiserver-dev; crd-apiserver.stamp: source hash)
 #   bin/          symlinks to every tool; put this first on PATH
 #   versions.txt  stamp: tool, expected version, installed version, source
 #   env.sh        `export PATH=<cache>/bin:$PATH`, for tests/CI to source
 #
 # A tool already present with an expected version is reused without any network access.
 # wrk, hey and hyperfine are Debian bookworm packages: installed system-wide with the normal apt,
-# only when the command is missing.
+# only when the command is missing. So is PostgreSQL 15 (package `postgresql`, binaries in
+# /usr/lib/postgresql/15/bin, not on PATH: initdb, postgres and pg_ctl are linked into bin/); the
+# tests run their own server in a temp dir (as `nobody` via setpriv when they run as root).
 set -euo pipefail
 
 CACHE="${VULNGATE_TOOLS_DIR:-$HOME/.cache/vulngate-tools}"
@@ -38,15 +42,28 @@ declare -A EXPECT=(
   [wrk]='4.1.0*'
   [hey]='0.1.4*'
   [hyperfine]='1.15.0*'
+  [postgresql]='15.*'
 )
 # the Go group: root packages (their golang-* dependencies follow from apt) and expected versions
 GO_ROOTS=(golang-go golang-k8s-apiserver-dev golang-k8s-client-go-dev)
+# ---- CRD API server (begin): etcd, kubectl, kustomize (sid) and apiextensions-apiserver in the Go group
+K8S_TOOLS=(etcd-server kubectl kustomize)          # Debian sid packages; binary names below
+declare -A K8S_BIN=([etcd-server]=etcd [kubectl]=kubectl [kustomize]=kustomize)
+EXPECT[etcd-server]='3.5.*'
+EXPECT[kubectl]='1.36.*'
+EXPECT[kustomize]='5.*'
+GO_ROOTS+=(golang-k8s-apiextensions-apiserver-dev)
+EXPECT[golang-k8s-apiextensions-apiserver-dev]='0.36.*'
+EXPECT[crd-apiserver]='source-hash'
+# ---- CRD API server (end)
 EXPECT[golang-go]='2:1.27*'
 EXPECT[golang-k8s-apiserver-dev]='0.36.*'
 EXPECT[golang-k8s-client-go-dev]='0.36.*'
 EXPECT[apiserver-harness]='source-hash'
 FERRO_VERSION=1.0.0   # crates.io; builds with --locked (about 2-3 min on 2 cores)
 SYS_TOOLS=(wrk hey hyperfine)   # bookworm, system apt
+PG_BIN=/usr/lib/postgresql/15/bin   # bookworm `postgresql` (15), system apt; tests use these three
+PG_TOOLS=(initdb postgres pg_ctl)
 
 usage() {
   sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
@@ -117,6 +134,13 @@ sys_version() {
   dpkg-query -W -f '${Version}' "$tool" 2>/dev/null || echo unknown-not-from-dpkg
 }
 
+# PostgreSQL server version (`postgres --version`: "postgres (PostgreSQL) 15.18 (Debian ...)").
+pg_version() {
+  local t
+  for t in "${PG_TOOLS[@]}"; do [[ -x "$PG_BIN/$t" ]] || return 0; done
+  "$PG_BIN/postgres" --version 2>/dev/null | awk '{print $3}'
+}
+
 # ---- Debian sid via a private apt configuration ----------------------------------------------
 debian_mirror() {
   if [[ -n "${VULNGATE_DEBIAN_MIRROR:-}" ]]; then echo "$VULNGATE_DEBIAN_MIRROR"; return; fi
@@ -160,6 +184,7 @@ EOF
     -o "Dir::Etc::sourceparts=/dev/null"
     -o "Dir::State::Lists=$APT_DIR/lists"
     -o "Dir::Cache=$APT_DIR/cache"
+    -o "Dir::State::status=/dev/null"   # candidates from sid only (a system kubectl 1:528 would win)
     -o "Dir::Etc::Preferences=/dev/null"
     -o "Dir::Etc::PreferencesParts=/dev/null"
     -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
@@ -326,6 +351,59 @@ build_harness() {
   log "apiserver-harness built in $((SECONDS - start)) s"
 }
 
+# ---- CRD API server (begin): etcd/kubectl/kustomize probes and the crd-apiserver build ------------
+# Same extraction as the sid tools above (install_sid_tools takes package names), but the binary
+# is not always named like the package (etcd-server ships /usr/bin/etcd).
+CRD_SRC="$REPO_DIR/tests/crd-apiserver"
+CRD_BIN="$GO_DIR/bin/crd-apiserver"
+CRD_STAMP="$GO_DIR/bin/crd-apiserver.stamp"   # "source <hash>" and "packages <hash>"
+
+k8s_version() {
+  local pkg=$1 stamp="$PKG_STAMPS/$1.version" bin="$ROOT_DIR/usr/bin/${K8S_BIN[$1]}" v self=""
+  [[ -x "$bin" && -f "$stamp" ]] || return 0
+  v=$(<"$stamp")
+  case "$pkg" in
+    etcd-server) self=$("$bin" --version 2>/dev/null | awk '/^etcd Version:/{print $3}') ;;
+    kubectl) self=$("$bin" version --client 2>/dev/null | awk '/^Client Version:/{sub(/^v/, "", $3); print $3}') ;;
+    # kustomize as built by Debian says "(devel)": the package version recorded at extraction is used
+  esac
+  if [[ -n "$self" ]] && ! matches "$self" "${EXPECT[$pkg]}"; then
+    echo "binary-says-$self"; return 0
+  fi
+  echo "$v"
+}
+
+# same scheme as harness_source_hash; crates/server/tests/support/crd_apiserver.rs recomputes it
+crd_source_hash() {
+  (cd "$CRD_SRC" && find . -type f -name '*.go' | LC_ALL=C sort | xargs -r sha256sum) | sha256sum | awk '{print $1}'
+}
+
+crd_version() {
+  [[ -x "$CRD_BIN" && -f "$CRD_STAMP" && -f "$GO_PKGS" && -d "$CRD_SRC" ]] || return 0
+  local want; want="source $(crd_source_hash)"$'\n'"packages $(sha256sum <"$GO_PKGS" | awk '{print $1}')"
+  [[ "$(<"$CRD_STAMP")" == "$want" ]] && echo source-hash
+  return 0
+}
+
+build_crd_apiserver() {
+  [[ -d "$CRD_SRC" ]] || die "$CRD_SRC is missing"
+  [[ -x "$GO_BIN" ]] || die "the Go toolchain is missing from $GO_ROOT"
+  mkdir -p "$GO_DIR/bin" "$GO_DIR/gocache"
+  log "go build tests/crd-apiserver -> $CRD_BIN (offline; warm Go cache about 10-60 s, cold a few min)"
+  local start=$SECONDS
+  (
+    cd "$CRD_SRC"
+    env GO111MODULE=off GOPROXY=off GOFLAGS= GOTOOLCHAIN=local GOTELEMETRY=off GOWORK=off \
+      GOCACHE="$GO_DIR/gocache" GOPATH="$CRD_SRC:$GO_ROOT/usr/share/gocode" \
+      "$GO_BIN" build -ldflags='-s -w' -o "$CRD_BIN.new" .
+  ) >&2 || die "go build of $CRD_SRC failed"
+  mv "$CRD_BIN.new" "$CRD_BIN"
+  printf 'source %s\npackages %s\n' "$(crd_source_hash)" "$(sha256sum <"$GO_PKGS" | awk '{print $1}')" \
+    >"$CRD_STAMP"
+  log "crd-apiserver built in $((SECONDS - start)) s"
+}
+# ---- CRD API server (end) -------------------------------------------------------------------------
+
 # ---- main ---------------------------------------------------------------------------------------
 declare -A HAVE SRC
 probe_all() {
@@ -333,8 +411,12 @@ probe_all() {
   for t in "${SID_TOOLS[@]}"; do HAVE[$t]=$(sid_version "$t"); SRC[$t]="debian-sid:$t"; done
   HAVE[ferro-oci-server]=$(ferro_version); SRC[ferro-oci-server]="crates.io:ferro-oci-server"
   for t in "${SYS_TOOLS[@]}"; do HAVE[$t]=$(sys_version "$t"); SRC[$t]="debian-bookworm(system):$t"; done
+  HAVE[postgresql]=$(pg_version); SRC[postgresql]="debian-bookworm(system):postgresql ($PG_BIN)"
   for t in "${GO_ROOTS[@]}"; do HAVE[$t]=$(go_pkg_version "$t"); SRC[$t]="debian-sid:$t(+deps)"; done
   HAVE[apiserver-harness]=$(harness_version); SRC[apiserver-harness]="go build tests/apiserver-harness"
+  # CRD API server
+  for t in "${K8S_TOOLS[@]}"; do HAVE[$t]=$(k8s_version "$t"); SRC[$t]="debian-sid:$t(${K8S_BIN[$t]})"; done
+  HAVE[crd-apiserver]=$(crd_version); SRC[crd-apiserver]="go build tests/crd-apiserver"
 }
 
 missing_sid=() missing_ferro=() missing_sys=() wrong_sys=() missing_go=() missing_harness=()
@@ -344,14 +426,18 @@ classify() {
   if ((WITH_GO)); then
     for t in "${GO_ROOTS[@]}"; do matches "${HAVE[$t]}" "${EXPECT[$t]}" || missing_go+=("$t"); done
     [[ "${HAVE[apiserver-harness]}" == source-hash ]] || missing_harness+=(apiserver-harness)
+    [[ "${HAVE[crd-apiserver]}" == source-hash ]] || missing_harness+=(crd-apiserver)   # CRD API server
   fi
   for t in "${SID_TOOLS[@]}"; do matches "${HAVE[$t]}" "${EXPECT[$t]}" || missing_sid+=("$t"); done
+  for t in "${K8S_TOOLS[@]}"; do matches "${HAVE[$t]}" "${EXPECT[$t]}" || missing_sid+=("$t"); done   # CRD API server
   matches "${HAVE[ferro-oci-server]}" "${EXPECT[ferro-oci-server]}" || missing_ferro+=(ferro-oci-server)
   for t in "${SYS_TOOLS[@]}"; do
     if [[ -z "${HAVE[$t]}" ]]; then missing_sys+=("$t")
     elif ! matches "${HAVE[$t]}" "${EXPECT[$t]}"; then wrong_sys+=("$t")
     fi
   done
+  # no "wrong version" case: another major version lives in another directory than $PG_BIN
+  matches "${HAVE[postgresql]}" "${EXPECT[postgresql]}" || missing_sys+=(postgresql)
 }
 
 link_bins() {
@@ -362,6 +448,14 @@ link_bins() {
   done
   [[ -x "$CARGO_ROOT/bin/ferro-oci-server" ]] && ln -sfn ../cargo/bin/ferro-oci-server "$BIN_DIR/ferro-oci-server"
   [[ -x "$HARNESS_BIN" ]] && ln -sfn ../go/bin/apiserver-harness "$BIN_DIR/apiserver-harness"
+  # CRD API server
+  for t in "${K8S_TOOLS[@]}"; do
+    [[ -x "$ROOT_DIR/usr/bin/${K8S_BIN[$t]}" ]] && ln -sfn "../root/usr/bin/${K8S_BIN[$t]}" "$BIN_DIR/${K8S_BIN[$t]}"
+  done
+  [[ -x "$CRD_BIN" ]] && ln -sfn ../go/bin/crd-apiserver "$BIN_DIR/crd-apiserver"
+  for t in "${PG_TOOLS[@]}"; do
+    [[ -x "$PG_BIN/$t" ]] && ln -sfn "$PG_BIN/$t" "$BIN_DIR/$t"
+  done
   return 0
 }
 
@@ -371,8 +465,8 @@ write_stamps() {
     echo "# vulngate test tools, written by scripts/install-test-tools.sh"
     printf '# %-24s %-14s %-18s %s\n' tool expected installed source
     local go_tools=()
-    ((WITH_GO)) && go_tools=("${GO_ROOTS[@]}" apiserver-harness)
-    for t in "${SID_TOOLS[@]}" ferro-oci-server "${SYS_TOOLS[@]}" "${go_tools[@]}"; do
+    ((WITH_GO)) && go_tools=("${GO_ROOTS[@]}" apiserver-harness crd-apiserver)
+    for t in "${SID_TOOLS[@]}" "${K8S_TOOLS[@]}" ferro-oci-server "${SYS_TOOLS[@]}" postgresql "${go_tools[@]}"; do
       printf '%-26s %-14s %-18s %s\n' "$t" "${EXPECT[$t]}" "${HAVE[$t]:--}" "${SRC[$t]}"
     done
   } >"$tmp"
@@ -390,7 +484,7 @@ if [[ $MODE == check ]]; then
     echo "missing: $t (expected ${EXPECT[$t]}, found ${HAVE[$t]:-nothing})"; status=1
   done
   for t in "${missing_harness[@]}"; do
-    echo "missing: $t (not built, or tests/apiserver-harness or the Go packages changed since)"; status=1
+    echo "missing: $t (not built, or tests/$t or the Go packages changed since)"; status=1
   done
   for t in "${wrong_sys[@]}"; do
     echo "warning: $t ${HAVE[$t]} is installed, expected ${EXPECT[$t]} (system package, left alone)"
@@ -402,6 +496,20 @@ if [[ $MODE == check ]]; then
       echo "missing: $BIN_DIR/$t link"; status=1
     fi
   done
+  # CRD API server
+  for t in "${K8S_TOOLS[@]}"; do
+    if [[ ! -e "$BIN_DIR/${K8S_BIN[$t]}" ]] && matches "${HAVE[$t]}" "${EXPECT[$t]}"; then
+      echo "missing: $BIN_DIR/${K8S_BIN[$t]} link"; status=1
+    fi
+  done
+  if ((WITH_GO)) && [[ ! -e "$BIN_DIR/crd-apiserver" && "${HAVE[crd-apiserver]}" == source-hash ]]; then
+    echo "missing: $BIN_DIR/crd-apiserver link"; status=1
+    fi
+  if matches "${HAVE[postgresql]}" "${EXPECT[postgresql]}"; then
+    for t in "${PG_TOOLS[@]}"; do
+      [[ -e "$BIN_DIR/$t" ]] || { echo "missing: $BIN_DIR/$t link"; status=1; }
+    done
+  fi
   if ((status)); then
     self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
     if [[ -n "${VULNGATE_TOOLS_DIR:-}" ]]; then
@@ -424,6 +532,9 @@ mkdir -p "$CACHE"
 if ((WITH_GO)); then
   HAVE[apiserver-harness]=$(harness_version)
   [[ "${HAVE[apiserver-harness]}" == source-hash ]] || build_harness
+  # CRD API server
+  HAVE[crd-apiserver]=$(crd_version)
+  [[ "${HAVE[crd-apiserver]}" == source-hash ]] || build_crd_apiserver
 fi
 for t in "${wrong_sys[@]}"; do
   log "warning: $t ${HAVE[$t]} is installed, expected ${EXPECT[$t]} (system package, left alone)"

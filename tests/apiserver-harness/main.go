@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -77,6 +78,7 @@ type result struct {
 type options struct {
 	url, caFile, webhookName, configName, failurePolicy, matchPolicy        string
 	webhookConfig, nsSelector, objSelector, excludeNamespaces, nsLabels     string
+	serviceEndpoint                                                         string
 	namespace, operation, object, oldObject, subresource, user, groups, uid string
 	timeoutSeconds                                                          int
 	dryRun                                                                  bool
@@ -95,6 +97,7 @@ func main() {
 	fs.StringVar(&o.matchPolicy, "match-policy", "Equivalent", "Exact or Equivalent")
 	fs.IntVar(&o.timeoutSeconds, "timeout-seconds", 10, "webhooks[0].timeoutSeconds (1-30)")
 	fs.StringVar(&o.webhookConfig, "webhook-config", "", "YAML/JSON ValidatingWebhookConfiguration to use instead of the built-in one (--url/--ca-file/--failure-policy/--timeout-seconds still override when given)")
+	fs.StringVar(&o.serviceEndpoint, "service-endpoint", "", "HOST:PORT a clientConfig.service resolves to (kube-apiserver would use the Service's endpoints); TLS still verifies the name <service>.<namespace>.svc against the caBundle")
 	fs.StringVar(&o.nsSelector, "namespace-selector", "", "namespaceSelector as JSON/YAML (LabelSelector)")
 	fs.StringVar(&o.objSelector, "object-selector", "", "objectSelector as JSON/YAML (LabelSelector)")
 	fs.StringVar(&o.excludeNamespaces, "exclude-namespaces", "", "comma-separated namespaces: namespaceSelector kubernetes.io/metadata.name NotIn [...] (with --namespace-selector: added to its matchExpressions)")
@@ -379,6 +382,14 @@ func (w *warningRecorder) AddWarning(agent, text string) {
 	w.warnings = append(w.warnings, text)
 }
 
+// fixedServiceResolver resolves every webhook Service to one address, as the cluster's
+// Service routing would; the client still dials TLS with ServerName <service>.<namespace>.svc.
+type fixedServiceResolver struct{ hostPort string }
+
+func (r fixedServiceResolver) ResolveEndpoint(namespace, name string, port int32) (*url.URL, error) {
+	return &url.URL{Scheme: "https", Host: r.hostPort}, nil
+}
+
 type countingTransport struct {
 	next  http.RoundTripper
 	calls *atomic.Int64
@@ -501,6 +512,9 @@ func run(o *options) (*result, error) {
 	plugin.SetAuthenticationInfoResolverWrapper(func(r webhookutil.AuthenticationInfoResolver) webhookutil.AuthenticationInfoResolver {
 		return &countingResolver{AuthenticationInfoResolver: r, calls: calls}
 	})
+	if o.serviceEndpoint != "" {
+		plugin.SetServiceResolver(fixedServiceResolver{hostPort: o.serviceEndpoint})
+	}
 	plugin.SetExternalKubeClientSet(client)
 	plugin.SetExternalKubeInformerFactory(factory)
 	stop := make(chan struct{})

@@ -40,7 +40,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-pub use alerts::{Alert, AlertAction, AlertBackend, AlertError, AlertFilter, AlertStore};
+pub use alerts::{
+    Alert, AlertAction, AlertBackend, AlertError, AlertFilter, AlertStore, PostgresBackend,
+    SqliteBackend, StoreUrl,
+};
 pub use config::{BreakGlassConfig, CacheConfig, Config, FailurePolicy, TlsConfig};
 pub use error::{Error, Result};
 pub use metrics::Metrics;
@@ -118,7 +121,13 @@ impl Server {
                 message,
             })?;
         let metrics = Metrics::new();
-        let rules = ActiveRules::load(config.rules.as_deref(), metrics.clone())?;
+        let mode = config.kubernetes.as_ref().map(|k| k.rules_from);
+        let rules = ActiveRules::load_with_mode(config.rules.as_deref(), mode, metrics.clone())?;
+        // With rules from the cluster, not ready (no admission) until they are synced.
+        let ready = !matches!(
+            mode,
+            Some(config::RulesFrom::Cluster | config::RulesFrom::Both)
+        );
         let cache = FindingsCache::new(source, &config.cache, metrics.clone());
         let skip = config
             .skip_images
@@ -136,7 +145,7 @@ impl Server {
             alerts,
             metrics,
             skip,
-            ready: AtomicBool::new(true), // the rules are loaded
+            ready: AtomicBool::new(ready),
         };
         Ok(Server {
             state: Arc::new(state),
@@ -158,6 +167,41 @@ impl Server {
 
     pub fn alerts(&self) -> &AlertStore {
         &self.state.alerts
+    }
+
+    /// Whether `/readyz` answers ready (rules loaded, cluster rules synced when configured).
+    pub fn is_ready(&self) -> bool {
+        self.state.ready.load(Ordering::SeqCst)
+    }
+
+    /// Starts the Kubernetes integration on `client`: the SecurityRule watcher (unless
+    /// `rulesFrom: files`) and the PolicyReport writer. The tasks stop when the returned
+    /// handle is dropped.
+    pub fn start_cluster(&self, client: kube::Client) -> cluster::ClusterTasks {
+        let mut tasks = Vec::new();
+        let k = self.state.config.kubernetes.clone().unwrap_or_default();
+        if k.rules_from != config::RulesFrom::Files {
+            let state = self.state.clone();
+            let watcher =
+                cluster::rules::RuleWatcher::new(client.clone(), self.state.rules.clone())
+                    .on_rules(Arc::new(move |set| {
+                        if !state.ready.swap(true, Ordering::SeqCst) {
+                            tracing::info!(
+                                rules_version = set.version(),
+                                "cluster rules synced; ready"
+                            );
+                        }
+                    }));
+            tasks.push(tokio::spawn(watcher.run()));
+        }
+        let reports: Option<Arc<dyn cluster::ResultSink>> = k
+            .policy_reports
+            .then(|| Arc::new(cluster::reports::PolicyReports::new(client.clone())) as _);
+        cluster::ClusterTasks {
+            tasks,
+            client,
+            reports,
+        }
     }
 
     /// Drops the cached findings.
@@ -195,6 +239,16 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
         let addr: Option<SocketAddr> = listener.local_addr().ok();
+        let _cluster = match &self.state.config.kubernetes {
+            Some(k) => {
+                let client = cluster::client(k).await.map_err(|e| Error::Config {
+                    location: "kubernetes".into(),
+                    message: format!("cannot build a Kubernetes client: {e}"),
+                })?;
+                Some(self.start_cluster(client))
+            }
+            None => None,
+        };
         let watcher = self
             .state
             .rules

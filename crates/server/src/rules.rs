@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use vulngate_core::rules::RuleError;
+use vulngate_core::rules::{Rule, RuleError};
 use vulngate_core::RuleSet;
 
+use crate::config::RulesFrom;
 use crate::metrics::Metrics;
 
 /// The rule set in force; cheap to clone.
@@ -22,7 +23,14 @@ pub struct ActiveRules {
 #[derive(Debug)]
 struct Inner {
     path: Option<PathBuf>,
+    /// Where rules come from (None: files only, no Kubernetes integration).
+    mode: Option<RulesFrom>,
+    /// The combined set in force.
     current: RwLock<Arc<RuleSet>>,
+    /// The last good set from the rules path (or the built-in default).
+    files: RwLock<Arc<RuleSet>>,
+    /// The cluster's SecurityRules, once synced.
+    cluster: RwLock<Option<Vec<Rule>>>,
     fingerprint: RwLock<Option<Fingerprint>>,
     metrics: Metrics,
 }
@@ -40,10 +48,14 @@ impl ActiveRules {
             None => (RuleSet::default_rules(), None),
         };
         metrics.rules_loaded(rules.rules().len());
+        let rules = Arc::new(rules);
         Ok(ActiveRules {
             inner: Arc::new(Inner {
                 path: path.map(Path::to_path_buf),
-                current: RwLock::new(Arc::new(rules)),
+                mode: None,
+                current: RwLock::new(rules.clone()),
+                files: RwLock::new(rules),
+                cluster: RwLock::new(None),
                 fingerprint: RwLock::new(fingerprint),
                 metrics,
             }),
@@ -78,9 +90,12 @@ impl ActiveRules {
                         "rules reloaded"
                     );
                 }
-                self.inner.metrics.rules_loaded(rules.rules().len());
-                self.set(rules.clone(), fp);
-                Ok(rules)
+                write(&self.inner.files, rules.clone());
+                if let Ok(mut f) = self.inner.fingerprint.write() {
+                    *f = fp;
+                }
+                self.combine()
+                    .inspect_err(|_| self.inner.metrics.rules_reload_failed())
             }
             Err(e) => {
                 self.inner.metrics.rules_reload_failed();
@@ -99,14 +114,100 @@ impl ActiveRules {
         }
     }
 
-    fn set(&self, rules: Arc<RuleSet>, fp: Option<Fingerprint>) {
-        match self.inner.current.write() {
-            Ok(mut g) => *g = rules,
-            Err(p) => *p.into_inner() = rules,
+    /// Like [`load`](Self::load), for the Kubernetes integration: with `RulesFrom::Cluster`
+    /// no file is read and the set is empty until [`set_cluster_rules`](Self::set_cluster_rules);
+    /// with `Both` the file's rules come first, then the cluster's.
+    pub fn load_with_mode(
+        path: Option<&Path>,
+        mode: Option<RulesFrom>,
+        metrics: Metrics,
+    ) -> Result<ActiveRules, RuleError> {
+        let loaded = match mode {
+            Some(RulesFrom::Cluster) => ActiveRules::load(None, metrics)?,
+            _ => ActiveRules::load(path, metrics)?,
+        };
+        let Some(mode) = mode else {
+            return Ok(loaded);
+        };
+        let inner = Arc::try_unwrap(loaded.inner).map_err(|_| RuleError {
+            location: None,
+            rule: None,
+            path: String::new(),
+            message: "internal: rules shared during load".into(),
+        })?;
+        let files = match mode {
+            RulesFrom::Cluster => Arc::new(RuleSet::new(Vec::new())?),
+            _ => read(&inner.files),
+        };
+        Ok(ActiveRules {
+            inner: Arc::new(Inner {
+                mode: Some(mode),
+                current: RwLock::new(files.clone()),
+                files: RwLock::new(files),
+                ..inner
+            }),
+        })
+    }
+
+    /// Where rules come from (None: files only).
+    pub fn mode(&self) -> Option<RulesFrom> {
+        self.inner.mode
+    }
+
+    /// The rules read from the rules path (or the built-in default).
+    pub fn file_rules(&self) -> Arc<RuleSet> {
+        read(&self.inner.files)
+    }
+
+    /// Whether the cluster's rules have been synced at least once.
+    pub fn cluster_synced(&self) -> bool {
+        self.inner
+            .cluster
+            .read()
+            .map(|c| c.is_some())
+            .unwrap_or(false)
+    }
+
+    /// Replaces the cluster's rules and makes the combined set current (a new version).
+    /// Ignored (the file set stays) when the mode is files only.
+    pub fn set_cluster_rules(&self, rules: Vec<Rule>) -> Result<Arc<RuleSet>, RuleError> {
+        write(&self.inner.cluster, Some(rules));
+        self.combine()
+    }
+
+    /// Builds the set in force from the file set and the cluster's rules.
+    fn combine(&self) -> Result<Arc<RuleSet>, RuleError> {
+        let files = read(&self.inner.files);
+        let cluster = read(&self.inner.cluster);
+        let combined = match (self.inner.mode, cluster) {
+            (None | Some(RulesFrom::Files), _) | (_, None) => files,
+            (Some(RulesFrom::Cluster), Some(c)) => Arc::new(RuleSet::new(c)?),
+            (Some(RulesFrom::Both), Some(c)) => {
+                // A name defined in both places: the file's rule wins (the cluster watcher
+                // reports the custom resource as invalid).
+                let mut all = files.rules().to_vec();
+                for r in c {
+                    if files.rules().iter().any(|f| f.name == r.name) {
+                        tracing::warn!(rule = %r.name, "SecurityRule ignored: a rule file defines the same name");
+                    } else {
+                        all.push(r);
+                    }
+                }
+                Arc::new(RuleSet::new(all)?)
+            }
+        };
+        let old = self.current();
+        if old.version() != combined.version() {
+            tracing::info!(
+                version = combined.version(),
+                previous = old.version(),
+                rules = combined.rules().len(),
+                "rule set changed"
+            );
         }
-        if let Ok(mut f) = self.inner.fingerprint.write() {
-            *f = fp;
-        }
+        self.inner.metrics.rules_loaded(combined.rules().len());
+        write(&self.inner.current, combined.clone());
+        Ok(combined)
     }
 
     /// Reloads when the files changed since the last load.
@@ -143,6 +244,20 @@ impl ActiveRules {
                 let _ = tokio::task::spawn_blocking(move || t.reload_if_changed()).await;
             }
         }))
+    }
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    match lock.read() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    }
+}
+
+fn write<T>(lock: &RwLock<T>, value: T) {
+    match lock.write() {
+        Ok(mut g) => *g = value,
+        Err(p) => *p.into_inner() = value,
     }
 }
 

@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+pub mod reports;
+pub mod rules;
+
 use vulngate_core::engine::Decision;
 
 /// One evaluated container image of a workload (admitted or running), the unit of a
@@ -37,6 +40,31 @@ pub trait ResultSink: Send + Sync + std::fmt::Debug {
         namespace: &'a str,
         results: &'a [ImageResult],
     ) -> BoxFuture<'a, Result<(), kube::Error>>;
+}
+
+/// The running Kubernetes integration; its tasks are aborted on drop.
+pub struct ClusterTasks {
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub client: kube::Client,
+    /// The PolicyReport writer (when `policyReports` is on).
+    pub reports: Option<Arc<dyn ResultSink>>,
+}
+
+impl std::fmt::Debug for ClusterTasks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterTasks")
+            .field("tasks", &self.tasks.len())
+            .field("reports", &self.reports)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ClusterTasks {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 /// A client from the configuration: `kubeconfig` when set, else in-cluster, `$KUBECONFIG`,

@@ -2,6 +2,8 @@
 //! that count, fail or hang.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod crd_apiserver;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

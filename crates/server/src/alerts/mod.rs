@@ -2,18 +2,24 @@
 //! admission response is sent.
 //!
 //! [`AlertStore`] is the public face (the webhook writes, `vulngate alerts` reads); storage is
-//! behind [`AlertBackend`] so another database (PostgreSQL) can be added. The SQLite backend
-//! keeps its file in the data directory, in WAL mode with `synchronous=FULL` (a committed alert
-//! survives a crash), its schema managed by a `schema_migrations` table.
+//! behind [`AlertBackend`]: [`SqliteBackend`] (a file in the data directory, the default) or
+//! [`PostgresBackend`] (shared by replicas), chosen by [`StoreUrl`] (`store:` in vulngate.yaml).
+//! Both have the same tables, columns and migration numbers ([`migrations`], side by side).
+
+mod migrations;
+pub mod postgres;
+pub mod sqlite;
 
 use std::fmt::Debug;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use postgres::{PostgresBackend, PostgresUrl};
+pub use sqlite::SqliteBackend;
 use vulngate_core::engine::{SeverityCounts, Vulnerability};
 use vulngate_core::model::ReportIdentity;
 use vulngate_core::{Outcome, UnscannedReason};
@@ -152,8 +158,62 @@ pub enum AlertError {
     },
     #[error("alert {id}: stored data unreadable: {message}")]
     Corrupt { id: String, message: String },
+    /// `url` is the redacted store URL; nothing here carries the password.
+    #[error("alert database {url}: {message}")]
+    Postgres {
+        url: String,
+        message: String,
+        #[source]
+        source: Option<tokio_postgres::Error>,
+    },
     #[error("alert store: {0}")]
     Other(String),
+}
+
+/// Where alerts are kept: `store:` in vulngate.yaml, `--store` on the command line.
+/// `sqlite` (the default): `alerts.db` in the data directory; a `postgres://` URL: a
+/// PostgreSQL database. Shown (Debug, Display, serialised) without the password.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum StoreUrl {
+    #[default]
+    Sqlite,
+    Postgres(PostgresUrl),
+}
+
+impl FromStr for StoreUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "sqlite" {
+            return Ok(StoreUrl::Sqlite);
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return PostgresUrl::parse(s).map(StoreUrl::Postgres);
+        }
+        Err("expected sqlite or a postgres:// URL".to_string())
+    }
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::Sqlite => f.write_str("sqlite"),
+            StoreUrl::Postgres(u) => std::fmt::Display::fmt(u, f),
+        }
+    }
+}
+
+impl Serialize for StoreUrl {
+    /// Redacted: `serve --check-config` prints the configuration.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoreUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Alert storage.
@@ -179,6 +239,23 @@ impl AlertStore {
         })?;
         let backend = SqliteBackend::open(&data_dir.join(SQLITE_FILE))?;
         Ok(AlertStore::from_backend(Arc::new(backend)))
+    }
+
+    /// Opens the store `url` names: SQLite in `data_dir`, or PostgreSQL (connecting and
+    /// migrating; the password from the URL, `password_file`, `VULNGATE_STORE_PASSWORD` or
+    /// `PGPASSWORD`, in that order).
+    pub fn open_url(
+        url: &StoreUrl,
+        data_dir: &Path,
+        password_file: Option<&Path>,
+    ) -> Result<AlertStore, AlertError> {
+        match url {
+            StoreUrl::Sqlite => AlertStore::open(data_dir),
+            StoreUrl::Postgres(u) => Ok(AlertStore::from_backend(Arc::new(PostgresBackend::open(
+                u,
+                password_file,
+            )?))),
+        }
     }
 
     pub fn from_backend(backend: Arc<dyn AlertBackend>) -> AlertStore {
@@ -213,205 +290,12 @@ impl AlertStore {
     }
 }
 
-// -------------------------------------------------------------------------------------------------
-
-/// Schema migrations, applied in order; the applied versions are kept in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "alerts table",
-    "CREATE TABLE alerts (
-        id         TEXT PRIMARY KEY NOT NULL,
-        time       TEXT NOT NULL,
-        action     TEXT NOT NULL,
-        cluster    TEXT,
-        namespace  TEXT,
-        kind       TEXT NOT NULL,
-        name       TEXT,
-        operation  TEXT NOT NULL,
-        user_name  TEXT,
-        image      TEXT NOT NULL,
-        digest     TEXT,
-        rule       TEXT,
-        dry_run    INTEGER NOT NULL,
-        data       TEXT NOT NULL
-    );
-    CREATE INDEX alerts_time ON alerts (time);
-    CREATE INDEX alerts_namespace ON alerts (namespace, time);
-    CREATE INDEX alerts_rule ON alerts (rule, time);",
-)];
-
-/// SQLite storage.
-#[derive(Debug)]
-pub struct SqliteBackend {
-    path: PathBuf,
-    conn: Mutex<Connection>,
-}
-
-impl SqliteBackend {
-    pub fn open(path: &Path) -> Result<SqliteBackend, AlertError> {
-        let err = |source| AlertError::Sqlite {
-            path: path.display().to_string(),
-            source,
-        };
-        let mut conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
-        migrate(&mut conn, path)?;
-        Ok(SqliteBackend {
-            path: path.to_path_buf(),
-            conn: Mutex::new(conn),
-        })
-    }
-
-    fn err(&self, source: rusqlite::Error) -> AlertError {
-        AlertError::Sqlite {
-            path: self.path.display().to_string(),
-            source,
-        }
-    }
-
-    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, AlertError> {
-        self.conn
-            .lock()
-            .map_err(|_| AlertError::Other("connection lock poisoned".into()))
-    }
-}
-
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), AlertError> {
-    let err = |source| AlertError::Sqlite {
-        path: path.display().to_string(),
-        source,
-    };
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version     INTEGER PRIMARY KEY NOT NULL,
-            description TEXT NOT NULL,
-            applied_at  TEXT NOT NULL
-        );",
-    )
-    .map_err(err)?;
-    let current: i64 = conn
-        .query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(err)?;
-    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
-    if current > known {
-        return Err(AlertError::SchemaTooNew {
-            path: path.display().to_string(),
-            found: current,
-            known,
-        });
-    }
-    for (version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-        let tx = conn.transaction().map_err(err)?;
-        tx.execute_batch(sql).map_err(err)?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?1, ?2, ?3)",
-            params![version, description, rfc3339(Utc::now())],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)?;
-    }
-    Ok(())
-}
-
 /// Fixed-width RFC 3339 (sorts as text).
-fn rfc3339(t: DateTime<Utc>) -> String {
+pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-impl AlertBackend for SqliteBackend {
-    fn record(&self, alerts: &[Alert]) -> Result<(), AlertError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        for a in alerts {
-            let data = serde_json::to_string(a).map_err(|e| AlertError::Corrupt {
-                id: a.id.clone(),
-                message: e.to_string(),
-            })?;
-            tx.execute(
-                "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name, operation,
-                                     user_name, image, digest, rule, dry_run, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                params![
-                    a.id,
-                    rfc3339(a.time),
-                    a.action.as_str(),
-                    a.cluster,
-                    a.namespace,
-                    a.kind,
-                    a.name,
-                    a.operation,
-                    a.user,
-                    a.image,
-                    a.digest,
-                    a.rule,
-                    a.dry_run,
-                    data
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-        }
-        tx.commit().map_err(|e| self.err(e))
-    }
-
-    fn list(&self, f: &AlertFilter) -> Result<Vec<Alert>, AlertError> {
-        let conn = self.conn()?;
-        let mut sql = String::from("SELECT id, data FROM alerts WHERE 1=1");
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
-        let mut add = |clause: &str, v: Box<dyn rusqlite::ToSql>| {
-            args.push(v);
-            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
-        };
-        if let Some(t) = f.since {
-            add(" AND time >= ?", Box::new(rfc3339(t)));
-        }
-        if let Some(a) = f.action {
-            add(" AND action = ?", Box::new(a.as_str()));
-        }
-        if let Some(n) = &f.namespace {
-            add(" AND namespace = ?", Box::new(n.clone()));
-        }
-        if let Some(r) = &f.rule {
-            add(" AND rule = ?", Box::new(r.clone()));
-        }
-        if let Some(i) = &f.image {
-            add(" AND instr(image, ?) > 0", Box::new(i.clone()));
-        }
-        let limit = f.limit.unwrap_or(100).min(i64::MAX as usize) as i64;
-        add(" ORDER BY time DESC, id DESC LIMIT ?", Box::new(limit));
-        let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, data) = row.map_err(|e| self.err(e))?;
-            out.push(decode(&id, &data)?);
-        }
-        Ok(out)
-    }
-
-    fn get(&self, id: &str) -> Result<Option<Alert>, AlertError> {
-        let conn = self.conn()?;
-        let data: Option<String> = conn
-            .query_row("SELECT data FROM alerts WHERE id = ?1", [id], |r| r.get(0))
-            .optional()
-            .map_err(|e| self.err(e))?;
-        data.map(|d| decode(id, &d)).transpose()
-    }
-}
-
-fn decode(id: &str, data: &str) -> Result<Alert, AlertError> {
+pub(crate) fn decode(id: &str, data: &str) -> Result<Alert, AlertError> {
     serde_json::from_str(data).map_err(|e| AlertError::Corrupt {
         id: id.to_string(),
         message: e.to_string(),

@@ -1,0 +1,91 @@
+//! The alert schema of both stores, side by side: the same tables and columns, the same
+//! migration numbers. A new migration adds one entry with its SQLite and its PostgreSQL text;
+//! the stores apply the entries above the highest version in their `schema_migrations` table
+//! and refuse to open a database whose version is newer than the last entry here.
+//!
+//! The dialects differ only where they must: PostgreSQL has a real `BOOLEAN` for `dry_run` and
+//! compares `id`/`time` with the `"C"` collation (byte order, as SQLite's default `BINARY`
+//! does, whatever the database's locale), so "newest first" orders identically in both.
+//! `time` is fixed-width RFC 3339 UTC text in both, which sorts chronologically as text.
+
+/// One schema migration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Migration {
+    pub version: i64,
+    pub description: &'static str,
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
+
+/// The version table, created before anything else (same columns in both stores).
+pub(crate) const SQLITE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     INTEGER PRIMARY KEY NOT NULL,
+    description TEXT NOT NULL,
+    applied_at  TEXT NOT NULL
+);";
+pub(crate) const POSTGRES_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     BIGINT PRIMARY KEY NOT NULL,
+    description TEXT NOT NULL,
+    applied_at  TEXT NOT NULL
+);";
+
+/// The migrations, in order.
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "alerts table",
+    sqlite: "CREATE TABLE alerts (
+        id         TEXT PRIMARY KEY NOT NULL,
+        time       TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        cluster    TEXT,
+        namespace  TEXT,
+        kind       TEXT NOT NULL,
+        name       TEXT,
+        operation  TEXT NOT NULL,
+        user_name  TEXT,
+        image      TEXT NOT NULL,
+        digest     TEXT,
+        rule       TEXT,
+        dry_run    INTEGER NOT NULL,
+        data       TEXT NOT NULL
+    );
+    CREATE INDEX alerts_time ON alerts (time);
+    CREATE INDEX alerts_namespace ON alerts (namespace, time);
+    CREATE INDEX alerts_rule ON alerts (rule, time);",
+    postgres: r#"CREATE TABLE alerts (
+        id         TEXT COLLATE "C" PRIMARY KEY NOT NULL,
+        time       TEXT COLLATE "C" NOT NULL,
+        action     TEXT NOT NULL,
+        cluster    TEXT,
+        namespace  TEXT,
+        kind       TEXT NOT NULL,
+        name       TEXT,
+        operation  TEXT NOT NULL,
+        user_name  TEXT,
+        image      TEXT NOT NULL,
+        digest     TEXT,
+        rule       TEXT,
+        dry_run    BOOLEAN NOT NULL,
+        data       TEXT NOT NULL
+    );
+    CREATE INDEX alerts_time ON alerts (time);
+    CREATE INDEX alerts_namespace ON alerts (namespace, time);
+    CREATE INDEX alerts_rule ON alerts (rule, time);"#,
+}];
+
+/// The newest schema version this build knows.
+pub(crate) fn latest() -> i64 {
+    MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_consecutive_from_one() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1, "{}", m.description);
+        }
+    }
+}

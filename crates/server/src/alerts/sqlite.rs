@@ -1,0 +1,173 @@
+//! The SQLite store: one file in the data directory, WAL mode with `synchronous=FULL` (a
+//! committed alert survives a crash), one connection behind a mutex.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::Utc;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{decode, migrations, rfc3339, Alert, AlertBackend, AlertError, AlertFilter};
+
+/// SQLite storage.
+#[derive(Debug)]
+pub struct SqliteBackend {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl SqliteBackend {
+    pub fn open(path: &Path) -> Result<SqliteBackend, AlertError> {
+        let err = |source| AlertError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        migrate(&mut conn, path)?;
+        Ok(SqliteBackend {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> AlertError {
+        AlertError::Sqlite {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, AlertError> {
+        self.conn
+            .lock()
+            .map_err(|_| AlertError::Other("connection lock poisoned".into()))
+    }
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), AlertError> {
+    let err = |source| AlertError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    };
+    conn.execute_batch(migrations::SQLITE_VERSION_TABLE)
+        .map_err(err)?;
+    let current: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    let known = migrations::latest();
+    if current > known {
+        return Err(AlertError::SchemaTooNew {
+            path: path.display().to_string(),
+            found: current,
+            known,
+        });
+    }
+    for m in migrations::MIGRATIONS
+        .iter()
+        .filter(|m| m.version > current)
+    {
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute_batch(m.sqlite).map_err(err)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?1, ?2, ?3)",
+            params![m.version, m.description, rfc3339(Utc::now())],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+    }
+    Ok(())
+}
+
+impl AlertBackend for SqliteBackend {
+    fn record(&self, alerts: &[Alert]) -> Result<(), AlertError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        for a in alerts {
+            let data = serde_json::to_string(a).map_err(|e| AlertError::Corrupt {
+                id: a.id.clone(),
+                message: e.to_string(),
+            })?;
+            tx.execute(
+                "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name, operation,
+                                     user_name, image, digest, rule, dry_run, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                params![
+                    a.id,
+                    rfc3339(a.time),
+                    a.action.as_str(),
+                    a.cluster,
+                    a.namespace,
+                    a.kind,
+                    a.name,
+                    a.operation,
+                    a.user,
+                    a.image,
+                    a.digest,
+                    a.rule,
+                    a.dry_run,
+                    data
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn list(&self, f: &AlertFilter) -> Result<Vec<Alert>, AlertError> {
+        let conn = self.conn()?;
+        let mut sql = String::from("SELECT id, data FROM alerts WHERE 1=1");
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let mut add = |clause: &str, v: Box<dyn rusqlite::ToSql>| {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(t) = f.since {
+            add(" AND time >= ?", Box::new(rfc3339(t)));
+        }
+        if let Some(a) = f.action {
+            add(" AND action = ?", Box::new(a.as_str()));
+        }
+        if let Some(n) = &f.namespace {
+            add(" AND namespace = ?", Box::new(n.clone()));
+        }
+        if let Some(r) = &f.rule {
+            add(" AND rule = ?", Box::new(r.clone()));
+        }
+        if let Some(i) = &f.image {
+            add(" AND instr(image, ?) > 0", Box::new(i.clone()));
+        }
+        let limit = f.limit.unwrap_or(100).min(i64::MAX as usize) as i64;
+        add(" ORDER BY time DESC, id DESC LIMIT ?", Box::new(limit));
+        let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, data) = row.map_err(|e| self.err(e))?;
+            out.push(decode(&id, &data)?);
+        }
+        Ok(out)
+    }
+
+    fn get(&self, id: &str) -> Result<Option<Alert>, AlertError> {
+        let conn = self.conn()?;
+        let data: Option<String> = conn
+            .query_row("SELECT data FROM alerts WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        data.map(|d| decode(id, &d)).transpose()
+    }
+}
