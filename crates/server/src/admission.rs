@@ -606,6 +606,7 @@ fn make_alert(
         id,
         time: Utc::now(),
         action,
+        origin: Default::default(),
         decision: d.decision,
         cluster: ctx.cluster.clone(),
         namespace: ctx.namespace.clone(),

@@ -41,8 +41,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use alerts::{
-    Alert, AlertAction, AlertBackend, AlertError, AlertFilter, AlertStore, PostgresBackend,
-    SqliteBackend, StoreUrl,
+    Alert, AlertAction, AlertBackend, AlertError, AlertFilter, AlertOrigin, AlertStore,
+    PostgresBackend, SqliteBackend, StoreUrl,
 };
 pub use config::{BreakGlassConfig, CacheConfig, Config, FailurePolicy, TlsConfig};
 pub use error::{Error, Result};
