@@ -63,6 +63,10 @@ pub(crate) struct State {
     pub cache: FindingsCache,
     pub alerts: AlertStore,
     pub metrics: Metrics,
+    /// Kubernetes Events for audit/deny decisions (kubernetes.events; see `with_kubernetes`).
+    pub events: Option<cluster::events::EventRecorder>,
+    /// Registry credentials from pull secrets (kubernetes.pullSecrets).
+    pub pull_secrets: Option<cluster::pull_secrets::PullSecrets>,
     skip: Vec<glob::Pattern>,
     ready: AtomicBool,
 }
@@ -144,12 +148,44 @@ impl Server {
             cache,
             alerts,
             metrics,
+            events: None,
+            pull_secrets: None,
             skip,
             ready: AtomicBool::new(ready),
         };
         Ok(Server {
             state: Arc::new(state),
         })
+    }
+
+    /// Turns on the Kubernetes integration parts of the webhook that need `client`, as the
+    /// `kubernetes` section says: Events (`events`) and pull-secret credentials
+    /// (`pullSecrets`). Call right after construction, inside a Tokio runtime (the Event
+    /// sender is a task); a server already shared (cloned) is refused.
+    pub fn with_kubernetes(mut self, client: kube::Client) -> Result<Server> {
+        let Some(state) = Arc::get_mut(&mut self.state) else {
+            return Err(Error::Config {
+                location: "kubernetes".into(),
+                message: "with_kubernetes must be called before the server is shared".into(),
+            });
+        };
+        let Some(k) = state.config.kubernetes.clone() else {
+            return Ok(self);
+        };
+        if k.events {
+            state.events = Some(cluster::events::EventRecorder::start(
+                client.clone(),
+                cluster::events::reporting_instance(),
+                state.metrics.clone(),
+            ));
+        }
+        if k.pull_secrets {
+            state.pull_secrets = Some(cluster::pull_secrets::PullSecrets::new(
+                client,
+                k.pull_secrets_ttl,
+            ));
+        }
+        Ok(self)
     }
 
     pub fn config(&self) -> &Config {
