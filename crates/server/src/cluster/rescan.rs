@@ -84,6 +84,7 @@ struct Inner {
     notify: Notify,
     last: Mutex<LastScan>,
     limiter: Mutex<TokenBucket>,
+    page_size: std::sync::atomic::AtomicU32,
 }
 
 impl Rescanner {
@@ -105,8 +106,16 @@ impl Rescanner {
                 notify: Notify::new(),
                 last: Mutex::new(LastScan::default()),
                 limiter: Mutex::new(TokenBucket::new(rate)),
+                page_size: std::sync::atomic::AtomicU32::new(PAGE_SIZE),
             }),
         }
+    }
+
+    /// Pods per list page (default [`PAGE_SIZE`]).
+    pub fn set_page_size(&self, n: u32) {
+        self.inner
+            .page_size
+            .store(n.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Asks for a scan now (the rule set changed); the running loop picks it up.
@@ -173,7 +182,11 @@ impl Rescanner {
         let mut malformed = 0;
         let mut token: Option<String> = None;
         loop {
-            let mut lp = ListParams::default().limit(PAGE_SIZE);
+            let mut lp = ListParams::default().limit(
+                self.inner
+                    .page_size
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            );
             if let Some(t) = &token {
                 lp = lp.continue_token(t);
             }
