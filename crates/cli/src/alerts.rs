@@ -56,6 +56,7 @@ pub fn run(cmd: AlertsCommand) -> Result<ExitCode> {
             let filter = AlertFilter {
                 since: a.since,
                 action,
+                origin: None,
                 namespace: a.namespace,
                 rule: a.rule,
                 image: a.image,

@@ -63,7 +63,7 @@ impl RegistryClient {
         let image = req.image;
         let repo = self
             .transport
-            .repo(&image.registry, &image.repository, true)?;
+            .repo(&image.registry, &image.repository, true, None)?;
         let limit = self.cfg.limits.manifest_bytes;
         let reference = image
             .digest

@@ -9,8 +9,11 @@ use serde::Deserialize;
 use crate::config::AuthConfig;
 use crate::error::{Error, Result};
 
-#[derive(Default)]
-pub(crate) struct Credentials {
+/// Registry credentials by registry host. Built from the configuration, or per call from a
+/// docker config JSON (a Kubernetes pull secret) for [`RegistryClient::lookup_with`](crate::RegistryClient::lookup_with).
+/// The values never appear in `Debug` output or error messages.
+#[derive(Default, Clone)]
+pub struct Credentials {
     /// Normalised registry host -> (username, password).
     by_host: HashMap<String, (String, String)>,
 }
@@ -56,7 +59,49 @@ pub(crate) fn normalize_registry(key: &str) -> String {
 }
 
 impl Credentials {
-    pub fn load(cfg: &AuthConfig) -> Result<Credentials> {
+    /// Credentials from a docker config JSON (`config.json`, a `kubernetes.io/dockerconfigjson`
+    /// Secret's `.dockerconfigjson`): the `auths` map. The error never quotes the input.
+    pub fn from_docker_config_json(bytes: &[u8]) -> std::result::Result<Credentials, String> {
+        Ok(Credentials {
+            by_host: parse_docker_config(bytes)?,
+        })
+    }
+
+    /// Credentials from the legacy `.dockercfg` format (a `kubernetes.io/dockercfg` Secret):
+    /// the `auths` map without its wrapper.
+    pub fn from_dockercfg(bytes: &[u8]) -> std::result::Result<Credentials, String> {
+        let inner: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+            format!(
+                "not a .dockercfg (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+        })?;
+        let wrapped = serde_json::json!({ "auths": inner });
+        let bytes = serde_json::to_vec(&wrapped).map_err(|_| "not a .dockercfg".to_string())?;
+        Credentials::from_docker_config_json(&bytes)
+    }
+
+    /// Adds `other`'s registries that `self` does not have (the first credentials for a
+    /// registry win, as the kubelet tries pull secrets in order).
+    pub fn merge(&mut self, other: &Credentials) {
+        for (k, v) in &other.by_host {
+            self.by_host.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_host.is_empty()
+    }
+
+    /// The registries these credentials are for (normalised hosts), sorted.
+    pub fn registries(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.by_host.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    pub(crate) fn load(cfg: &AuthConfig) -> Result<Credentials> {
         let mut by_host = HashMap::new();
         if let Some(path) = &cfg.docker_config {
             let bytes = std::fs::read(path).map_err(|e| {
@@ -97,7 +142,7 @@ impl Credentials {
     }
 
     /// Credentials for a registry (as in the image reference) or the host actually contacted.
-    pub fn get(&self, registry: &str, host: &str) -> Option<(&str, &str)> {
+    pub(crate) fn get(&self, registry: &str, host: &str) -> Option<(&str, &str)> {
         self.by_host
             .get(&normalize_registry(registry))
             .or_else(|| self.by_host.get(&normalize_registry(host)))

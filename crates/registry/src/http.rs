@@ -98,7 +98,15 @@ impl Transport {
     }
 
     /// A repository handle; checks the registry host against the guard.
-    pub fn repo<'a>(&'a self, registry: &str, repository: &str, push: bool) -> Result<Repo<'a>> {
+    /// `extra`: per-call credentials (a pod's pull secrets) that take precedence over the
+    /// configured ones for their registries.
+    pub fn repo<'a>(
+        &'a self,
+        registry: &str,
+        repository: &str,
+        push: bool,
+        extra: Option<&'a Credentials>,
+    ) -> Result<Repo<'a>> {
         // Docker Hub's API lives on registry-1.docker.io.
         let host = if registry == "docker.io" {
             "registry-1.docker.io".to_string()
@@ -114,8 +122,21 @@ impl Transport {
         let base = Url::parse(&format!("{scheme}://{host}/"))
             .map_err(|e| Error::Config(format!("registry {registry:?}: {e}")))?;
         let client = self.ca_clients.get(&host).unwrap_or(&self.default_client);
+        // Tokens obtained with per-call credentials are cached under those credentials only
+        // (a fingerprint of them), never shared with lookups that lack them.
+        let extra = extra.filter(|c| c.get(registry, &host).is_some());
+        let cred_tag = extra
+            .and_then(|c| c.get(registry, &host))
+            .map(|(u, p)| {
+                use sha2::Digest as _;
+                let h = sha2::Sha256::digest(format!("{u}:{p}").as_bytes());
+                format!("|pod:{:x}", h)[..22].to_string()
+            })
+            .unwrap_or_default();
         Ok(Repo {
             t: self,
+            extra,
+            cred_tag,
             registry: registry.to_string(),
             host,
             base,
@@ -133,6 +154,10 @@ impl Transport {
 #[derive(Debug)]
 pub(crate) struct Repo<'a> {
     t: &'a Transport,
+    /// Per-call credentials (only when they cover this registry).
+    extra: Option<&'a Credentials>,
+    /// Token cache key suffix for `extra` (empty: the configured credentials).
+    cred_tag: String,
     /// As in the image reference (credentials are looked up under it).
     registry: String,
     host: String,
@@ -298,7 +323,7 @@ impl Repo<'_> {
     }
 
     fn cached_token(&self) -> Option<String> {
-        let key = format!("{}|{}", self.host, self.scope);
+        let key = format!("{}|{}{}", self.host, self.scope, self.cred_tag);
         let tokens = self.t.tokens.lock().ok()?;
         match tokens.get(&key) {
             Some((tok, until)) if *until > Instant::now() => Some(tok.clone()),
@@ -307,7 +332,10 @@ impl Repo<'_> {
     }
 
     fn basic_header(&self) -> Option<HeaderValue> {
-        let (u, p) = self.t.creds.get(&self.registry, &self.host)?;
+        let (u, p) = match self.extra.and_then(|c| c.get(&self.registry, &self.host)) {
+            Some(c) => c,
+            None => self.t.creds.get(&self.registry, &self.host)?,
+        };
         let enc = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
         let mut v = HeaderValue::from_str(&format!("Basic {enc}")).ok()?;
         v.set_sensitive(true);
@@ -367,7 +395,7 @@ impl Repo<'_> {
             - Duration::from_secs(5);
         if let Ok(mut m) = self.t.tokens.lock() {
             m.insert(
-                format!("{}|{}", self.host, self.scope),
+                format!("{}|{}{}", self.host, self.scope, self.cred_tag),
                 (tok.clone(), Instant::now() + ttl),
             );
         }

@@ -32,6 +32,7 @@ use vulngate_core::model::{FindingsReport, ReportIdentity, VexStatement};
 use vulngate_core::UnscannedReason;
 
 pub use attach::{AttachRequest, Attached};
+pub use auth::Credentials;
 pub use config::{PlatformSelector, RegistryConfig, Require, TrustPolicy};
 pub use error::{Error, Result};
 

@@ -7,6 +7,7 @@ use vulngate_core::findings::{self, Parsed};
 use vulngate_core::model::{ReportIdentity, VexStatement};
 use vulngate_core::{ImageRef, UnscannedReason};
 
+use crate::auth::Credentials;
 use crate::config::{PlatformSelector, Require};
 use crate::error::Error;
 use crate::http::Repo;
@@ -150,8 +151,15 @@ impl RegistryClient {
     /// Looks an image up under the configured lookup deadline. Never fails: every problem is an
     /// [`UnscannedReason`] with the exact cause.
     pub async fn lookup(&self, image: &ImageRef) -> Lookup {
+        self.lookup_with(image, None).await
+    }
+
+    /// [`lookup`](Self::lookup) with extra credentials for this call (a pod's image pull
+    /// secrets): for their registries they take precedence over the configured credentials,
+    /// which still apply to the others.
+    pub async fn lookup_with(&self, image: &ImageRef, extra: Option<&Credentials>) -> Lookup {
         let deadline = self.cfg.timeouts.lookup;
-        match tokio::time::timeout(deadline, self.lookup_inner(image)).await {
+        match tokio::time::timeout(deadline, self.lookup_inner(image, extra)).await {
             Ok(l) => l,
             Err(_) => Lookup {
                 digest: image.digest.clone(),
@@ -167,7 +175,7 @@ impl RegistryClient {
         }
     }
 
-    async fn lookup_inner(&self, image: &ImageRef) -> Lookup {
+    async fn lookup_inner(&self, image: &ImageRef, extra: Option<&Credentials>) -> Lookup {
         let fail = |r: UnscannedReason, digest: Option<String>| Lookup {
             digest,
             platform_digest: None,
@@ -177,7 +185,7 @@ impl RegistryClient {
         };
         let repo = match self
             .transport
-            .repo(&image.registry, &image.repository, false)
+            .repo(&image.registry, &image.repository, false, extra)
         {
             Ok(r) => r,
             Err(e) => return fail(unavailable(&e), image.digest.clone()),

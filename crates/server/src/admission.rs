@@ -273,6 +273,9 @@ pub(crate) async fn review(state: &State, rv: Review, timeout: Duration) -> Admi
         images.push(c.image.clone());
     }
 
+    // Registry credentials from the pod's pull secrets (kubernetes.pullSecrets).
+    let credentials = pull_credentials(state, namespace.as_deref(), &object, deadline).await;
+
     // Look every image up concurrently, under one deadline. Cached images are answered in
     // place; only misses get a task (a spawn wakes another worker: tens of microseconds).
     let mut lookups: Vec<Option<Result<Arc<Analyzed>, LookupFailure>>> = vec![None; images.len()];
@@ -288,8 +291,14 @@ pub(crate) async fn review(state: &State, rv: Review, timeout: Duration) -> Admi
                 }
                 refs.push(Some(r.clone()));
                 let cache = state.cache.clone();
+                let credentials = credentials.clone();
                 tasks.spawn(async move {
-                    let res = match tokio::time::timeout_at(deadline, cache.get(&r)).await {
+                    let res = match tokio::time::timeout_at(
+                        deadline,
+                        cache.get_with_credentials(&r, credentials),
+                    )
+                    .await
+                    {
                         Ok(Ok(a)) => Ok(a),
                         Ok(Err(e)) => Err(LookupFailure::Source(e)),
                         Err(_) => Err(LookupFailure::Deadline),
@@ -509,7 +518,72 @@ pub(crate) async fn review(state: &State, rv: Review, timeout: Duration) -> Admi
     if !warnings.is_empty() {
         resp.warnings = Some(warnings);
     }
+    record_event(state, req, &object, &resp, break_glass.is_some());
     resp
+}
+
+/// The pod's pull-secret credentials (None when off or none); waits at most until `deadline`.
+async fn pull_credentials(
+    state: &State,
+    namespace: Option<&str>,
+    object: &Value,
+    deadline: Instant,
+) -> Option<Arc<vulngate_registry::Credentials>> {
+    let (ps, ns) = (state.pull_secrets.as_ref()?, namespace?);
+    let refs = crate::cluster::pull_secrets::PullSecretRefs::from_object(object);
+    tokio::time::timeout_at(deadline, ps.credentials(ns, &refs))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Queues a Kubernetes Event for a denied or audited request (never for dry runs or
+/// break-glass; never blocks: the response is already decided).
+fn record_event(
+    state: &State,
+    req: &AdmissionRequest<DynamicObject>,
+    object: &Value,
+    resp: &AdmissionResponse,
+    break_glass: bool,
+) {
+    use crate::cluster::events::{EventSpec, Regarding, REASON_AUDITED, REASON_DENIED};
+    let Some(rec) = &state.events else { return };
+    if req.dry_run || break_glass {
+        return;
+    }
+    let (reason, note) = if !resp.allowed {
+        (REASON_DENIED, resp.result.message.clone())
+    } else if resp
+        .audit_annotations
+        .get(AUDIT_DECISION)
+        .map(String::as_str)
+        == Some("audit")
+    {
+        (
+            REASON_AUDITED,
+            resp.warnings.clone().unwrap_or_default().join("; "),
+        )
+    } else {
+        return;
+    };
+    let meta = object.get("metadata");
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    let name = text(meta.and_then(|m| m.get("name")))
+        .or_else(|| Some(req.name.clone()).filter(|n| !n.is_empty()))
+        .or_else(|| text(meta.and_then(|m| m.get("generateName"))))
+        .unwrap_or_default();
+    rec.record(EventSpec {
+        regarding: Regarding {
+            api_version: text(object.get("apiVersion")).unwrap_or_default(),
+            kind: text(object.get("kind")).unwrap_or_else(|| req.kind.kind.clone()),
+            name,
+            namespace: req.namespace.clone().filter(|n| !n.is_empty()),
+            uid: text(meta.and_then(|m| m.get("uid"))).filter(|u| !u.is_empty()),
+        },
+        reason,
+        action: "Admission",
+        note,
+    });
 }
 
 fn image_set(w: &Workload) -> BTreeSet<&str> {
@@ -616,6 +690,7 @@ fn make_alert(
         id,
         time: Utc::now(),
         action,
+        origin: Default::default(),
         decision: d.decision,
         cluster: ctx.cluster.clone(),
         namespace: ctx.namespace.clone(),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use moka::future::Cache;
 use moka::Expiry;
 use vulngate_core::{AnalyzedReport, ImageRef, UnscannedReason};
+use vulngate_registry::Credentials;
 
 use crate::config::CacheConfig;
 use crate::metrics::Metrics;
@@ -101,6 +102,46 @@ impl FindingsCache {
         Ok(entry.into_value())
     }
 
+    /// [`get`](Self::get) with a pod's registry credentials for a lookup. The key stays the
+    /// image: a report fetched with one pod's credentials may answer another pod's request
+    /// for the same image (docs/architecture.md section 7).
+    pub async fn get_with_credentials(
+        &self,
+        image: &ImageRef,
+        credentials: Option<Arc<Credentials>>,
+    ) -> Result<Arc<Analyzed>, SourceError> {
+        let Some(credentials) = credentials else {
+            return self.get(image).await;
+        };
+        let Some(cache) = &self.cache else {
+            self.metrics.cache_miss();
+            return fetch_with(self.source.as_ref(), image, Some(&credentials))
+                .await
+                .map(Arc::new);
+        };
+        let source = self.source.clone();
+        let entry = cache
+            .entry(image.normalized())
+            .or_try_insert_with(async move {
+                fetch_with(source.as_ref(), image, Some(&credentials))
+                    .await
+                    .map(Arc::new)
+            })
+            .await
+            .map_err(|e: Arc<SourceError>| (*e).clone())?;
+        if entry.is_fresh() {
+            self.metrics.cache_miss();
+        } else {
+            self.metrics.cache_hit();
+        }
+        Ok(entry.into_value())
+    }
+
+    /// The cached findings of `image`, without looking it up (and without counting).
+    pub async fn peek(&self, image: &ImageRef) -> Option<Arc<Analyzed>> {
+        self.cache.as_ref()?.get(&image.normalized()).await
+    }
+
     /// Drops every cached entry.
     pub fn clear(&self) {
         if let Some(c) = &self.cache {
@@ -110,7 +151,15 @@ impl FindingsCache {
 }
 
 async fn fetch(source: &dyn FindingsSource, image: &ImageRef) -> Result<Analyzed, SourceError> {
-    let l = source.lookup(image).await?;
+    fetch_with(source, image, None).await
+}
+
+async fn fetch_with(
+    source: &dyn FindingsSource,
+    image: &ImageRef,
+    credentials: Option<&Credentials>,
+) -> Result<Analyzed, SourceError> {
+    let l = source.lookup_with_credentials(image, credentials).await?;
     let pinned = match &l.digest {
         Some(d) => image.with_digest(d),
         None => image.clone(),

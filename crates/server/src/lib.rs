@@ -41,8 +41,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use alerts::{
-    Alert, AlertAction, AlertBackend, AlertError, AlertFilter, AlertStore, PostgresBackend,
-    SqliteBackend, StoreUrl,
+    Alert, AlertAction, AlertBackend, AlertError, AlertFilter, AlertOrigin, AlertStore,
+    PostgresBackend, SqliteBackend, StoreUrl,
 };
 pub use config::{BreakGlassConfig, CacheConfig, Config, FailurePolicy, TlsConfig};
 pub use error::{Error, Result};
@@ -63,6 +63,10 @@ pub(crate) struct State {
     pub cache: FindingsCache,
     pub alerts: AlertStore,
     pub metrics: Metrics,
+    /// Kubernetes Events for audit/deny decisions (kubernetes.events; see `with_kubernetes`).
+    pub events: Option<cluster::events::EventRecorder>,
+    /// Registry credentials from pull secrets (kubernetes.pullSecrets).
+    pub pull_secrets: Option<cluster::pull_secrets::PullSecrets>,
     skip: Vec<glob::Pattern>,
     ready: AtomicBool,
 }
@@ -149,12 +153,44 @@ impl Server {
             cache,
             alerts,
             metrics,
+            events: None,
+            pull_secrets: None,
             skip,
             ready: AtomicBool::new(ready),
         };
         Ok(Server {
             state: Arc::new(state),
         })
+    }
+
+    /// Turns on the Kubernetes integration parts of the webhook that need `client`, as the
+    /// `kubernetes` section says: Events (`events`) and pull-secret credentials
+    /// (`pullSecrets`). Call right after construction, inside a Tokio runtime (the Event
+    /// sender is a task); a server already shared (cloned) is refused.
+    pub fn with_kubernetes(mut self, client: kube::Client) -> Result<Server> {
+        let Some(state) = Arc::get_mut(&mut self.state) else {
+            return Err(Error::Config {
+                location: "kubernetes".into(),
+                message: "with_kubernetes must be called before the server is shared".into(),
+            });
+        };
+        let Some(k) = state.config.kubernetes.clone() else {
+            return Ok(self);
+        };
+        if k.events {
+            state.events = Some(cluster::events::EventRecorder::start(
+                client.clone(),
+                cluster::events::reporting_instance(),
+                state.metrics.clone(),
+            ));
+        }
+        if k.pull_secrets {
+            state.pull_secrets = Some(cluster::pull_secrets::PullSecrets::new(
+                client,
+                k.pull_secrets_ttl,
+            ));
+        }
+        Ok(self)
     }
 
     pub fn config(&self) -> &Config {
@@ -202,6 +238,11 @@ impl Server {
         let reports: Option<Arc<dyn cluster::ResultSink>> = k
             .policy_reports
             .then(|| Arc::new(cluster::reports::PolicyReports::new(client.clone())) as _);
+        let sinks: Vec<Arc<dyn cluster::ResultSink>> = reports.iter().cloned().collect();
+        let rescan = cluster::rescan::Rescanner::new(self, client.clone(), sinks);
+        if let Some(t) = rescan.spawn() {
+            tasks.push(t);
+        }
         cluster::ClusterTasks {
             tasks,
             client,
@@ -244,28 +285,31 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
         let addr: Option<SocketAddr> = listener.local_addr().ok();
-        let _cluster = match &self.state.config.kubernetes {
+        let (this, _cluster) = match self.state.config.kubernetes.clone() {
             Some(k) => {
-                let client = cluster::client(k).await.map_err(|e| Error::Config {
+                let client = cluster::client(&k).await.map_err(|e| Error::Config {
                     location: "kubernetes".into(),
                     message: format!("cannot build a Kubernetes client: {e}"),
                 })?;
-                Some(self.start_cluster(client))
+                let this = self.with_kubernetes(client.clone())?;
+                let tasks = this.start_cluster(client);
+                (this, Some(tasks))
             }
-            None => None,
+            None => (self, None),
         };
-        let watcher = self
+        let self_ = this;
+        let watcher = self_
             .state
             .rules
-            .spawn_watcher(self.state.config.rules_reload_interval);
+            .spawn_watcher(self_.state.config.rules_reload_interval);
         tracing::info!(
             listen = ?addr,
-            rules_version = self.state.rules.current().version(),
-            store = %self.state.config.store, // redacted: never the password
+            rules_version = self_.state.rules.current().version(),
+            store = %self_.state.config.store, // redacted: never the password
             "vulngate webhook serving"
         );
         let acceptor = TlsAcceptor::from(tls);
-        let service = TowerToHyperService::new(self.router());
+        let service = TowerToHyperService::new(self_.router());
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {

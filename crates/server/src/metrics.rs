@@ -25,6 +25,11 @@ struct Inner {
     rules_reload_failures: Counter,
     rules_reloads: Counter,
     rules_count: Gauge,
+    running_images: Family<Labels, Gauge>,
+    rescans: Family<Labels, Counter>,
+    rescan_duration: Histogram,
+    rescan_lookup_errors: Counter,
+    events: Family<Labels, Counter>,
 }
 
 /// The server's metrics; cheap to clone.
@@ -106,7 +111,42 @@ impl Metrics {
             "Rules in the active rule set",
             rules_count.clone(),
         );
+        let running_images = Family::<Labels, Gauge>::default();
+        registry.register(
+            "running_images",
+            "Running container images by decision at the last re-evaluation (allow, audit, deny, unscanned)",
+            running_images.clone(),
+        );
+        let rescans = Family::<Labels, Counter>::default();
+        registry.register(
+            "rescans",
+            "Re-evaluations of running workloads by result (ok, error)",
+            rescans.clone(),
+        );
+        let rescan_duration = Histogram::new(exponential_buckets(0.01, 2.5, 12));
+        registry.register(
+            "rescan_duration_seconds",
+            "Time of one re-evaluation of the running workloads",
+            rescan_duration.clone(),
+        );
+        let rescan_lookup_errors = Counter::default();
+        registry.register(
+            "rescan_lookup_errors",
+            "Findings lookups of the re-evaluation that failed",
+            rescan_lookup_errors.clone(),
+        );
+        let events = Family::<Labels, Counter>::default();
+        registry.register(
+            "kubernetes_events",
+            "Kubernetes Events by result (sent, failed, dropped: queue full)",
+            events.clone(),
+        );
         Metrics(Arc::new(Inner {
+            running_images,
+            rescans,
+            rescan_duration,
+            rescan_lookup_errors,
+            events,
             registry,
             decisions,
             requests,
@@ -186,6 +226,65 @@ impl Metrics {
 
     pub fn rules_reload_failures(&self) -> u64 {
         self.0.rules_reload_failures.get()
+    }
+
+    /// Sets the running-images gauges (every decision label, so a vanished one reads 0).
+    pub fn running_images(&self, allow: i64, audit: i64, deny: i64, unscanned: i64) {
+        for (d, v) in [
+            ("allow", allow),
+            ("audit", audit),
+            ("deny", deny),
+            ("unscanned", unscanned),
+        ] {
+            self.0
+                .running_images
+                .get_or_create(&vec![("decision", d.to_string())])
+                .set(v);
+        }
+    }
+
+    pub fn running_images_get(&self, decision: &str) -> i64 {
+        self.0
+            .running_images
+            .get_or_create(&vec![("decision", decision.to_string())])
+            .get()
+    }
+
+    pub fn rescan(&self, result: &str, seconds: f64) {
+        self.0
+            .rescans
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc();
+        self.0.rescan_duration.observe(seconds);
+    }
+
+    pub fn rescans(&self, result: &str) -> u64 {
+        self.0
+            .rescans
+            .get_or_create(&vec![("result", result.to_string())])
+            .get()
+    }
+
+    pub fn rescan_lookup_error(&self) {
+        self.0.rescan_lookup_errors.inc();
+    }
+
+    pub fn rescan_lookup_errors(&self) -> u64 {
+        self.0.rescan_lookup_errors.get()
+    }
+
+    pub fn event(&self, result: &str) {
+        self.0
+            .events
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc();
+    }
+
+    pub fn events(&self, result: &str) -> u64 {
+        self.0
+            .events
+            .get_or_create(&vec![("result", result.to_string())])
+            .get()
     }
 
     /// OpenMetrics text.

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use vulngate_core::findings::{self, Parsed};
 use vulngate_core::model::{FindingsReport, ReportIdentity, VexStatement};
 use vulngate_core::{ImageRef, UnscannedReason};
-use vulngate_registry::RegistryClient;
+use vulngate_registry::{Credentials, RegistryClient};
 
 use crate::error::{Error, Result};
 
@@ -49,6 +49,17 @@ pub trait FindingsSource: Send + Sync + Debug {
         &'a self,
         image: &'a ImageRef,
     ) -> BoxFuture<'a, std::result::Result<SourceLookup, SourceError>>;
+
+    /// [`lookup`](Self::lookup) with a pod's registry credentials (pull secrets). Sources
+    /// that need no credentials ignore them (the default).
+    fn lookup_with_credentials<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        credentials: Option<&'a Credentials>,
+    ) -> BoxFuture<'a, std::result::Result<SourceLookup, SourceError>> {
+        let _ = credentials;
+        self.lookup(image)
+    }
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -300,8 +311,16 @@ impl FindingsSource for RegistrySource {
         &'a self,
         image: &'a ImageRef,
     ) -> BoxFuture<'a, std::result::Result<SourceLookup, SourceError>> {
+        self.lookup_with_credentials(image, None)
+    }
+
+    fn lookup_with_credentials<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        credentials: Option<&'a Credentials>,
+    ) -> BoxFuture<'a, std::result::Result<SourceLookup, SourceError>> {
         Box::pin(async move {
-            let l = self.client.lookup(image).await;
+            let l = self.client.lookup_with(image, credentials).await;
             match l.report {
                 // The registry could not be asked: that is the failure policy's call.
                 Err(UnscannedReason::RegistryUnavailable(detail)) => Err(SourceError(detail)),

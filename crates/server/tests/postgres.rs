@@ -32,6 +32,7 @@ fn alert(id: &str, secs: i64, action: AlertAction, ns: &str, rule: &str, image: 
         id: id.into(),
         time: t(secs),
         action,
+        origin: Default::default(),
         decision: match action {
             AlertAction::Audit => Outcome::Audit,
             _ => Outcome::Deny,
@@ -179,6 +180,7 @@ fn cases() -> Vec<(&'static str, AlertFilter, Vec<&'static str>)> {
                 rule: Some("deny-critical".into()),
                 image: Some("nginx".into()),
                 limit: None,
+                origin: None,
             },
             vec!["a3"],
         ),

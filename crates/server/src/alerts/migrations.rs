@@ -30,10 +30,11 @@ pub(crate) const POSTGRES_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS sche
 );";
 
 /// The migrations, in order.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "alerts table",
-    sqlite: "CREATE TABLE alerts (
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "alerts table",
+        sqlite: "CREATE TABLE alerts (
         id         TEXT PRIMARY KEY NOT NULL,
         time       TEXT NOT NULL,
         action     TEXT NOT NULL,
@@ -52,7 +53,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     CREATE INDEX alerts_time ON alerts (time);
     CREATE INDEX alerts_namespace ON alerts (namespace, time);
     CREATE INDEX alerts_rule ON alerts (rule, time);",
-    postgres: r#"CREATE TABLE alerts (
+        postgres: r#"CREATE TABLE alerts (
         id         TEXT COLLATE "C" PRIMARY KEY NOT NULL,
         time       TEXT COLLATE "C" NOT NULL,
         action     TEXT NOT NULL,
@@ -71,7 +72,14 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     CREATE INDEX alerts_time ON alerts (time);
     CREATE INDEX alerts_namespace ON alerts (namespace, time);
     CREATE INDEX alerts_rule ON alerts (rule, time);"#,
-}];
+    },
+    Migration {
+        version: 2,
+        description: "alert origin (admission, runtime)",
+        sqlite: "ALTER TABLE alerts ADD COLUMN origin TEXT NOT NULL DEFAULT 'admission';",
+        postgres: "ALTER TABLE alerts ADD COLUMN origin TEXT NOT NULL DEFAULT 'admission';",
+    },
+];
 
 /// The newest schema version this build knows.
 pub(crate) fn latest() -> i64 {

@@ -67,6 +67,25 @@ impl FromStr for AlertAction {
     }
 }
 
+/// Where an alert was raised: at admission (the webhook) or by the re-evaluation of
+/// running workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertOrigin {
+    #[default]
+    Admission,
+    Runtime,
+}
+
+impl AlertOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertOrigin::Admission => "admission",
+            AlertOrigin::Runtime => "runtime",
+        }
+    }
+}
+
 /// One alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -75,6 +94,10 @@ pub struct Alert {
     pub id: String,
     pub time: DateTime<Utc>,
     pub action: AlertAction,
+    /// `admission` (the webhook; the default for alerts stored before origins existed) or
+    /// `runtime` (a running workload re-evaluated).
+    #[serde(default)]
+    pub origin: AlertOrigin,
     /// The engine's decision for the image (for break-glass alerts: what it would have been).
     pub decision: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,7 +108,7 @@ pub struct Alert {
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// `CREATE` or `UPDATE`.
+    /// `CREATE` or `UPDATE` (`RUNTIME` for runtime alerts).
     pub operation: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -126,6 +149,7 @@ pub struct AlertFilter {
     /// Alerts at or after this time.
     pub since: Option<DateTime<Utc>>,
     pub action: Option<AlertAction>,
+    pub origin: Option<AlertOrigin>,
     pub namespace: Option<String>,
     pub rule: Option<String>,
     /// Substring of the image reference.
@@ -307,6 +331,7 @@ mod tests {
             id: id.into(),
             time: Utc::now(),
             action,
+            origin: AlertOrigin::Admission,
             decision: Outcome::Deny,
             cluster: None,
             namespace: Some(ns.into()),

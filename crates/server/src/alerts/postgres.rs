@@ -538,8 +538,8 @@ impl Inner {
         let stmt = tx
             .prepare(
                 "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name, operation,
-                                     user_name, image, digest, rule, dry_run, data)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                                     user_name, image, digest, rule, dry_run, data, origin)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             )
             .await
             .map_err(|e| self.err(e))?;
@@ -566,6 +566,7 @@ impl Inner {
                     &a.rule,
                     &a.dry_run,
                     &data,
+                    &a.origin.as_str(),
                 ],
             )
             .await
@@ -588,6 +589,9 @@ impl Inner {
         }
         if let Some(a) = f.action {
             add(" AND action = ?", Box::new(a.as_str()));
+        }
+        if let Some(o) = f.origin {
+            add(" AND origin = ?", Box::new(o.as_str()));
         }
         if let Some(n) = &f.namespace {
             add(" AND namespace = ?", Box::new(n.clone()));

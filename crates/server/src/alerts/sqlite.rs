@@ -99,8 +99,8 @@ impl AlertBackend for SqliteBackend {
             })?;
             tx.execute(
                 "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name, operation,
-                                     user_name, image, digest, rule, dry_run, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                     user_name, image, digest, rule, dry_run, data, origin)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 params![
                     a.id,
                     rfc3339(a.time),
@@ -115,7 +115,8 @@ impl AlertBackend for SqliteBackend {
                     a.digest,
                     a.rule,
                     a.dry_run,
-                    data
+                    data,
+                    a.origin.as_str()
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -136,6 +137,9 @@ impl AlertBackend for SqliteBackend {
         }
         if let Some(a) = f.action {
             add(" AND action = ?", Box::new(a.as_str()));
+        }
+        if let Some(o) = f.origin {
+            add(" AND origin = ?", Box::new(o.as_str()));
         }
         if let Some(n) = &f.namespace {
             add(" AND namespace = ?", Box::new(n.clone()));

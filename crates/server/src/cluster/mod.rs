@@ -6,6 +6,10 @@
 //! Everything here talks to the API server through one `kube::Client`; tests give it a real
 //! apiextensions-apiserver (custom resources) or an in-process fake (core resources).
 
+pub mod events;
+pub mod pull_secrets;
+pub mod rescan;
+
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
