@@ -1,6 +1,8 @@
 //! The webhook over real TLS: self-signed certificate generated into the data directory,
 //! a client trusting only the written `ca.crt`, HTTP/1.1 and HTTP/2.
 
+#![allow(clippy::unwrap_used)] // helpers outside #[test] functions, as in support/mod.rs
+
 mod support;
 
 use kube::core::admission::AdmissionReview;
