@@ -2,8 +2,6 @@
 //! a client trusting only the written `ca.crt`, HTTP/1.1 and HTTP/2.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#![allow(clippy::unwrap_used)] // helpers outside #[test] functions, as in support/mod.rs
-
 mod support;
 
 use kube::core::admission::AdmissionReview;
