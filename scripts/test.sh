@@ -15,6 +15,9 @@ tools_dir="${VULNGATE_TOOLS_DIR:-$HOME/.cache/vulngate-tools}"
 # shellcheck source=/dev/null
 source "$tools_dir/env.sh"
 
+# One full build per run: incremental artifacts would only take disk (several GB) for nothing.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy (also type-checks the benches)"
