@@ -48,9 +48,9 @@ enum Command {
     /// Push a findings report to an image's registry as a referrer of the image (OCI 1.1), where
     /// `vulngate check` and the webhook find it.
     Attach(AttachArgs),
-    /// Print everything a cluster needs (CRDs, RBAC, Deployment, Service, TLS Secret,
-    /// ValidatingWebhookConfiguration) as YAML: `vulngate install | kubectl apply -f -`.
-    Install(install::InstallArgs),
+    /// Print everything a cluster needs as multi-document YAML
+    /// (`vulngate install | kubectl apply -f -`), or write it as a kustomize base.
+    Install(Box<InstallArgs>),
     /// Work with rule sets.
     Rules {
         #[command(subcommand)]
@@ -300,6 +300,158 @@ pub struct AttachArgs {
     pub output: AttachOutput,
 }
 
+const INSTALL_AFTER_HELP: &str = "\
+Renders: Namespace, the SecurityRule CRD (and with --policy-report-crds the wgpolicyk8s.io
+PolicyReport CRDs), ServiceAccount, ClusterRole and ClusterRoleBinding, the vulngate.yaml
+ConfigMap, the TLS Secret, Service, Deployment, PodDisruptionBudget, NetworkPolicy and the
+ValidatingWebhookConfiguration. See docs/install.md (upgrade, certificate rotation, uninstall).
+
+TLS: by default a new CA (ECDSA P-256, 10 years) signs a serving certificate (1 year) for
+vulngate.<namespace>.svc; both go into the Secret, the CA into the webhook's caBundle. Keep the
+CA (--ca-out DIR) and re-render with --ca-cert/--ca-key: the output is then identical, and the
+caBundle stable. Or --tls-secret NAME for a Secret managed elsewhere (cert-manager), with
+--ca-bundle FILE (or cert-manager's CA injector).
+
+Exit codes: 0 rendered, 2 bad input (flags, CA files).";
+
+#[derive(Debug, Args)]
+#[command(after_long_help = INSTALL_AFTER_HELP)]
+pub struct InstallArgs {
+    /// Namespace to install into (a DNS label).
+    #[arg(short = 'n', long, default_value = "vulngate", value_parser = parse_dns_label)]
+    pub namespace: String,
+    /// Container image [default: ghcr.io/vulngate/vulngate:<this version>].
+    #[arg(long, default_value = concat!("ghcr.io/vulngate/vulngate:", env!("CARGO_PKG_VERSION")))]
+    pub image: String,
+    /// Webhook pods (with failurePolicy Fail, keep at least 2).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub replicas: i32,
+    /// Spread the pods over zones too (topologySpreadConstraints, ScheduleAnyway).
+    #[arg(long)]
+    pub topology_spread: bool,
+    /// Name of the ValidatingWebhookConfiguration and of its webhook (a DNS name with a dot).
+    #[arg(long, default_value = "vulngate.vulngate.io", value_parser = parse_webhook_name)]
+    pub webhook_name: String,
+    /// Webhook timeout in seconds, 1 to 30.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=30))]
+    pub timeout: i32,
+    /// What the API server does when vulngate cannot be reached.
+    #[arg(long, value_enum, default_value_t = WebhookFailurePolicy::Fail)]
+    pub failure_policy: WebhookFailurePolicy,
+    /// vulngate's failurePolicy when an image's findings cannot be obtained.
+    #[arg(long, value_enum, default_value_t = RegistryFailurePolicy::Unscanned)]
+    pub registry_failure_policy: RegistryFailurePolicy,
+    /// Cluster name (the `cluster` scope field of rules).
+    #[arg(long)]
+    pub cluster_name: Option<String>,
+    /// Shared alert store URL, e.g. postgres://vulngate@pg:5432/vulngate [default: SQLite per
+    /// replica on an emptyDir].
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Secret (key `password`) given to the pods as $VULNGATE_STORE_PASSWORD.
+    #[arg(long, value_name = "NAME", requires = "store", value_parser = parse_dns_subdomain)]
+    pub store_password_secret: Option<String>,
+    /// Do not write PolicyReports (kubernetes.policyReports: false).
+    #[arg(long)]
+    pub no_policy_reports: bool,
+    /// Also render the wgpolicyk8s.io PolicyReport and ClusterPolicyReport CRDs (leave off when
+    /// Kyverno or policy-reporter installed them).
+    #[arg(long)]
+    pub policy_report_crds: bool,
+    /// Existing CA certificate (PEM) to sign the serving certificate with.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "ca_key",
+        conflicts_with = "tls_secret"
+    )]
+    pub ca_cert: Option<PathBuf>,
+    /// The CA's private key (PEM, ECDSA P-256).
+    #[arg(long, value_name = "FILE", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+    /// Write the CA (ca.crt, ca.key) to this directory, to re-render with --ca-cert/--ca-key.
+    #[arg(long, value_name = "DIR", conflicts_with = "tls_secret")]
+    pub ca_out: Option<PathBuf>,
+    /// Use this existing kubernetes.io/tls Secret (e.g. from cert-manager) instead of rendering one.
+    #[arg(long, value_name = "NAME", value_parser = parse_dns_subdomain)]
+    pub tls_secret: Option<String>,
+    /// With --tls-secret: the CA bundle (PEM) for the webhook's caBundle.
+    #[arg(long, value_name = "FILE", requires = "tls_secret")]
+    pub ca_bundle: Option<PathBuf>,
+    /// Write a kustomize base (one file per resource group and kustomization.yaml) to DIR
+    /// instead of printing; needs --tls-secret (the base holds no private key).
+    #[arg(long, value_name = "DIR")]
+    pub write_kustomize: Option<PathBuf>,
+    /// Certificate validity start (RFC 3339; its day is used), for reproducible output.
+    #[arg(long, hide = true, value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WebhookFailurePolicy {
+    #[value(name = "Fail", alias = "fail")]
+    Fail,
+    #[value(name = "Ignore", alias = "ignore")]
+    Ignore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RegistryFailurePolicy {
+    Unscanned,
+    Allow,
+    Deny,
+}
+
+impl From<RegistryFailurePolicy> for vulngate_server::FailurePolicy {
+    fn from(p: RegistryFailurePolicy) -> Self {
+        match p {
+            RegistryFailurePolicy::Unscanned => vulngate_server::FailurePolicy::Unscanned,
+            RegistryFailurePolicy::Allow => vulngate_server::FailurePolicy::Allow,
+            RegistryFailurePolicy::Deny => vulngate_server::FailurePolicy::Deny,
+        }
+    }
+}
+
+/// An RFC 1123 label (namespace names): lowercase alphanumerics and '-', at most 63.
+fn parse_dns_label(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a valid namespace name: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+        ))
+    }
+}
+
+/// An RFC 1123 subdomain (object names): dot-separated labels, at most 253.
+fn parse_dns_subdomain(s: &str) -> Result<String, String> {
+    if s.len() <= 253 && s.split('.').all(|l| parse_dns_label(l).is_ok()) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a valid name: lowercase letters, digits, '-' and '.', at most 253"
+        ))
+    }
+}
+
+/// A webhook name: a DNS subdomain with at least one dot (the API server requires it).
+fn parse_webhook_name(s: &str) -> Result<String, String> {
+    let name = parse_dns_subdomain(s)?;
+    if name.contains('.') {
+        Ok(name)
+    } else {
+        Err(format!(
+            "{s:?}: a webhook name must be a fully qualified name such as vulngate.example.com"
+        ))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct LintArgs {
     /// Security rules: a YAML file or a directory of them.
@@ -414,7 +566,7 @@ fn main() -> ExitCode {
         Command::Alerts { command } => alerts::run(command),
         Command::Check(args) => check::run(args),
         Command::Attach(args) => attach::run(args),
-        Command::Install(args) => install::run(args),
+        Command::Install(args) => install::run(*args),
         Command::Rules {
             command: RulesCommand::Lint(args),
         } => lint::run(args),
