@@ -427,6 +427,33 @@ async fn policy_reports_are_written_updated_and_deleted() {
     assert_eq!(fail["properties"]["image"], "registry.example/web:1");
     let rv1 = got["metadata"]["resourceVersion"].clone();
 
+    // A later process finds the reports of this one (vulngate's name and label only).
+    let foreign = dir.path().join("foreign.json");
+    std::fs::write(
+        &foreign,
+        serde_json::to_vec(&json!({
+            "apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReport",
+            "metadata": {"name": "kyverno-report", "namespace": "other"},
+            "results": [], "summary": {"pass": 0, "fail": 0, "warn": 0, "error": 0, "skip": 0}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    kubectl(
+        &api,
+        &[
+            "create",
+            "--validate=false",
+            "-f",
+            foreign.to_str().unwrap(),
+        ],
+    );
+    let later = vulngate_server::cluster::reports::PolicyReports::new(client(&api).await);
+    assert_eq!(
+        later.existing_namespaces().await.unwrap(),
+        vec!["shop".to_string()]
+    );
+
     // The same results again: nothing written.
     reports
         .sync_namespace(

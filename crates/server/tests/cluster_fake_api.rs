@@ -203,6 +203,37 @@ impl ResultSink for RecordingSink {
     }
 }
 
+/// A sink holding reports from an earlier run: answers `existing_namespaces` from a queue
+/// (`None` = the API fails), and records syncs like [`RecordingSink`].
+#[derive(Debug, Default)]
+struct AdoptingSink {
+    inner: RecordingSink,
+    answers: Mutex<std::collections::VecDeque<Option<Vec<String>>>>,
+    asked: Mutex<u32>,
+}
+
+impl ResultSink for AdoptingSink {
+    fn sync_namespace<'a>(
+        &'a self,
+        namespace: &'a str,
+        results: &'a [ImageResult],
+    ) -> BoxFuture<'a, Result<(), kube::Error>> {
+        self.inner.sync_namespace(namespace, results)
+    }
+
+    fn existing_namespaces(&self) -> BoxFuture<'_, Result<Vec<String>, kube::Error>> {
+        *self.asked.lock().unwrap() += 1;
+        let answer = self.answers.lock().unwrap().pop_front().flatten();
+        Box::pin(async move {
+            answer.ok_or_else(|| {
+                kube::Error::Api(Box::new(
+                    serde_json::from_value(json!({"code": 503, "message": "unavailable"})).unwrap(),
+                ))
+            })
+        })
+    }
+}
+
 fn row(k: &str, n: &str, p: &str, c: &str, d: &str, r: &str) -> Row {
     (k.into(), n.into(), p.into(), c.into(), d.into(), r.into())
 }
@@ -454,6 +485,41 @@ async fn fake_api_rescan_rate_limits_registry_lookups_but_not_cache_hits() {
     let s = rescan.scan_once().await.unwrap();
     assert_eq!((s.images, s.lookups), (30, 0));
     assert_eq!(source.at.lock().unwrap().len(), 30);
+}
+
+#[tokio::test]
+async fn fake_api_rescan_clears_reports_left_by_an_earlier_run() {
+    let h = harness_with(RULES, TestSource::new(), kube_cfg(false, false));
+    let api = FakeApi::new();
+    insert_pods(&api, true);
+    let sink = Arc::new(AdoptingSink::default());
+    sink.answers
+        .lock()
+        .unwrap()
+        .extend([None, Some(vec!["gone".to_string(), "dev".to_string()])]);
+    let rescan = Rescanner::new(&h.server, api.client(), vec![sink.clone()]);
+    let synced = |calls: &[(String, Vec<Row>)]| -> Vec<(String, bool)> {
+        calls
+            .iter()
+            .map(|(ns, rows)| (ns.clone(), rows.is_empty()))
+            .collect()
+    };
+
+    // The listing fails: the scan goes on with what it sees, and retries the listing next time.
+    rescan.scan_once().await.unwrap();
+    let first = synced(&sink.inner.take());
+    assert!(!first.iter().any(|(ns, _)| ns == "gone"), "{first:?}");
+    assert!(first.contains(&("dev".to_string(), false)), "{first:?}");
+    // Listed: the namespace without workloads gets its (empty) results, i.e. its report deleted.
+    rescan.scan_once().await.unwrap();
+    let second = synced(&sink.inner.take());
+    assert!(second.contains(&("gone".to_string(), true)), "{second:?}");
+    assert!(second.contains(&("dev".to_string(), false)), "{second:?}");
+    // Once listed, never again; "gone" is forgotten after its report was cleared.
+    rescan.scan_once().await.unwrap();
+    let third = synced(&sink.inner.take());
+    assert!(!third.iter().any(|(ns, _)| ns == "gone"), "{third:?}");
+    assert_eq!(*sink.asked.lock().unwrap(), 2);
 }
 
 #[tokio::test(start_paused = true)]

@@ -174,10 +174,10 @@ fn rbac_rules() -> Vec<(PolicyRule, &'static str)> {
         (
             rule(
                 "wgpolicyk8s.io",
-                &["policyreports", "clusterpolicyreports"],
-                &["get", "list", "watch", "create", "update", "patch", "delete"],
+                &["policyreports"],
+                &["list", "create", "patch", "delete"],
             ),
-            "policyreports, clusterpolicyreports: one report per namespace is created, kept current and deleted when empty",
+            "policyreports list/create/patch/delete: one report per namespace, written with server-side apply, deleted when empty; listed once at start to clear reports of emptied namespaces",
         ),
         (
             rule("events.k8s.io", &["events"], &["create", "patch"]),

@@ -44,6 +44,12 @@ pub trait ResultSink: Send + Sync + std::fmt::Debug {
         namespace: &'a str,
         results: &'a [ImageResult],
     ) -> BoxFuture<'a, Result<(), kube::Error>>;
+
+    /// Namespaces this sink holds results for from before this process started (a report
+    /// left by an earlier run), so that the first scan also clears those that are now empty.
+    fn existing_namespaces(&self) -> BoxFuture<'_, Result<Vec<String>, kube::Error>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// The running Kubernetes integration; its tasks are aborted on drop.

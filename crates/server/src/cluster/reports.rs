@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use futures::future::BoxFuture;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 };
 use kube::Client;
 use serde_json::{json, Map, Value};
@@ -26,6 +26,8 @@ pub const REPORT_NAME: &str = "vulngate";
 /// `source` of every result.
 pub const SOURCE: &str = "vulngate";
 const MANAGER: &str = "vulngate-reports";
+const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+const MANAGED_BY: &str = "vulngate";
 
 /// The PolicyReport resource.
 pub fn policy_report_resource() -> ApiResource {
@@ -105,6 +107,29 @@ impl ResultSink for PolicyReports {
         results: &'a [ImageResult],
     ) -> BoxFuture<'a, Result<(), kube::Error>> {
         Box::pin(self.write(namespace, results))
+    }
+
+    /// vulngate's reports in the cluster (name `vulngate`, label
+    /// `app.kubernetes.io/managed-by=vulngate`), listed once per process start.
+    fn existing_namespaces(&self) -> BoxFuture<'_, Result<Vec<String>, kube::Error>> {
+        Box::pin(async move {
+            let api: Api<DynamicObject> =
+                Api::all_with(self.client.clone(), &policy_report_resource());
+            let params = ListParams::default()
+                .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
+                .fields(&format!("metadata.name={REPORT_NAME}"));
+            let mut namespaces = Vec::new();
+            let mut params = params.limit(500);
+            loop {
+                let page = api.list_metadata(&params).await?;
+                namespaces.extend(page.items.into_iter().filter_map(|o| o.metadata.namespace));
+                match page.metadata.continue_ {
+                    Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                    _ => break,
+                }
+            }
+            Ok(namespaces)
+        })
     }
 }
 
@@ -257,7 +282,7 @@ fn policy_report(namespace: &str, body: Value) -> Value {
         "metadata": {
             "name": REPORT_NAME,
             "namespace": namespace,
-            "labels": { "app.kubernetes.io/managed-by": "vulngate" },
+            "labels": { (MANAGED_BY_LABEL): MANAGED_BY },
         },
     });
     if let (Value::Object(r), Value::Object(b)) = (&mut report, body) {

@@ -63,6 +63,9 @@ struct LastScan {
     version: Option<String>,
     seen: HashSet<SeenKey>,
     namespaces: BTreeSet<String>,
+    /// Whether the sinks' results from before this process (reports of an earlier run) were
+    /// read into `namespaces`: done once, retried at the next scan when listing fails.
+    adopted: bool,
 }
 
 /// The re-evaluation; cheap to clone.
@@ -215,6 +218,20 @@ impl Rescanner {
         let mut last = self.inner.last.lock().await;
         let rules = state.rules.current();
         let (pods, malformed) = self.list_pods().await?;
+        if !last.adopted {
+            // A namespace emptied while vulngate was down still has a report: clear it too.
+            let mut adopted = true;
+            for sink in &self.inner.sinks {
+                match sink.existing_namespaces().await {
+                    Ok(found) => last.namespaces.extend(found),
+                    Err(e) => {
+                        adopted = false;
+                        tracing::warn!(error = %e, "cannot list existing reports; retried at the next scan");
+                    }
+                }
+            }
+            last.adopted = adopted;
+        }
         let mut summary = ScanSummary {
             rules_version: rules.version().to_string(),
             malformed,
@@ -412,6 +429,7 @@ impl Rescanner {
             version: Some(rules.version().to_string()),
             seen,
             namespaces,
+            adopted: last.adopted,
         };
         tracing::info!(
             rules_version = %summary.rules_version, pods = summary.pods,
