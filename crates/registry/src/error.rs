@@ -13,7 +13,12 @@ pub enum Error {
     #[error("refused to connect to {host}: {reason}")]
     AddressRefused { host: String, reason: String },
     #[error("{what}: not found (404)")]
-    NotFound { what: String },
+    NotFound {
+        what: String,
+        /// The 404 came with a JSON body (an OCI error such as `NAME_UNKNOWN`): the endpoint
+        /// exists. A plain 404 (e.g. `404 page not found`) means the route itself is unknown.
+        json: bool,
+    },
     #[error("{what}: authentication failed (401){detail}")]
     Unauthorized { what: String, detail: String },
     #[error("{what}: access denied (403)")]

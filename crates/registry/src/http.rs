@@ -33,8 +33,16 @@ pub(crate) struct Transport {
     ca_clients: HashMap<String, Client>,
     creds: Credentials,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// Repositories (`host/name`) whose referrers endpoint answered a plain 404 (no such route: the
+    /// registry predates the referrers API), with when; asked again after [`NO_REFERRERS_TTL`].
+    /// Saves one round trip per referrers query on such registries (e.g. distribution 2.x).
+    no_referrers_api: Mutex<HashMap<String, Instant>>,
     pub request_timeout: Duration,
 }
+
+/// How long a registry without the referrers API is remembered as such (an upgraded registry
+/// is noticed after at most this long).
+pub const NO_REFERRERS_TTL: Duration = Duration::from_secs(300);
 
 fn build_client(guard: &Arc<Guard>, timeout: Duration, extra_ca: Option<&[u8]>) -> Result<Client> {
     let g = guard.clone();
@@ -93,6 +101,7 @@ impl Transport {
             ca_clients,
             creds: Credentials::load(&cfg.auth)?,
             tokens: Mutex::new(HashMap::new()),
+            no_referrers_api: Mutex::new(HashMap::new()),
             request_timeout: timeout,
         })
     }
@@ -289,7 +298,14 @@ fn status_error(what: &str, resp: &reqwest::Response) -> Error {
     let what = what.to_string();
     let status = resp.status();
     match status {
-        StatusCode::NOT_FOUND => Error::NotFound { what },
+        StatusCode::NOT_FOUND => Error::NotFound {
+            what,
+            json: resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.to_ascii_lowercase().contains("json")),
+        },
         StatusCode::UNAUTHORIZED => Error::Unauthorized {
             what,
             detail: String::new(),
@@ -618,6 +634,12 @@ impl Repo<'_> {
         Ok(bytes)
     }
 
+    /// Key of [`Transport::no_referrers_api`]: per repository, so that one odd answer never
+    /// turns the API off for a whole registry.
+    fn referrers_key(&self) -> String {
+        format!("{}/{}", self.host, self.name)
+    }
+
     /// The referrers of `digest` through the referrers API, following `Link` pages.
     /// `Ok(None)` when the registry has no referrers API (404).
     pub async fn referrers_api(
@@ -628,6 +650,16 @@ impl Repo<'_> {
         max: usize,
     ) -> Result<Option<Vec<Descriptor>>> {
         let what = format!("referrers of {}@{digest}", self.name);
+        let known_absent = self
+            .t
+            .no_referrers_api
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&self.referrers_key()).copied())
+            .is_some_and(|at| at.elapsed() < NO_REFERRERS_TTL);
+        if known_absent {
+            return Ok(None);
+        }
         let mut url = self.url(&format!("referrers/{digest}"))?;
         if let Some(t) = artifact_type {
             url.query_pairs_mut().append_pair("artifactType", t);
@@ -638,7 +670,16 @@ impl Repo<'_> {
             let mut h = HeaderMap::new();
             h.insert(ACCEPT, HeaderValue::from_static(oci::OCI_INDEX));
             let resp = match self.send(Method::GET, url.clone(), h, None, &what).await {
-                Err(Error::NotFound { .. }) if page == 0 => return Ok(None),
+                Err(Error::NotFound { json, .. }) if page == 0 => {
+                    // Only a plain 404 says the route is missing; a JSON one (unknown
+                    // repository) comes from a registry that has the API.
+                    if !json {
+                        if let Ok(mut m) = self.t.no_referrers_api.lock() {
+                            m.insert(self.referrers_key(), Instant::now());
+                        }
+                    }
+                    return Ok(None);
+                }
                 r => r?,
             };
             filtered_by_server |= resp

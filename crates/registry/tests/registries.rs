@@ -7,7 +7,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use support::{cosign_vuln_predicate, trivy_report, Kind, Registry};
+use support::{cosign_vuln_predicate, trivy_report, Kind, Options, Registry};
 use vulngate_core::{ImageRef, UnscannedReason};
 use vulngate_registry::config::{CosignTrust, NotationTrust};
 use vulngate_registry::{
@@ -104,6 +104,60 @@ async fn ferro_referrers_api_notation_signed_report() {
         "{:?}",
         l.warnings
     );
+}
+
+/// docker-registry 2.x has no referrers API (a plain `404 page not found`): a client asks once
+/// per repository and then goes straight to the tag schema; a registry with the API (ferro) is
+/// asked every time, so reports attached only through the API keep being found.
+#[tokio::test]
+async fn a_missing_referrers_api_is_asked_once_per_repository() {
+    let reg = Registry::start_with(
+        Kind::Distribution,
+        Options {
+            access_log: true,
+            ..Options::default()
+        },
+    );
+    let d1 = reg.push_image("v1", "one");
+    let d2 = reg.push_image("v2", "two");
+    for (d, cve) in [(&d1, "CVE-2024-0011"), (&d2, "CVE-2024-0012")] {
+        reg.oras_attach(
+            d,
+            REPORT_TYPE,
+            &trivy_report(cve, "2026-11-28T00:00:00Z"),
+            None,
+        );
+    }
+    let client = RegistryClient::new(config(&reg)).expect("client");
+    let referrers_calls = || reg.log().matches("/referrers/sha256:").count();
+    let before = referrers_calls();
+    let l = client.lookup(&image(&reg, &format!("@{d1}"))).await;
+    assert_eq!(finding_ids(&l), ["CVE-2024-0011"]);
+    assert_eq!(referrers_calls() - before, 1, "{}", reg.log());
+    let l = client.lookup(&image(&reg, &format!("@{d2}"))).await;
+    assert_eq!(finding_ids(&l), ["CVE-2024-0012"]);
+    let l = client.lookup(&image(&reg, &format!("@{d1}"))).await;
+    assert_eq!(finding_ids(&l), ["CVE-2024-0011"]);
+    assert_eq!(referrers_calls() - before, 1, "asked once: {}", reg.log());
+    // Another client (a restart) asks again.
+    let other = RegistryClient::new(config(&reg)).expect("client");
+    let l = other.lookup(&image(&reg, &format!("@{d2}"))).await;
+    assert_eq!(finding_ids(&l), ["CVE-2024-0012"]);
+    assert_eq!(referrers_calls() - before, 2, "{}", reg.log());
+
+    let ferro = Registry::start(Kind::Ferro);
+    let d = ferro.push_image("v1", "one");
+    ferro.oras_attach(
+        &d,
+        REPORT_TYPE,
+        &trivy_report("CVE-2024-0013", "2026-11-28T00:00:00Z"),
+        None,
+    );
+    let client = RegistryClient::new(config(&ferro)).expect("client");
+    for _ in 0..3 {
+        let l = client.lookup(&image(&ferro, &format!("@{d}"))).await;
+        assert_eq!(finding_ids(&l), ["CVE-2024-0013"]);
+    }
 }
 
 #[tokio::test]

@@ -93,6 +93,8 @@ pub struct Options {
     pub tls: Option<Tls>,
     /// An htpasswd file (bcrypt entries): `auth: htpasswd`.
     pub htpasswd: Option<PathBuf>,
+    /// Log every request (docker-registry's access log) to `registry.log`.
+    pub access_log: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -140,8 +142,9 @@ impl Registry {
         let child = match kind {
             Kind::Distribution => {
                 let cfg = dir.path().join("config.yml");
+                let level = if opts.access_log { "info" } else { "error" };
                 let mut text = format!(
-                    "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
+                    "version: 0.1\nlog:\n  level: {level}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
                     dir.path().join("data").display()
                 );
                 if let Some(t) = &opts.tls {
@@ -217,6 +220,11 @@ impl Registry {
             self.host,
             std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
         );
+    }
+
+    /// What the registry logged (its access log with [`Options::access_log`]).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
     pub fn scratch(&self) -> &Path {
