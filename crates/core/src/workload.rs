@@ -489,3 +489,287 @@ pub fn parse_manifests(text: &str) -> Result<Vec<ManifestDoc>, ManifestError> {
     }
     Ok(out)
 }
+
+/// The fast path of the admission webhook: an object deserialised straight from the request
+/// bytes into the few fields vulngate reads (borrowing the strings that need no unescaping),
+/// without a `serde_json::Value` tree or the full k8s-openapi types.
+///
+/// [`SlimObject::workload`] answers only for well-formed objects, with exactly what
+/// [`extract`] returns for them; whenever `extract` would fail (or the slim view cannot tell),
+/// it answers `None` and the caller takes the slow path (`Value` + [`extract`]) for the
+/// precise, path-naming error. What the slim view does not check: the types of fields it
+/// does not read (a `spec.replicas` that is a string is an error for `extract`, not here); the
+/// API server has validated those against the object's schema before any webhook sees it.
+pub mod slim {
+    use std::borrow::Cow;
+    use std::collections::BTreeMap;
+    use std::fmt;
+
+    use serde::de::{Deserializer, Visitor};
+    use serde::Deserialize;
+
+    use super::{ContainerImage, ContainerKind, Workload, WorkloadKind};
+
+    /// A JSON string, borrowed from the input when it has no escape sequence.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub struct Text<'a>(pub Cow<'a, str>);
+
+    impl Text<'_> {
+        pub fn as_str(&self) -> &str {
+            &self.0
+        }
+        pub fn to_owned_string(&self) -> String {
+            self.0.as_ref().to_owned()
+        }
+    }
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text<'a>, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Text<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                    Ok(Text(Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                    Ok(Text(Cow::Owned(v.to_owned())))
+                }
+                fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+                    Ok(Text(Cow::Owned(v)))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    /// A field that may be absent (`Absent`, with `#[serde(default)]`), null, or a value.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub enum Tri<T> {
+        #[default]
+        Absent,
+        Null,
+        Value(T),
+    }
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Tri<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Tri<T>, D::Error> {
+            Ok(match Option::<T>::deserialize(d)? {
+                None => Tri::Null,
+                Some(v) => Tri::Value(v),
+            })
+        }
+    }
+
+    /// `metadata`: only what the webhook reads.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct SlimMeta<'a> {
+        #[serde(borrow)]
+        pub name: Option<Text<'a>>,
+        #[serde(borrow)]
+        pub generate_name: Option<Text<'a>>,
+        #[serde(borrow)]
+        pub namespace: Option<Text<'a>>,
+        #[serde(borrow)]
+        pub uid: Option<Text<'a>>,
+        #[serde(borrow)]
+        pub labels: Option<BTreeMap<Text<'a>, Text<'a>>>,
+        #[serde(borrow)]
+        pub annotations: Option<BTreeMap<Text<'a>, Text<'a>>>,
+    }
+
+    /// A container, an init container or an ephemeral container.
+    #[derive(Debug, Default, Deserialize)]
+    pub struct SlimContainer<'a> {
+        #[serde(borrow)]
+        pub name: Option<Text<'a>>,
+        #[serde(borrow)]
+        pub image: Option<Text<'a>>,
+    }
+
+    /// `imagePullSecrets[]`.
+    #[derive(Debug, Default, Deserialize)]
+    pub struct SlimLocalRef<'a> {
+        #[serde(borrow)]
+        pub name: Option<Text<'a>>,
+    }
+
+    /// A `spec` of any gated kind, or a pod spec: the pod spec fields, a pod template
+    /// (`template`) and a job template (`jobTemplate`). Which ones apply depends on the kind.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct SlimSpec<'a> {
+        #[serde(borrow)]
+        pub containers: Option<Vec<SlimContainer<'a>>>,
+        #[serde(borrow)]
+        pub init_containers: Option<Vec<SlimContainer<'a>>>,
+        #[serde(borrow)]
+        pub ephemeral_containers: Option<Vec<SlimContainer<'a>>>,
+        #[serde(borrow)]
+        pub image_pull_secrets: Option<Vec<SlimLocalRef<'a>>>,
+        #[serde(borrow)]
+        pub service_account_name: Option<Text<'a>>,
+        #[serde(borrow)]
+        pub template: Option<Box<SlimTemplate<'a>>>,
+        #[serde(borrow)]
+        pub job_template: Option<Box<SlimTemplate<'a>>>,
+    }
+
+    /// A pod template (`metadata`, `spec`), or a job template (its `spec` holds `template`).
+    #[derive(Debug, Default, Deserialize)]
+    pub struct SlimTemplate<'a> {
+        #[serde(borrow)]
+        pub metadata: Option<SlimMeta<'a>>,
+        #[serde(borrow)]
+        pub spec: Option<Box<SlimSpec<'a>>>,
+    }
+
+    /// A Kubernetes object, as far as the webhook reads it.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct SlimObject<'a> {
+        #[serde(default, borrow)]
+        pub api_version: Tri<Text<'a>>,
+        #[serde(default, borrow)]
+        pub kind: Tri<Text<'a>>,
+        #[serde(borrow)]
+        pub metadata: Option<SlimMeta<'a>>,
+        #[serde(borrow)]
+        pub spec: Option<SlimSpec<'a>>,
+    }
+
+    fn filled<'s>(field: &'s Tri<Text<'_>>, default: Option<&'s str>) -> Option<&'s str> {
+        match field {
+            Tri::Absent => default,
+            Tri::Null => None,
+            Tri::Value(t) => Some(t.as_str()),
+        }
+    }
+
+    fn strings(map: &Option<BTreeMap<Text<'_>, Text<'_>>>) -> BTreeMap<String, String> {
+        map.iter()
+            .flatten()
+            .map(|(k, v)| (k.to_owned_string(), v.to_owned_string()))
+            .collect()
+    }
+
+    impl<'a> SlimObject<'a> {
+        /// `apiVersion`, or `default` when the object has none (as the webhook fills it from
+        /// the request); `None` for an explicit null.
+        pub fn api_version<'s>(&'s self, default: Option<&'s str>) -> Option<&'s str> {
+            filled(&self.api_version, default)
+        }
+
+        /// `kind`, or `default` when absent; `None` for an explicit null.
+        pub fn kind<'s>(&'s self, default: Option<&'s str>) -> Option<&'s str> {
+            filled(&self.kind, default)
+        }
+
+        /// The pod spec at its usual place for `kind`, if present.
+        pub fn pod_spec(&self, kind: Option<&str>) -> Option<&SlimSpec<'a>> {
+            let spec = self.spec.as_ref()?;
+            let template = match kind {
+                Some("Pod") => return Some(spec),
+                Some("CronJob") => spec
+                    .job_template
+                    .as_ref()?
+                    .spec
+                    .as_ref()?
+                    .template
+                    .as_ref()?,
+                _ => spec.template.as_ref()?,
+            };
+            template.spec.as_deref()
+        }
+
+        /// A string annotation of the object itself.
+        pub fn annotation(&self, key: &str) -> Option<&str> {
+            self.metadata
+                .as_ref()?
+                .annotations
+                .as_ref()?
+                .iter()
+                .find(|(k, _)| k.as_str() == key)
+                .map(|(_, v)| v.as_str())
+        }
+
+        /// What [`extract`](super::extract) returns for this object with `apiVersion` and
+        /// `kind` defaulted as given when absent; `None` when `extract` would fail (take the
+        /// slow path for its error).
+        pub fn workload(
+            &self,
+            default_api_version: Option<&str>,
+            default_kind: Option<&str>,
+        ) -> Option<Workload> {
+            let kind = WorkloadKind::from_kind(self.kind(default_kind)?)?;
+            if self.api_version(default_api_version)? != kind.api_version() {
+                return None;
+            }
+            let spec = self.spec.as_ref()?;
+            let (template_meta, pod) = match kind {
+                WorkloadKind::Pod => (None, spec),
+                WorkloadKind::CronJob => {
+                    let job = spec.job_template.as_ref()?.spec.as_ref()?;
+                    let t = job.template.as_ref()?;
+                    (t.metadata.as_ref(), t.spec.as_deref()?)
+                }
+                _ => {
+                    let t = spec.template.as_ref()?;
+                    (t.metadata.as_ref(), t.spec.as_deref()?)
+                }
+            };
+            let lists = [
+                (ContainerKind::Init, pod.init_containers.as_deref()),
+                (ContainerKind::Container, Some(pod.containers.as_deref()?)),
+                (
+                    ContainerKind::Ephemeral,
+                    pod.ephemeral_containers.as_deref(),
+                ),
+            ];
+            let count = lists.iter().map(|(_, l)| l.map_or(0, <[_]>::len)).sum();
+            let mut containers = Vec::with_capacity(count);
+            for (ck, list) in lists {
+                for c in list.into_iter().flatten() {
+                    let image = c.image.as_ref().filter(|i| !i.as_str().trim().is_empty())?;
+                    containers.push(ContainerImage {
+                        name: c
+                            .name
+                            .as_ref()
+                            .map(Text::to_owned_string)
+                            .unwrap_or_default(),
+                        image: image.to_owned_string(),
+                        kind: ck,
+                    });
+                }
+            }
+            let meta = self.metadata.as_ref();
+            let text = |t: Option<&Text<'_>>| t.map(Text::to_owned_string);
+            let name = text(meta.and_then(|m| m.name.as_ref()))
+                .or_else(|| text(meta.and_then(|m| m.generate_name.as_ref())));
+            let labels = match kind {
+                WorkloadKind::Pod => meta.map(|m| strings(&m.labels)),
+                _ => template_meta.map(|m| strings(&m.labels)),
+            }
+            .unwrap_or_default();
+            Some(Workload {
+                kind,
+                pod_name: (kind == WorkloadKind::Pod).then(|| name.clone()).flatten(),
+                name,
+                namespace: text(meta.and_then(|m| m.namespace.as_ref())),
+                labels,
+                containers,
+            })
+        }
+    }
+
+    /// Parses `bytes` as one object and returns what [`extract`](super::extract) would, when
+    /// the fast view can tell; `None` otherwise.
+    pub fn extract_slice(bytes: &[u8]) -> Option<Workload> {
+        serde_json::from_slice::<SlimObject<'_>>(bytes)
+            .ok()?
+            .workload(None, None)
+    }
+}

@@ -6,8 +6,27 @@ use std::collections::BTreeMap;
 use rstest::rstest;
 use serde_json::{json, Value};
 use vulngate_core::workload::{
-    extract, parse_manifests, ContainerImage, ContainerKind, WorkloadError, WorkloadKind,
+    extract, parse_manifests, slim, ContainerImage, ContainerKind, Workload, WorkloadError,
+    WorkloadKind,
 };
+
+/// The fast path (`slim::extract_slice` on the JSON bytes) agrees with `extract`: the same
+/// workload for a readable object, no answer (take the slow path) for an unreadable one.
+fn fast_agrees(obj: &Value) -> Option<Workload> {
+    let fast = slim::extract_slice(&serde_json::to_vec(obj).unwrap());
+    match extract(obj) {
+        // `None` is allowed (the caller takes the slow path); a different answer is not.
+        Ok(w) => assert!(
+            fast.as_ref().is_none_or(|f| f == &w),
+            "fast path differs on {obj}"
+        ),
+        Err(e) => assert_eq!(
+            fast, None,
+            "fast path accepts what extract refuses ({e}): {obj}"
+        ),
+    }
+    fast
+}
 
 /// A pod spec with one init container, two containers and one ephemeral container.
 fn pod_spec() -> Value {
@@ -61,6 +80,7 @@ fn expected_containers() -> Vec<ContainerImage> {
 #[case::cron_job(WorkloadKind::CronJob, object("batch/v1", "CronJob", json!({ "schedule": "*/5 * * * *", "jobTemplate": { "spec": { "template": template() } } })))]
 #[case::replication_controller(WorkloadKind::ReplicationController, object("v1", "ReplicationController", json!({ "template": template() })))]
 fn controllers_use_the_pod_template(#[case] kind: WorkloadKind, #[case] obj: Value) {
+    assert!(fast_agrees(&obj).is_some());
     let w = extract(&obj).unwrap();
     assert_eq!(w.kind, kind);
     assert_eq!(w.name.as_deref(), Some("web"));
@@ -83,6 +103,7 @@ fn pod_uses_its_own_labels_and_name() {
         "metadata": { "generateName": "web-", "labels": { "app": "shop" } },
         "spec": pod_spec()
     });
+    assert!(fast_agrees(&obj).is_some());
     let w = extract(&obj).unwrap();
     assert_eq!(w.kind, WorkloadKind::Pod);
     assert_eq!(
@@ -221,6 +242,7 @@ fn deployment_with(containers: Value) -> Value {
     "spec.jobTemplate.spec.template.spec.initContainers[0].image: container \"i\" has no image"
 )]
 fn errors_are_precise(#[case] obj: Value, #[case] want: WorkloadError, #[case] message: &str) {
+    assert_eq!(fast_agrees(&obj), None);
     let err = extract(&obj).unwrap_err();
     assert_eq!(err, want);
     assert_eq!(err.to_string(), message);
@@ -317,4 +339,34 @@ fn manifest_errors_name_the_document(#[case] text: &str, #[case] document: usize
             .starts_with(&format!("document {document}: ")),
         "{err}"
     );
+}
+
+/// Shapes the fast path reads differently from the typed parse if it is careless: escaped
+/// strings, nulls, missing optional parts, generateName, duplicate images, unknown fields.
+#[rstest]
+#[case::escaped(json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "w\"eb", "labels": { "a\\u00e9": "x\ny" } }, "spec": { "containers": [{ "name": "c\t1", "image": "r.example/a\u{e9}:1" }] } }))]
+#[case::null_labels(json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "web", "labels": null, "namespace": null }, "spec": { "containers": [{ "image": "nginx" }] } }))]
+#[case::no_metadata(json!({ "apiVersion": "apps/v1", "kind": "Deployment", "spec": { "template": { "spec": { "containers": [{ "name": "a", "image": "nginx" }, { "name": "b", "image": "nginx" }] } } } }))]
+#[case::template_metadata_null(json!({ "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": { "generateName": "ds-" }, "spec": { "template": { "metadata": null, "spec": { "containers": [{ "name": "a", "image": "nginx" }] } } } }))]
+#[case::init_null(json!({ "apiVersion": "batch/v1", "kind": "Job", "spec": { "template": { "spec": { "initContainers": null, "containers": [], "ephemeralContainers": [] } } } }))]
+#[case::unknown_fields(json!({ "apiVersion": "apps/v1", "kind": "StatefulSet", "status": { "replicas": 3 }, "metadata": { "name": "s", "managedFields": [{ "manager": "kubectl" }], "annotations": { "kubectl.kubernetes.io/last-applied-configuration": "{\"a\":1}\n" } }, "spec": { "replicas": 2, "selector": { "matchLabels": { "a": "b" } }, "template": { "metadata": { "labels": { "a": "b" }, "annotations": { "x": "y" } }, "spec": { "containers": [{ "name": "a", "image": "nginx", "ports": [{ "containerPort": 80 }], "env": [{ "name": "X", "value": "1" }] }], "volumes": [] } } } }))]
+#[case::pod_spec_with_foreign_field(json!({ "apiVersion": "v1", "kind": "Pod", "spec": { "template": 5, "containers": [{ "name": "a", "image": "nginx" }] } }))]
+#[case::blank_image(json!({ "apiVersion": "v1", "kind": "Pod", "spec": { "containers": [{ "name": "a", "image": "  " }] } }))]
+#[case::kind_null(json!({ "apiVersion": "v1", "kind": null, "spec": { "containers": [] } }))]
+#[case::metadata_wrong_type(json!({ "apiVersion": "v1", "kind": "Pod", "metadata": [], "spec": { "containers": [] } }))]
+#[case::annotation_wrong_type(json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "annotations": { "a": 1 } }, "spec": { "containers": [] } }))]
+#[case::cron_job_no_template(json!({ "apiVersion": "batch/v1", "kind": "CronJob", "spec": { "jobTemplate": { "spec": {} } } }))]
+#[case::rc_null_spec(json!({ "apiVersion": "v1", "kind": "ReplicationController", "spec": null }))]
+fn fast_path_agrees_with_extract(#[case] obj: Value) {
+    fast_agrees(&obj);
+}
+
+/// An object given twice the same key is refused by the fast path (it takes the slow path),
+/// which reads the last value as the typed parse does.
+#[test]
+fn duplicate_keys_take_the_slow_path() {
+    let text = br#"{"apiVersion":"v1","kind":"Pod","spec":{"containers":[{"name":"a","image":"x"}]},"spec":{"containers":[{"name":"a","image":"y"}]}}"#;
+    assert_eq!(slim::extract_slice(text), None);
+    let v: Value = serde_json::from_slice(text).unwrap();
+    assert_eq!(extract(&v).unwrap().containers[0].image, "y");
 }

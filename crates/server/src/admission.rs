@@ -4,13 +4,14 @@
 //! calls the pure engine per image, combines the outcomes, records the alerts and turns the
 //! decisions into an `AdmissionResponse`. Internal errors are logged, never returned.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::{DynamicObject, Status};
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
+use kube::core::{DynamicObject, GroupVersionKind};
+use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 use vulngate_core::engine::SeverityCounts;
@@ -21,6 +22,7 @@ use vulngate_core::{
 
 use crate::alerts::{Alert, AlertAction};
 use crate::cache::Analyzed;
+use crate::cluster::pull_secrets::PullSecretRefs;
 use crate::config::{parse_duration, FailurePolicy};
 use crate::source::SourceError;
 use crate::State;
@@ -38,17 +40,117 @@ const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
 #[derive(Debug)]
 pub struct BadReview(pub String);
 
-/// The parsed review: the request (without its objects) and the raw objects.
+/// What [`review`] reads of an AdmissionReview: the request's fields and, for a request it
+/// evaluates, what the objects say. Built by the fast parse ([`parse_review`]) or, when that
+/// cannot tell, by the slow one (`serde_json::Value`, typed request, `workload::extract`),
+/// which words every error; both give the same `Review` for the same body.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Review {
-    pub request: AdmissionRequest<DynamicObject>,
-    pub object: Option<Value>,
-    pub old_object: Option<Value>,
+    pub uid: String,
+    pub operation: Operation,
+    pub sub_resource: Option<String>,
+    pub kind: GroupVersionKind,
+    pub name: String,
+    /// As sent (possibly empty).
+    pub namespace: Option<String>,
+    pub username: Option<String>,
+    pub dry_run: bool,
+    /// The object, only for a request that is evaluated ([`ParseOptions::evaluates`]);
+    /// `None` otherwise and when the request carries none.
+    pub object: Option<ReviewObject>,
+    /// The old object's workload when it is compared (UPDATE of an evaluated request,
+    /// `reevaluateUnchangedUpdates` off) and readable.
+    pub old_workload: Option<Workload>,
 }
 
-/// Parses an AdmissionReview v1 body. The objects are taken out before the typed parse and
-/// kept as JSON: `workload::extract` reads them with precise, path-naming errors, and an
-/// object we cannot read is then answered per failure policy rather than refused.
-pub(crate) fn parse_review(body: &[u8]) -> Result<Review, BadReview> {
+/// The object of an evaluated request (its `apiVersion` and `kind` filled from the request
+/// when absent, as the API server's objects always carry them).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ReviewObject {
+    /// The workload, or why it cannot be read.
+    pub workload: Result<Workload, String>,
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub generate_name: Option<String>,
+    pub uid: Option<String>,
+    /// The break-glass annotation's value (trimmed; not empty, not `false`).
+    pub break_glass: Option<String>,
+    /// The pull-secret references, when pull secrets are on.
+    pub pull_secrets: Option<PullSecretRefs>,
+}
+
+/// What the parse needs of the configuration to know how much of the objects to read.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ParseOptions<'c> {
+    pub excluded_namespaces: &'c [String],
+    pub break_glass_annotation: Option<&'c str>,
+    pub pull_secrets: bool,
+    /// UPDATEs are compared with the old object (`reevaluateUnchangedUpdates` off).
+    pub compare_old: bool,
+}
+
+impl<'c> ParseOptions<'c> {
+    pub fn new(state: &'c State) -> ParseOptions<'c> {
+        ParseOptions {
+            excluded_namespaces: &state.config.excluded_namespaces,
+            break_glass_annotation: state
+                .config
+                .break_glass
+                .as_ref()
+                .map(|b| b.annotation.as_str()),
+            pull_secrets: state.pull_secrets.is_some(),
+            compare_old: !state.config.reevaluate_unchanged_updates,
+        }
+    }
+
+    /// Whether [`review`] evaluates the request's images (reads its object): CREATE or
+    /// UPDATE, no subresource but `ephemeralcontainers`, a gated kind, not an excluded
+    /// namespace.
+    fn evaluates(
+        &self,
+        operation: &Operation,
+        sub_resource: Option<&str>,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> bool {
+        matches!(operation, Operation::Create | Operation::Update)
+            && sub_resource.is_none_or(|s| s == "ephemeralcontainers")
+            && WorkloadKind::from_kind(kind).is_some()
+            && !namespace
+                .filter(|n| !n.is_empty())
+                .is_some_and(|ns| self.excluded_namespaces.iter().any(|e| e == ns))
+    }
+}
+
+/// `group/version`, or `version` for the core group.
+fn api_version_of(kind: &GroupVersionKind) -> String {
+    if kind.group.is_empty() {
+        kind.version.clone()
+    } else {
+        format!("{}/{}", kind.group, kind.version)
+    }
+}
+
+fn break_glass_value(v: Option<&str>) -> Option<String> {
+    v.map(str::trim)
+        .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("false"))
+        .map(str::to_string)
+}
+
+/// Parses an AdmissionReview v1 body: the fast parse for a well-formed review, else the slow
+/// one (same result, and the precise error for a malformed review or object). An object we
+/// cannot read is answered per failure policy by [`review`], not refused.
+pub(crate) fn parse_review(body: &[u8], opts: &ParseOptions<'_>) -> Result<Review, BadReview> {
+    match fast::parse(body, opts) {
+        Some(r) => Ok(r),
+        None => parse_review_slow(body, opts),
+    }
+}
+
+/// The slow parse: the body as a `Value`; the objects are taken out before the typed parse
+/// of the request and read by `workload::extract` (with path-naming errors).
+pub(crate) fn parse_review_slow(body: &[u8], opts: &ParseOptions<'_>) -> Result<Review, BadReview> {
     let mut v: Value = serde_json::from_slice(body)
         .map_err(|e| BadReview(format!("request body is not valid JSON: {e}")))?;
     if !v.is_object() {
@@ -94,11 +196,231 @@ pub(crate) fn parse_review(body: &[u8]) -> Result<Review, BadReview> {
     if request.uid.is_empty() {
         return Err(BadReview("AdmissionReview request.uid is empty".into()));
     }
+    let evaluates = opts.evaluates(
+        &request.operation,
+        request.sub_resource.as_deref(),
+        &request.kind.kind,
+        request.namespace.as_deref(),
+    );
+    let (mut object_out, mut old_workload) = (None, None);
+    if evaluates {
+        object_out = object.map(|mut object| {
+            if let Value::Object(map) = &mut object {
+                // Objects in reviews carry apiVersion/kind; fill them from the request if absent.
+                map.entry("apiVersion")
+                    .or_insert_with(|| Value::String(api_version_of(&request.kind)));
+                map.entry("kind")
+                    .or_insert_with(|| Value::String(request.kind.kind.clone()));
+            }
+            let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+            let meta = object.get("metadata");
+            ReviewObject {
+                workload: workload::extract(&object).map_err(|e| e.to_string()),
+                api_version: text(object.get("apiVersion")),
+                kind: text(object.get("kind")),
+                name: text(meta.and_then(|m| m.get("name"))),
+                generate_name: text(meta.and_then(|m| m.get("generateName"))),
+                uid: text(meta.and_then(|m| m.get("uid"))),
+                break_glass: opts.break_glass_annotation.and_then(|key| {
+                    break_glass_value(
+                        object
+                            .pointer("/metadata/annotations")
+                            .and_then(|a| a.get(key))
+                            .and_then(Value::as_str),
+                    )
+                }),
+                pull_secrets: opts
+                    .pull_secrets
+                    .then(|| PullSecretRefs::from_object(&object)),
+            }
+        });
+        if opts.compare_old && request.operation == Operation::Update {
+            old_workload = old_object.and_then(|o| workload::extract(&o).ok());
+        }
+    }
     Ok(Review {
-        request,
-        object,
-        old_object,
+        uid: request.uid,
+        operation: request.operation,
+        sub_resource: request.sub_resource,
+        kind: request.kind,
+        name: request.name,
+        namespace: request.namespace,
+        username: request.user_info.username,
+        dry_run: request.dry_run,
+        object: object_out,
+        old_workload,
     })
+}
+
+/// The fast parse: the body deserialised straight into the fields [`review`] reads (borrowed
+/// where no unescaping is needed), no `Value` tree, no k8s-openapi objects. It answers only
+/// for a well-formed review whose objects `workload::extract` reads without error, and then
+/// exactly as the slow parse; anything else (an error to word, a duplicate key, an unusual
+/// shape) gets `None`, and the slow parse decides. Not checked here: the types of object
+/// fields vulngate does not read (see `vulngate_core::workload::slim`).
+mod fast {
+    use serde::de::IgnoredAny;
+    use serde::Deserialize;
+    use vulngate_core::workload::slim::{SlimObject, Text};
+
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        api_version: Option<Text<'a>>,
+        #[serde(borrow)]
+        kind: Option<Text<'a>>,
+        #[serde(borrow)]
+        request: Option<Request<'a>>,
+        response: Option<IgnoredAny>,
+    }
+
+    /// `GroupVersionKind` (every field required, as in kube's type).
+    #[derive(Deserialize)]
+    struct Gvk<'a> {
+        #[serde(borrow)]
+        group: Text<'a>,
+        #[serde(borrow)]
+        version: Text<'a>,
+        #[serde(borrow)]
+        kind: Text<'a>,
+    }
+
+    /// `GroupVersionResource` (kube's type also reads `api_version`, a string, by that name).
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Gvr<'a> {
+        #[serde(borrow)]
+        group: Text<'a>,
+        #[serde(borrow)]
+        version: Text<'a>,
+        #[serde(borrow)]
+        resource: Text<'a>,
+        #[serde(default, borrow)]
+        api_version: Text<'a>,
+    }
+
+    /// k8s-openapi's `UserInfo`, every field typed.
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct UserInfo<'a> {
+        #[serde(borrow)]
+        username: Option<Text<'a>>,
+        #[serde(borrow)]
+        uid: Option<Text<'a>>,
+        #[serde(borrow)]
+        groups: Option<Vec<Text<'a>>>,
+        #[serde(borrow)]
+        extra: Option<std::collections::BTreeMap<Text<'a>, Vec<Text<'a>>>>,
+    }
+
+    /// kube's `AdmissionRequest`, every field typed as there (the objects slim).
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Request<'a> {
+        #[serde(borrow)]
+        uid: Text<'a>,
+        #[serde(borrow)]
+        kind: Gvk<'a>,
+        #[serde(borrow)]
+        resource: Gvr<'a>,
+        #[serde(default, borrow)]
+        sub_resource: Option<Text<'a>>,
+        #[serde(default, borrow)]
+        request_kind: Option<Gvk<'a>>,
+        #[serde(default, borrow)]
+        request_resource: Option<Gvr<'a>>,
+        #[serde(default, borrow)]
+        request_sub_resource: Option<Text<'a>>,
+        #[serde(default, borrow)]
+        name: Text<'a>,
+        #[serde(default, borrow)]
+        namespace: Option<Text<'a>>,
+        operation: Operation,
+        #[serde(borrow)]
+        user_info: UserInfo<'a>,
+        #[serde(default, borrow)]
+        object: Option<SlimObject<'a>>,
+        #[serde(default, borrow)]
+        old_object: Option<SlimObject<'a>>,
+        #[serde(default)]
+        dry_run: bool,
+        #[serde(default)]
+        options: Option<IgnoredAny>,
+    }
+
+    fn owned(t: &Option<Text<'_>>) -> Option<String> {
+        t.as_ref().map(Text::to_owned_string)
+    }
+
+    pub(super) fn parse(body: &[u8], opts: &ParseOptions<'_>) -> Option<Review> {
+        let env: Envelope<'_> = serde_json::from_slice(body).ok()?;
+        if env.api_version?.as_str() != ADMISSION_API_VERSION
+            || env.kind?.as_str() != "AdmissionReview"
+            || env.response.is_some()
+        {
+            return None;
+        }
+        let req = env.request?;
+        if req.uid.as_str().is_empty() {
+            return None;
+        }
+        let kind = GroupVersionKind {
+            group: req.kind.group.to_owned_string(),
+            version: req.kind.version.to_owned_string(),
+            kind: req.kind.kind.to_owned_string(),
+        };
+        let evaluates = opts.evaluates(
+            &req.operation,
+            req.sub_resource.as_ref().map(Text::as_str),
+            &kind.kind,
+            req.namespace.as_ref().map(Text::as_str),
+        );
+        let (mut object, mut old_workload) = (None, None);
+        if evaluates {
+            if let Some(o) = &req.object {
+                let default_api = api_version_of(&kind);
+                let workload = o.workload(Some(&default_api), Some(&kind.kind))?;
+                let obj_kind = o.kind(Some(&kind.kind));
+                let meta = o.metadata.as_ref();
+                object = Some(ReviewObject {
+                    workload: Ok(workload),
+                    api_version: o.api_version(Some(&default_api)).map(str::to_string),
+                    kind: obj_kind.map(str::to_string),
+                    name: meta.and_then(|m| owned(&m.name)),
+                    generate_name: meta.and_then(|m| owned(&m.generate_name)),
+                    uid: meta.and_then(|m| owned(&m.uid)),
+                    break_glass: opts
+                        .break_glass_annotation
+                        .and_then(|key| break_glass_value(o.annotation(key))),
+                    pull_secrets: opts
+                        .pull_secrets
+                        .then(|| PullSecretRefs::from_slim(o.pod_spec(obj_kind))),
+                });
+            }
+            if opts.compare_old && req.operation == Operation::Update {
+                if let Some(old) = &req.old_object {
+                    // Not filled from the request: as `workload::extract(oldObject)`.
+                    old_workload = Some(old.workload(None, None)?);
+                }
+            }
+        }
+        Some(Review {
+            uid: req.uid.to_owned_string(),
+            operation: req.operation,
+            sub_resource: owned(&req.sub_resource),
+            kind,
+            name: req.name.to_owned_string(),
+            namespace: owned(&req.namespace),
+            username: owned(&req.user_info.username),
+            dry_run: req.dry_run,
+            object,
+            old_workload,
+        })
+    }
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -179,11 +501,12 @@ struct Evaluated {
 }
 
 /// Answers one review. Never fails: every problem becomes a response.
-pub(crate) async fn review(state: &State, rv: Review, timeout: Duration) -> AdmissionResponse {
+pub(crate) async fn review(state: &State, mut rv: Review, timeout: Duration) -> Answer {
     let started = Instant::now();
     let deadline = started + deadline_for(timeout, state.config.deadline_margin);
-    let req = &rv.request;
-    let mut resp = AdmissionResponse::from(req);
+    let object = rv.object.take();
+    let req = &rv;
+    let mut resp = Answer::allow(&req.uid);
 
     if !matches!(req.operation, Operation::Create | Operation::Update) {
         return resp;
@@ -207,52 +530,34 @@ pub(crate) async fn review(state: &State, rv: Review, timeout: Duration) -> Admi
         }
     }
 
-    // The object, as a workload.
-    let Some(mut object) = rv.object else {
+    // The object, as a workload (read by the parse: `ParseOptions::evaluates` holds here).
+    let Some(mut object) = object else {
         return unreadable(state, resp, &kind_name, "the request carries no object");
     };
-    if let Value::Object(map) = &mut object {
-        // Objects in reviews carry apiVersion/kind; fill them from the request if absent.
-        map.entry("apiVersion").or_insert_with(|| {
-            Value::String(if req.kind.group.is_empty() {
-                req.kind.version.clone()
-            } else {
-                format!("{}/{}", req.kind.group, req.kind.version)
-            })
-        });
-        map.entry("kind")
-            .or_insert_with(|| Value::String(kind_name.clone()));
-    }
-    let wl = match workload::extract(&object) {
+    let wl = match std::mem::replace(&mut object.workload, Err(String::new())) {
         Ok(w) => w,
-        Err(e) => return unreadable(state, resp, &kind_name, &e.to_string()),
+        Err(e) => return unreadable(state, resp, &kind_name, &e),
     };
     debug_assert_eq!(wl.kind, kind);
+    let _ = kind;
 
     // UPDATE that changes no image.
     if req.operation == Operation::Update && !state.config.reevaluate_unchanged_updates {
-        let old = rv
-            .old_object
-            .as_ref()
-            .and_then(|o| workload::extract(o).ok());
-        if old.is_some_and(|old| image_set(&old) == image_set(&wl)) {
+        let old = req.old_workload.as_ref();
+        if old.is_some_and(|old| image_set(old) == image_set(&wl)) {
             tracing::debug!(uid = %req.uid, "update changes no image; allowed");
             return resp;
         }
     }
 
-    let break_glass = state.config.break_glass.as_ref().and_then(|b| {
-        object
-            .pointer("/metadata/annotations")
-            .and_then(|a| a.get(&b.annotation))
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("false"))
-            .map(str::to_string)
-    });
+    let break_glass = state
+        .config
+        .break_glass
+        .as_ref()
+        .and(object.break_glass.clone());
 
     let mut ctx: RequestContext = wl.to_context(state.config.cluster_name.clone());
-    ctx.user = req.user_info.username.clone();
+    ctx.user = req.username.clone();
     if ctx.namespace.is_none() {
         ctx.namespace = namespace.clone();
     }
@@ -406,27 +711,25 @@ pub(crate) async fn review(state: &State, rv: Review, timeout: Duration) -> Admi
     for ev in &evaluated {
         let d = &ev.decision;
         state.metrics.decision(d.decision.as_str());
-        tracing::info!(
-            target: "vulngate::decision",
-            uid = %req.uid,
-            operation = ?req.operation,
-            cluster = ctx.cluster.as_deref(),
-            namespace = ctx.namespace.as_deref(),
-            kind = %wl.kind,
-            name = ctx.workload_name.as_deref(),
-            user = ctx.user.as_deref(),
-            image = %d.image,
-            digest = d.digest.as_deref(),
-            decision = d.decision.as_str(),
-            rule = d.rule.as_deref(),
-            vulnerability = d.vulnerability.as_deref(),
-            reason = %d.reason,
-            rules_version = %d.rules_version,
-            dry_run = req.dry_run,
-            break_glass = break_glass.is_some(),
-            alert_id = ev.alert_id.as_deref(),
-            "decision"
-        );
+        log_decision(&DecisionLine {
+            uid: &req.uid,
+            operation: operation_name(&req.operation),
+            cluster: ctx.cluster.as_deref(),
+            namespace: ctx.namespace.as_deref(),
+            kind: wl.kind.as_str(),
+            name: ctx.workload_name.as_deref(),
+            user: ctx.user.as_deref(),
+            image: &d.image,
+            digest: d.digest.as_deref(),
+            decision: d.decision.as_str(),
+            rule: d.rule.as_deref(),
+            vulnerability: d.vulnerability.as_deref(),
+            reason: &d.reason,
+            rules_version: &d.rules_version,
+            dry_run: req.dry_run,
+            break_glass: break_glass.is_some(),
+            alert_id: ev.alert_id.as_deref(),
+        });
     }
 
     // The response.
@@ -472,7 +775,7 @@ pub(crate) async fn review(state: &State, rv: Review, timeout: Duration) -> Admi
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        let mut ann = HashMap::new();
+        let mut ann = BTreeMap::new();
         ann.insert(
             AUDIT_DECISION.to_string(),
             if break_glass.is_some() {
@@ -522,16 +825,137 @@ pub(crate) async fn review(state: &State, rv: Review, timeout: Duration) -> Admi
     resp
 }
 
+/// The fields of a decision log line (target `vulngate::decision`), in the order the line has.
+#[derive(Debug, Serialize)]
+struct DecisionLine<'a> {
+    uid: &'a str,
+    /// As `Debug` of kube's `Operation` writes it (`Create`), as before.
+    operation: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    image: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<&'a str>,
+    decision: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vulnerability: Option<&'a str>,
+    reason: &'a str,
+    rules_version: &'a str,
+    dry_run: bool,
+    break_glass: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alert_id: Option<&'a str>,
+}
+
+fn operation_name(op: &Operation) -> &'static str {
+    match op {
+        Operation::Create => "Create",
+        Operation::Update => "Update",
+        Operation::Delete => "Delete",
+        Operation::Connect => "Connect",
+    }
+}
+
+/// One decision log line. With the server's own logging (`init_logging`), the JSON line is
+/// written here, in the format of tracing-subscriber's JSON formatter (`timestamp`, `level`,
+/// `fields` with `message` first, `target`; absent fields left out), and handed to the same
+/// lossless writer thread: the same line at a fraction of the cost of the formatter. Under any
+/// other subscriber, a `tracing` event as before.
+fn log_decision(line: &DecisionLine<'_>) {
+    if !tracing::enabled!(target: "vulngate::decision", tracing::Level::INFO) {
+        return;
+    }
+    if let Some(mut writer) = crate::decision_log_writer() {
+        #[derive(Serialize)]
+        struct Fields<'a> {
+            message: &'static str,
+            #[serde(flatten)]
+            line: &'a DecisionLine<'a>,
+        }
+        #[derive(Serialize)]
+        struct Event<'a> {
+            timestamp: &'a str,
+            level: &'static str,
+            fields: Fields<'a>,
+            target: &'static str,
+        }
+        use std::io::Write as _;
+        let mut ts = String::with_capacity(32);
+        let now = Utc::now();
+        {
+            use chrono::{Datelike as _, Timelike as _};
+            use std::fmt::Write as _;
+            let _ = write!(
+                ts,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+                now.year(),
+                now.month(),
+                now.day(),
+                now.hour(),
+                now.minute(),
+                now.second(),
+                now.nanosecond() % 1_000_000_000 / 1_000
+            );
+        }
+        let mut buf = Vec::with_capacity(768);
+        let event = Event {
+            timestamp: &ts,
+            level: "INFO",
+            fields: Fields {
+                message: "decision",
+                line,
+            },
+            target: "vulngate::decision",
+        };
+        if serde_json::to_writer(&mut buf, &event).is_ok() {
+            buf.push(b'\n');
+            // One write: one line, never interleaved with another.
+            let _ = writer.write_all(&buf);
+            return;
+        }
+    }
+    tracing::info!(
+        target: "vulngate::decision",
+        uid = line.uid,
+        operation = line.operation,
+        cluster = line.cluster,
+        namespace = line.namespace,
+        kind = line.kind,
+        name = line.name,
+        user = line.user,
+        image = line.image,
+        digest = line.digest,
+        decision = line.decision,
+        rule = line.rule,
+        vulnerability = line.vulnerability,
+        reason = line.reason,
+        rules_version = line.rules_version,
+        dry_run = line.dry_run,
+        break_glass = line.break_glass,
+        alert_id = line.alert_id,
+        "decision"
+    );
+}
+
 /// The pod's pull-secret credentials (None when off or none); waits at most until `deadline`.
 async fn pull_credentials(
     state: &State,
     namespace: Option<&str>,
-    object: &Value,
+    object: &ReviewObject,
     deadline: Instant,
 ) -> Option<Arc<vulngate_registry::Credentials>> {
     let (ps, ns) = (state.pull_secrets.as_ref()?, namespace?);
-    let refs = crate::cluster::pull_secrets::PullSecretRefs::from_object(object);
-    tokio::time::timeout_at(deadline, ps.credentials(ns, &refs))
+    let refs = object.pull_secrets.as_ref()?;
+    tokio::time::timeout_at(deadline, ps.credentials(ns, refs))
         .await
         .ok()
         .flatten()
@@ -541,9 +965,9 @@ async fn pull_credentials(
 /// break-glass; never blocks: the response is already decided).
 fn record_event(
     state: &State,
-    req: &AdmissionRequest<DynamicObject>,
-    object: &Value,
-    resp: &AdmissionResponse,
+    req: &Review,
+    object: &ReviewObject,
+    resp: &Answer,
     break_glass: bool,
 ) {
     use crate::cluster::events::{EventSpec, Regarding, REASON_AUDITED, REASON_DENIED};
@@ -552,7 +976,7 @@ fn record_event(
         return;
     }
     let (reason, note) = if !resp.allowed {
-        (REASON_DENIED, resp.result.message.clone())
+        (REASON_DENIED, resp.status.message.clone())
     } else if resp
         .audit_annotations
         .get(AUDIT_DECISION)
@@ -566,19 +990,19 @@ fn record_event(
     } else {
         return;
     };
-    let meta = object.get("metadata");
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
-    let name = text(meta.and_then(|m| m.get("name")))
+    let name = object
+        .name
+        .clone()
         .or_else(|| Some(req.name.clone()).filter(|n| !n.is_empty()))
-        .or_else(|| text(meta.and_then(|m| m.get("generateName"))))
+        .or_else(|| object.generate_name.clone())
         .unwrap_or_default();
     rec.record(EventSpec {
         regarding: Regarding {
-            api_version: text(object.get("apiVersion")).unwrap_or_default(),
-            kind: text(object.get("kind")).unwrap_or_else(|| req.kind.kind.clone()),
+            api_version: object.api_version.clone().unwrap_or_default(),
+            kind: object.kind.clone().unwrap_or_else(|| req.kind.kind.clone()),
             name,
             namespace: req.namespace.clone().filter(|n| !n.is_empty()),
-            uid: text(meta.and_then(|m| m.get("uid"))).filter(|u| !u.is_empty()),
+            uid: object.uid.clone().filter(|u| !u.is_empty()),
         },
         reason,
         action: "Admission",
@@ -590,9 +1014,14 @@ fn image_set(w: &Workload) -> BTreeSet<&str> {
     w.containers.iter().map(|c| c.image.as_str()).collect()
 }
 
-fn deny(resp: AdmissionResponse, message: String, code: u16, reason: &str) -> AdmissionResponse {
-    let mut resp = resp.deny(&message);
-    resp.result = Status::failure(&message, reason).with_code(code);
+fn deny(mut resp: Answer, message: String, code: u16, reason: &'static str) -> Answer {
+    resp.allowed = false;
+    resp.status = AnswerStatus {
+        status: Some("Failure"),
+        code,
+        message,
+        reason,
+    };
     resp
 }
 
@@ -675,7 +1104,7 @@ fn make_alert(
     d: &Decision,
     rules: &RuleSet,
     ctx: &RequestContext,
-    req: &AdmissionRequest<DynamicObject>,
+    req: &Review,
     wl: &Workload,
     break_glass: Option<String>,
 ) -> Alert {
@@ -722,12 +1151,7 @@ fn make_alert(
 
 /// A well-formed review whose object cannot be read: the failure policy answers (`allow`
 /// allows with a warning; `deny` and `unscanned` deny, since no image can be evaluated).
-fn unreadable(
-    state: &State,
-    resp: AdmissionResponse,
-    kind: &str,
-    detail: &str,
-) -> AdmissionResponse {
+fn unreadable(state: &State, resp: Answer, kind: &str, detail: &str) -> Answer {
     let message = format!("vulngate cannot read this {kind}: {detail}");
     state.metrics.decision("unreadable");
     tracing::warn!(uid = %resp.uid, kind, detail, "object unreadable; applying the failure policy");
@@ -738,5 +1162,359 @@ fn unreadable(
             resp
         }
         FailurePolicy::Deny | FailurePolicy::Unscanned => deny(resp, message, 400, "BadRequest"),
+    }
+}
+
+/// The AdmissionResponse: what kube's `AdmissionResponse` serialises for a validating webhook
+/// (the same fields in the same order, `status` always present), written straight to bytes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Answer {
+    pub uid: String,
+    pub allowed: bool,
+    pub status: AnswerStatus,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub audit_annotations: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warnings: Option<Vec<String>>,
+}
+
+/// The response's `status` (kube's `Status`; empty when allowed).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub(crate) struct AnswerStatus {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub code: u16,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub reason: &'static str,
+}
+
+fn is_zero(v: &u16) -> bool {
+    *v == 0
+}
+
+impl Answer {
+    /// Allowed, nothing to say.
+    pub fn allow(uid: &str) -> Answer {
+        Answer {
+            uid: uid.to_string(),
+            allowed: true,
+            ..Answer::default()
+        }
+    }
+
+    /// The AdmissionReview v1 carrying this response, as JSON.
+    pub fn to_review_json(&self) -> serde_json::Result<Vec<u8>> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Envelope<'a> {
+            api_version: &'static str,
+            kind: &'static str,
+            response: &'a Answer,
+        }
+        let extra = self.status.message.len()
+            + self
+                .warnings
+                .iter()
+                .flatten()
+                .map(|w| w.len() + 4)
+                .sum::<usize>()
+            + self
+                .audit_annotations
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 6)
+                .sum::<usize>();
+        let mut buf = Vec::with_capacity(160 + self.uid.len() + extra);
+        serde_json::to_writer(
+            &mut buf,
+            &Envelope {
+                api_version: ADMISSION_API_VERSION,
+                kind: "AdmissionReview",
+                response: self,
+            },
+        )?;
+        Ok(buf)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use kube::core::admission::AdmissionResponse;
+    use serde_json::json;
+
+    use super::*;
+
+    const BREAK_GLASS: &str = "vulngate.io/break-glass";
+
+    fn all_on() -> ParseOptions<'static> {
+        static EXCLUDED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        ParseOptions {
+            excluded_namespaces: EXCLUDED.get_or_init(|| vec!["kube-system".to_string()]),
+            break_glass_annotation: Some(BREAK_GLASS),
+            pull_secrets: true,
+            compare_old: true,
+        }
+    }
+
+    fn pod_spec(images: &[&str]) -> Value {
+        json!({
+            "serviceAccountName": "builder",
+            "imagePullSecrets": [{ "name": "regcred" }, { "name": "" }, {}],
+            "initContainers": [{ "name": "init", "image": "example.com/init:1" }],
+            "containers": images.iter().enumerate()
+                .map(|(i, im)| json!({ "name": format!("c{i}"), "image": im, "ports": [{ "containerPort": 80 }] }))
+                .collect::<Vec<_>>(),
+            "ephemeralContainers": [{ "name": "debug", "image": "busybox:1.36" }]
+        })
+    }
+
+    /// An object of `kind` running `images` (as `tests/support`, with more pod spec fields).
+    fn workload(kind: &str, images: &[&str]) -> Value {
+        let labels = json!({ "app": "web", "tier": "a\"b" });
+        let template = json!({ "metadata": { "labels": labels }, "spec": pod_spec(images) });
+        let (api, spec) = match kind {
+            "Pod" => ("v1", pod_spec(images)),
+            "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => (
+                "apps/v1",
+                json!({ "replicas": 2, "selector": { "matchLabels": labels }, "template": template }),
+            ),
+            "Job" => ("batch/v1", json!({ "template": template })),
+            "CronJob" => (
+                "batch/v1",
+                json!({ "schedule": "* * * * *", "jobTemplate": { "spec": { "template": template } } }),
+            ),
+            "ReplicationController" => ("v1", json!({ "template": template })),
+            other => panic!("unknown kind {other}"),
+        };
+        let mut meta = json!({
+            "name": "web", "namespace": "shop", "uid": "0b7f",
+            "annotations": {
+                BREAK_GLASS: " INC-42 ",
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"kind\":\"x\"}\n"
+            },
+            "managedFields": [{ "manager": "kubectl", "fieldsV1": { "f:spec": {} } }]
+        });
+        if kind == "Pod" {
+            meta["labels"] = labels;
+        }
+        json!({ "apiVersion": api, "kind": kind, "metadata": meta, "spec": spec, "status": {} })
+    }
+
+    fn review_json(operation: &str, object: &Value, old: Option<&Value>) -> Value {
+        let kind = object["kind"].as_str().unwrap_or("Deployment").to_string();
+        let api = object["apiVersion"].as_str().unwrap_or("apps/v1");
+        let (group, version) = api.split_once('/').unwrap_or(("", api));
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                "kind": { "group": group, "version": version, "kind": kind },
+                "resource": { "group": group, "version": version, "resource": "things" },
+                "requestKind": { "group": group, "version": version, "kind": kind },
+                "name": "web",
+                "namespace": "shop",
+                "operation": operation,
+                "userInfo": { "username": "alice@example.com", "uid": "1", "groups": ["system:authenticated"], "extra": { "scopes": ["a"] } },
+                "object": object,
+                "oldObject": old.cloned().unwrap_or(Value::Null),
+                "dryRun": false,
+                "options": { "apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions" }
+            }
+        })
+    }
+
+    /// The fast parse, when it answers, answers as the slow one; returns it.
+    fn agree(body: &[u8], opts: &ParseOptions<'_>) -> Option<Review> {
+        let fast = fast::parse(body, opts);
+        match (&fast, parse_review_slow(body, opts)) {
+            (Some(f), Ok(s)) => assert_eq!(f, &s, "{}", String::from_utf8_lossy(body)),
+            (Some(_), Err(e)) => panic!(
+                "fast parse accepts what the slow one refuses ({}): {}",
+                e.0,
+                String::from_utf8_lossy(body)
+            ),
+            (None, _) => {}
+        }
+        fast
+    }
+
+    fn bytes(v: &Value) -> Vec<u8> {
+        serde_json::to_vec(v).unwrap()
+    }
+
+    const KINDS: [&str; 8] = [
+        "Pod",
+        "Deployment",
+        "ReplicaSet",
+        "StatefulSet",
+        "DaemonSet",
+        "Job",
+        "CronJob",
+        "ReplicationController",
+    ];
+
+    #[test]
+    fn fast_parse_agrees_on_every_kind() {
+        for kind in KINDS {
+            let obj = workload(kind, &["example.com/a:1", "example.com/b:2"]);
+            for opts in [all_on(), ParseOptions::default()] {
+                let r = agree(&bytes(&review_json("CREATE", &obj, None)), &opts)
+                    .unwrap_or_else(|| panic!("{kind}: no fast parse"));
+                let o = r.object.as_ref().unwrap();
+                let w = o.workload.as_ref().unwrap();
+                assert_eq!(w.containers.len(), 4, "{kind}");
+                if opts.pull_secrets {
+                    assert_eq!(
+                        o.pull_secrets.as_ref().unwrap().secrets,
+                        vec!["regcred".to_string()]
+                    );
+                    assert_eq!(o.break_glass.as_deref(), Some("INC-42"));
+                }
+                // UPDATE: the old object is read too (same, other, or unreadable images).
+                for old in [
+                    obj.clone(),
+                    workload(kind, &["example.com/c:3"]),
+                    json!({ "kind": kind }),
+                ] {
+                    agree(&bytes(&review_json("UPDATE", &obj, Some(&old))), &opts);
+                }
+                let r = agree(&bytes(&review_json("UPDATE", &obj, Some(&obj))), &opts).unwrap();
+                assert_eq!(r.old_workload.is_some(), opts.compare_old);
+            }
+        }
+    }
+
+    #[test]
+    fn fast_parse_agrees_on_fixtures() {
+        for body in [
+            include_bytes!("../../../examples/admission-review.json").as_slice(),
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","kind":{"group":"apps","version":"v1","kind":"Deployment"},"resource":{"group":"apps","version":"v1","resource":"deployments"},"name":"web","namespace":"shop","operation":"CREATE","userInfo":{"username":"alice@example.com","groups":["system:authenticated"]},"object":{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"shop","labels":{"app":"web"}},"spec":{"replicas":2,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"127.0.0.1:5000/bench/app@sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0","ports":[{"containerPort":8080}]}]}}}},"oldObject":null,"dryRun":false,"options":{"apiVersion":"meta.k8s.io/v1","kind":"CreateOptions"}}}"#.as_slice(),
+        ] {
+            for opts in [all_on(), ParseOptions::default()] {
+                assert!(agree(body, &opts).is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn fast_parse_agrees_on_unusual_requests() {
+        let d = workload("Deployment", &["example.com/a:1"]);
+        let base = review_json("CREATE", &d, None);
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut v = base.clone();
+            f(&mut v);
+            bytes(&v)
+        };
+        let mut cases: Vec<Vec<u8>> = vec![
+            b"{not json".to_vec(),
+            b"[]".to_vec(),
+            b"null".to_vec(),
+            with(&|v| v["apiVersion"] = json!("admission.k8s.io/v1beta1")),
+            with(&|v| v["kind"] = json!("Review")),
+            with(&|v| v["response"] = json!({ "uid": "x", "allowed": true })),
+            with(&|v| v["request"] = json!(null)),
+            with(&|v| v["request"]["uid"] = json!("")),
+            with(&|v| v["request"]["uid"] = json!(7)),
+            with(&|v| v["request"]["operation"] = json!("EXPLODE")),
+            with(&|v| v["request"]["dryRun"] = json!(null)),
+            with(&|v| v["request"]["dryRun"] = json!(true)),
+            with(&|v| v["request"]["name"] = json!(null)),
+            with(&|v| v["request"]["userInfo"] = json!(null)),
+            with(&|v| {
+                v["request"].as_object_mut().unwrap().remove("userInfo");
+            }),
+            with(&|v| v["request"]["userInfo"]["groups"] = json!("x")),
+            with(&|v| v["request"]["namespace"] = json!("kube-system")),
+            with(&|v| v["request"]["namespace"] = json!("")),
+            with(&|v| v["request"]["subResource"] = json!("status")),
+            with(&|v| v["request"]["subResource"] = json!("ephemeralcontainers")),
+            with(&|v| v["request"]["operation"] = json!("DELETE")),
+            with(&|v| v["request"]["operation"] = json!("CONNECT")),
+            with(&|v| v["request"]["kind"]["kind"] = json!("ConfigMap")),
+            with(&|v| v["request"]["object"] = json!(null)),
+            with(&|v| v["request"]["object"] = json!("nginx")),
+            with(&|v| {
+                let o = v["request"]["object"].as_object_mut().unwrap();
+                o.remove("apiVersion");
+                o.remove("kind");
+            }),
+            with(&|v| v["request"]["object"]["kind"] = json!(null)),
+            with(&|v| v["request"]["object"]["apiVersion"] = json!("extensions/v1beta1")),
+            with(&|v| v["request"]["object"]["kind"] = json!("Pod")),
+            with(&|v| {
+                v["request"]["object"]["spec"]["template"]["spec"]["containers"] = json!("nginx")
+            }),
+            with(&|v| {
+                v["request"]["object"]["spec"]["template"]["spec"]["containers"][0]["image"] =
+                    json!("")
+            }),
+            with(&|v| v["request"]["object"]["metadata"]["annotations"][BREAK_GLASS] = json!(1)),
+            with(&|v| {
+                v["request"]["object"]["metadata"]["annotations"][BREAK_GLASS] = json!("false")
+            }),
+            with(&|v| v["request"]["object"]["metadata"]["name"] = json!(null)),
+            with(&|v| v["request"]["object"]["metadata"] = json!(null)),
+        ];
+        // Duplicate keys: the slow parse takes the last value.
+        cases.push(
+            String::from_utf8(bytes(&base))
+                .unwrap()
+                .replacen("\"dryRun\":false", "\"dryRun\":false,\"dryRun\":true", 1)
+                .into_bytes(),
+        );
+        for body in &cases {
+            for opts in [all_on(), ParseOptions::default()] {
+                agree(body, &opts);
+            }
+        }
+        // The fast parse answers the well-formed ones.
+        for i in [11, 16, 17, 18, 19, 20, 21, 22, 23, 25, 32, 33, 34] {
+            assert!(
+                fast::parse(&cases[i], &all_on()).is_some(),
+                "case {i}: {}",
+                String::from_utf8_lossy(&cases[i])
+            );
+        }
+    }
+
+    #[test]
+    fn answer_serialises_as_kube_admission_response() {
+        let rv: AdmissionReview<DynamicObject> =
+            serde_json::from_value(review_json("CREATE", &workload("Pod", &["a"]), None)).unwrap();
+        let req: AdmissionRequest<DynamicObject> = rv.try_into().unwrap();
+        let as_value =
+            |a: &Answer| -> Value { serde_json::from_slice(&a.to_review_json().unwrap()).unwrap() };
+        // Allowed.
+        let kube = AdmissionResponse::from(&req);
+        let ours = Answer::allow(&req.uid);
+        assert_eq!(
+            serde_json::to_string(&kube.clone().into_review()).unwrap(),
+            String::from_utf8(ours.to_review_json().unwrap()).unwrap()
+        );
+        // Denied, with warnings and audit annotations.
+        let mut kube = AdmissionResponse::from(&req).deny("no \"way\"");
+        kube.result = kube::core::Status::failure("no \"way\"", "Forbidden").with_code(403);
+        kube.warnings = Some(vec!["w1".into(), "w2".into()]);
+        kube.audit_annotations = [("decision", "deny"), ("rule", "r1,r2")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut ours = deny(
+            Answer::allow(&req.uid),
+            "no \"way\"".into(),
+            403,
+            "Forbidden",
+        );
+        ours.warnings = kube.warnings.clone();
+        ours.audit_annotations = kube.audit_annotations.clone().into_iter().collect();
+        assert_eq!(
+            serde_json::to_value(kube.into_review()).unwrap(),
+            as_value(&ours)
+        );
     }
 }

@@ -414,11 +414,23 @@ pub fn init_logging(level: &str) -> LogGuard {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
-        .with_writer(writer)
+        .with_writer(writer.clone())
         .with_current_span(false)
         .try_init()
         .ok()
-        .map(|()| guard)
+        .map(|()| {
+            // Decision lines are formatted by the handler and written here directly.
+            let _ = DECISION_LOG.set(writer);
+            guard
+        })
+}
+
+/// The writer of `init_logging`'s subscriber, once it is the global one.
+static DECISION_LOG: std::sync::OnceLock<tracing_appender::non_blocking::NonBlocking> =
+    std::sync::OnceLock::new();
+
+pub(crate) fn decision_log_writer() -> Option<tracing_appender::non_blocking::NonBlocking> {
+    DECISION_LOG.get().cloned()
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
@@ -428,7 +440,7 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 async fn validate(AxState(state): AxState<Arc<State>>, uri: Uri, body: Bytes) -> Response {
     let started = tokio::time::Instant::now();
     let timeout = admission::timeout_from_query(uri.query(), state.config.default_timeout);
-    let rv = match admission::parse_review(&body) {
+    let rv = match admission::parse_review(&body, &admission::ParseOptions::new(&state)) {
         Ok(rv) => rv,
         Err(admission::BadReview(message)) => {
             state
@@ -448,7 +460,7 @@ async fn validate(AxState(state): AxState<Arc<State>>, uri: Uri, body: Bytes) ->
         if resp.allowed { "allowed" } else { "denied" },
         started.elapsed().as_secs_f64(),
     );
-    match serde_json::to_vec(&resp.into_review()) {
+    match resp.to_review_json() {
         Ok(body) => json_response(StatusCode::OK, body),
         Err(e) => {
             tracing::error!(error = %e, "cannot serialise the AdmissionReview response");

@@ -11,6 +11,18 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
 
+/// Label values counted on every request: their counters are looked up (and the label set
+/// built) once, not per request. A family's counter is shared with its handle, and created
+/// on first use only, so `/metrics` shows exactly the same series.
+const FREQUENT_DECISIONS: [&str; 3] = ["allow", "audit", "deny"];
+const FREQUENT_RESPONSES: [&str; 2] = ["allowed", "denied"];
+
+fn cached(family: &Family<Labels, Counter>, label: &'static str, value: &str) -> Counter {
+    family
+        .get_or_create(&vec![(label, value.to_string())])
+        .clone()
+}
+
 #[derive(Debug)]
 struct Inner {
     registry: Registry,
@@ -30,6 +42,8 @@ struct Inner {
     rescan_duration: Histogram,
     rescan_lookup_errors: Counter,
     events: Family<Labels, Counter>,
+    decision_counters: [std::sync::OnceLock<Counter>; FREQUENT_DECISIONS.len()],
+    request_counters: [std::sync::OnceLock<Counter>; FREQUENT_RESPONSES.len()],
 }
 
 /// The server's metrics; cheap to clone.
@@ -147,6 +161,8 @@ impl Metrics {
             rescan_duration,
             rescan_lookup_errors,
             events,
+            decision_counters: Default::default(),
+            request_counters: Default::default(),
             registry,
             decisions,
             requests,
@@ -163,18 +179,30 @@ impl Metrics {
     }
 
     pub fn decision(&self, outcome: &str) {
-        self.0
-            .decisions
-            .get_or_create(&vec![("outcome", outcome.to_string())])
-            .inc();
+        let i = &self.0;
+        match FREQUENT_DECISIONS.iter().position(|o| *o == outcome) {
+            Some(n) => i.decision_counters[n]
+                .get_or_init(|| cached(&i.decisions, "outcome", outcome))
+                .inc(),
+            None => i
+                .decisions
+                .get_or_create(&vec![("outcome", outcome.to_string())])
+                .inc(),
+        };
     }
 
     pub fn request(&self, response: &str, seconds: f64) {
-        self.0
-            .requests
-            .get_or_create(&vec![("response", response.to_string())])
-            .inc();
-        self.0.latency.observe(seconds);
+        let i = &self.0;
+        match FREQUENT_RESPONSES.iter().position(|o| *o == response) {
+            Some(n) => i.request_counters[n]
+                .get_or_init(|| cached(&i.requests, "response", response))
+                .inc(),
+            None => i
+                .requests
+                .get_or_create(&vec![("response", response.to_string())])
+                .inc(),
+        };
+        i.latency.observe(seconds);
     }
 
     pub fn cache_hit(&self) {

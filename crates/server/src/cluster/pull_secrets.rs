@@ -46,6 +46,31 @@ impl PullSecretRefs {
         }
     }
 
+    /// From the fast parse of a pod spec (the same as [`from_pod_spec`](Self::from_pod_spec)
+    /// on its JSON); `None`: no pod spec.
+    pub fn from_slim(spec: Option<&vulngate_core::workload::slim::SlimSpec<'_>>) -> PullSecretRefs {
+        let service_account = spec
+            .and_then(|s| s.service_account_name.as_ref())
+            .map(|s| s.as_str())
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default")
+            .to_string();
+        let secrets = spec
+            .and_then(|s| s.image_pull_secrets.as_ref())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.name.as_ref().map(|n| n.as_str()))
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        PullSecretRefs {
+            service_account,
+            secrets,
+        }
+    }
+
     /// From a workload object of any gated kind (the pod spec at its usual place).
     pub fn from_object(object: &Value) -> PullSecretRefs {
         let pointer = match object.get("kind").and_then(Value::as_str) {
