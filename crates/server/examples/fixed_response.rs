@@ -9,6 +9,10 @@
 //!     --listen 127.0.0.1:9443 --data-dir /tmp/fixed-data
 //! ```
 
+// The same global allocator as the `vulngate` binary, so the ratio stays fair.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -13,6 +13,10 @@
 //! cargo run --release -p vulngate-server --example handler_cost -- [--requests 20000] [--rounds 5] [--log none] 2>/tmp/handler_cost.log
 //! ```
 
+// The same global allocator as the `vulngate` binary, so the ratio stays fair.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
