@@ -874,7 +874,7 @@ fn log_decision(line: &DecisionLine<'_>) {
     if !tracing::enabled!(target: "vulngate::decision", tracing::Level::INFO) {
         return;
     }
-    if let Some(mut writer) = crate::decision_log_writer() {
+    if let Some(writer) = crate::decision_log_writer() {
         #[derive(Serialize)]
         struct Fields<'a> {
             message: &'static str,
@@ -888,7 +888,6 @@ fn log_decision(line: &DecisionLine<'_>) {
             fields: Fields<'a>,
             target: &'static str,
         }
-        use std::io::Write as _;
         let mut ts = String::with_capacity(32);
         let now = Utc::now();
         {
@@ -919,7 +918,7 @@ fn log_decision(line: &DecisionLine<'_>) {
         if serde_json::to_writer(&mut buf, &event).is_ok() {
             buf.push(b'\n');
             // One write: one line, never interleaved with another.
-            let _ = writer.write_all(&buf);
+            writer.append(&buf);
             return;
         }
     }

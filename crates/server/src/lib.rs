@@ -16,6 +16,7 @@ pub mod cache;
 pub mod cluster;
 pub mod config;
 mod error;
+pub mod logsink;
 pub mod metrics;
 pub mod rules;
 pub mod source;
@@ -389,48 +390,47 @@ pub async fn run(config: Config) -> Result<()> {
 }
 
 /// Keeps the log writer thread; dropping it writes the lines still buffered.
-pub type LogGuard = Option<tracing_appender::non_blocking::WorkerGuard>;
+pub type LogGuard = Option<logsink::LogFlushGuard>;
 
 /// JSON log lines on stderr; `RUST_LOG` overrides `level`. Does nothing when a global
 /// subscriber is already set.
 ///
-/// Lines are formatted on the calling thread and handed to a writer thread, which writes them
-/// to a buffered stderr and flushes whenever it has written every pending line: a request never
-/// waits for a `write(2)` to stderr, and under load many lines go out in one call. Nothing is
-/// dropped: when 128k lines are pending, logging waits (lossy mode off). Keep the returned
-/// guard alive for as long as the process logs.
+/// Lines are formatted on the calling thread and appended to a buffer that a writer thread
+/// writes to stderr in batches (every 20 ms, or at once past 256 KiB; see [`logsink`]): a
+/// request never waits for a `write(2)` to stderr nor wakes a thread per line. Nothing is
+/// dropped: when 8 MiB are pending, logging waits. Keep the returned guard alive for as long
+/// as the process logs.
 pub fn init_logging(level: &str) -> LogGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("vulngate-log")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+    let (sink, guard) = match logsink::LogSink::spawn(std::io::stderr()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vulngate: cannot start the log writer thread: {e}");
+            return None;
+        }
+    };
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
-        .with_writer(writer.clone())
+        .with_writer(sink.clone())
         .with_current_span(false)
         .try_init()
         .ok()
         .map(|()| {
             // Decision lines are formatted by the handler and written here directly.
-            let _ = DECISION_LOG.set(writer);
+            let _ = DECISION_LOG.set(sink);
             guard
         })
 }
 
 /// The writer of `init_logging`'s subscriber, once it is the global one.
-static DECISION_LOG: std::sync::OnceLock<tracing_appender::non_blocking::NonBlocking> =
-    std::sync::OnceLock::new();
+static DECISION_LOG: std::sync::OnceLock<logsink::LogSink> = std::sync::OnceLock::new();
 
-pub(crate) fn decision_log_writer() -> Option<tracing_appender::non_blocking::NonBlocking> {
-    DECISION_LOG.get().cloned()
+pub(crate) fn decision_log_writer() -> Option<&'static logsink::LogSink> {
+    DECISION_LOG.get()
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {

@@ -1,13 +1,91 @@
 //! Prometheus metrics (`/metrics`, OpenMetrics text).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+
+/// A histogram observed without a lock. prometheus-client's `Histogram` takes a write lock
+/// on every `observe`; on the admission path, observed once per request by every worker,
+/// that lock is contended (worker threads spun in `sched_yield` under load). Here every
+/// bucket, the count and the sum are atomics: an observation is two or three `fetch_add`s
+/// and a compare-and-swap loop for the sum. A scrape may see a count one observation ahead
+/// of the buckets; Prometheus accepts that (it is what client_golang does too).
+#[derive(Debug, Clone)]
+pub struct AtomicHistogram(Arc<HistogramCells>);
+
+#[derive(Debug)]
+struct HistogramCells {
+    /// Upper bounds, ascending; the last is `f64::MAX` (`+Inf`).
+    bounds: Vec<f64>,
+    counts: Vec<AtomicU64>,
+    count: AtomicU64,
+    /// The sum, as `f64` bits.
+    sum: AtomicU64,
+}
+
+impl AtomicHistogram {
+    pub fn new(buckets: impl IntoIterator<Item = f64>) -> AtomicHistogram {
+        let bounds: Vec<f64> = buckets.into_iter().chain([f64::MAX]).collect();
+        let counts = bounds.iter().map(|_| AtomicU64::new(0)).collect();
+        AtomicHistogram(Arc::new(HistogramCells {
+            bounds,
+            counts,
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0f64.to_bits()),
+        }))
+    }
+
+    pub fn observe(&self, v: f64) {
+        let c = &self.0;
+        let i = c.bounds.partition_point(|b| *b < v).min(c.bounds.len() - 1);
+        c.counts[i].fetch_add(1, Ordering::Relaxed);
+        c.count.fetch_add(1, Ordering::Relaxed);
+        let _ = c
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + v).to_bits())
+            });
+    }
+
+    /// Sum, count and the per-bucket counts (not cumulative), as prometheus-client's.
+    pub fn get(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let c = &self.0;
+        let buckets = c
+            .bounds
+            .iter()
+            .zip(&c.counts)
+            .map(|(b, n)| (*b, n.load(Ordering::Relaxed)))
+            .collect();
+        (
+            f64::from_bits(c.sum.load(Ordering::Relaxed)),
+            c.count.load(Ordering::Relaxed),
+            buckets,
+        )
+    }
+}
+
+impl TypedMetric for AtomicHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for AtomicHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let (sum, count, buckets) = self.get();
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -23,12 +101,27 @@ fn cached(family: &Family<Labels, Counter>, label: &'static str, value: &str) ->
         .clone()
 }
 
+/// Increments `family`'s counter for `label=value`, through its cached handle in `cells`
+/// when `value` is one of `frequent` (same index).
+fn inc(
+    family: &Family<Labels, Counter>,
+    label: &'static str,
+    value: &str,
+    frequent: &[&str],
+    cells: &[std::sync::OnceLock<Counter>],
+) {
+    match frequent.iter().position(|o| *o == value) {
+        Some(n) => cells[n].get_or_init(|| cached(family, label, value)).inc(),
+        None => cached(family, label, value).inc(),
+    };
+}
+
 #[derive(Debug)]
 struct Inner {
     registry: Registry,
     decisions: Family<Labels, Counter>,
     requests: Family<Labels, Counter>,
-    latency: Histogram,
+    latency: AtomicHistogram,
     cache_hits: Counter,
     cache_misses: Counter,
     source_failures: Family<Labels, Counter>,
@@ -71,7 +164,7 @@ impl Metrics {
             "Admission requests by response (allowed, denied, invalid)",
             requests.clone(),
         );
-        let latency = Histogram::new(exponential_buckets(0.0005, 2.5, 14));
+        let latency = AtomicHistogram::new(exponential_buckets(0.0005, 2.5, 14));
         registry.register(
             "admission_duration_seconds",
             "Time to answer an admission request",
@@ -180,28 +273,24 @@ impl Metrics {
 
     pub fn decision(&self, outcome: &str) {
         let i = &self.0;
-        match FREQUENT_DECISIONS.iter().position(|o| *o == outcome) {
-            Some(n) => i.decision_counters[n]
-                .get_or_init(|| cached(&i.decisions, "outcome", outcome))
-                .inc(),
-            None => i
-                .decisions
-                .get_or_create(&vec![("outcome", outcome.to_string())])
-                .inc(),
-        };
+        inc(
+            &i.decisions,
+            "outcome",
+            outcome,
+            &FREQUENT_DECISIONS,
+            &i.decision_counters,
+        );
     }
 
     pub fn request(&self, response: &str, seconds: f64) {
         let i = &self.0;
-        match FREQUENT_RESPONSES.iter().position(|o| *o == response) {
-            Some(n) => i.request_counters[n]
-                .get_or_init(|| cached(&i.requests, "response", response))
-                .inc(),
-            None => i
-                .requests
-                .get_or_create(&vec![("response", response.to_string())])
-                .inc(),
-        };
+        inc(
+            &i.requests,
+            "response",
+            response,
+            &FREQUENT_RESPONSES,
+            &i.request_counters,
+        );
         i.latency.observe(seconds);
     }
 
@@ -321,5 +410,63 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.0.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lock-free histogram encodes exactly as prometheus-client's own, bucket by bucket,
+    /// for values below, on and above the bounds.
+    #[test]
+    fn atomic_histogram_encodes_like_prometheus_client() {
+        let bounds = || exponential_buckets(0.0005, 2.5, 14);
+        let ours = AtomicHistogram::new(bounds());
+        let theirs = Histogram::new(bounds());
+        let values = [
+            0.0, 0.0001, 0.0005, 0.00051, 0.003, 0.0125, 1.0, 2.5, 30.0, 1e9,
+        ];
+        for v in values {
+            ours.observe(v);
+            theirs.observe(v);
+        }
+        let text = |h: &dyn Fn(&mut Registry)| {
+            let mut r = Registry::default();
+            h(&mut r);
+            let mut out = String::new();
+            encode(&mut out, &r).unwrap();
+            out
+        };
+        let a = text(&|r| r.register("d", "help", ours.clone()));
+        let b = text(&|r| r.register("d", "help", theirs.clone()));
+        assert_eq!(a, b);
+        assert!(a.contains("d_count 10"), "{a}");
+        assert!(a.contains("d_bucket{le=\"0.0005\"} 3"), "{a}");
+        let (sum, count, _) = ours.get();
+        assert_eq!(count, 10);
+        assert!((sum - values.iter().sum::<f64>()).abs() < 1e-6);
+    }
+
+    /// Observations from several threads at once are all counted.
+    #[test]
+    fn atomic_histogram_counts_concurrent_observations() {
+        let h = AtomicHistogram::new([0.001, 0.01]);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let h = h.clone();
+                s.spawn(move || {
+                    for i in 0..10_000 {
+                        h.observe(if (i + t) % 2 == 0 { 0.0005 } else { 0.005 });
+                    }
+                });
+            }
+        });
+        let (sum, count, buckets) = h.get();
+        assert_eq!(count, 40_000);
+        assert_eq!(buckets[0].1, 20_000);
+        assert_eq!(buckets[1].1, 20_000);
+        assert_eq!(buckets[2].1, 0);
+        assert!((sum - 20_000.0 * 0.0055).abs() < 1e-6, "{sum}");
     }
 }

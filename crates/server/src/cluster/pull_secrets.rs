@@ -21,54 +21,48 @@ pub struct PullSecretRefs {
 }
 
 impl PullSecretRefs {
+    /// From a pod's service account name and its pull secret names: the service account
+    /// `default` when there is none (or it is empty); empty secret names left out.
+    pub fn new<'n>(
+        service_account: Option<&str>,
+        secrets: impl IntoIterator<Item = &'n str>,
+    ) -> PullSecretRefs {
+        PullSecretRefs {
+            service_account: service_account
+                .filter(|s| !s.is_empty())
+                .unwrap_or("default")
+                .to_string(),
+            secrets: secrets
+                .into_iter()
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+
     /// From a pod spec (JSON, `spec` of a Pod or a template's `spec`).
     pub fn from_pod_spec(spec: &Value) -> PullSecretRefs {
-        let service_account = spec
-            .get("serviceAccountName")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .unwrap_or("default")
-            .to_string();
-        let secrets = spec
-            .get("imagePullSecrets")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.get("name").and_then(Value::as_str))
-                    .filter(|n| !n.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        PullSecretRefs {
-            service_account,
-            secrets,
-        }
+        PullSecretRefs::new(
+            spec.get("serviceAccountName").and_then(Value::as_str),
+            spec.get("imagePullSecrets")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.get("name").and_then(Value::as_str)),
+        )
     }
 
     /// From the fast parse of a pod spec (the same as [`from_pod_spec`](Self::from_pod_spec)
     /// on its JSON); `None`: no pod spec.
     pub fn from_slim(spec: Option<&vulngate_core::workload::slim::SlimSpec<'_>>) -> PullSecretRefs {
-        let service_account = spec
-            .and_then(|s| s.service_account_name.as_ref())
-            .map(|s| s.as_str())
-            .filter(|s| !s.is_empty())
-            .unwrap_or("default")
-            .to_string();
-        let secrets = spec
-            .and_then(|s| s.image_pull_secrets.as_ref())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.name.as_ref().map(|n| n.as_str()))
-                    .filter(|n| !n.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        PullSecretRefs {
-            service_account,
-            secrets,
-        }
+        PullSecretRefs::new(
+            spec.and_then(|s| s.service_account_name.as_ref())
+                .map(|s| s.as_str()),
+            spec.and_then(|s| s.image_pull_secrets.as_ref())
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.name.as_ref().map(|n| n.as_str())),
+        )
     }
 
     /// From a workload object of any gated kind (the pod spec at its usual place).
