@@ -143,12 +143,25 @@ impl ImageRef {
 
     /// `registry/repository` (what scope selectors and the registry client use).
     pub fn name(&self) -> String {
-        format!("{}/{}", self.registry, self.repository)
+        let mut s = String::with_capacity(self.registry.len() + 1 + self.repository.len());
+        s.push_str(&self.registry);
+        s.push('/');
+        s.push_str(&self.repository);
+        s
     }
 
     /// The normalised reference: `registry/repository[:tag][@digest]`.
     pub fn normalized(&self) -> String {
-        let mut s = self.name();
+        // Sized once: this is the findings cache's key, built on every request.
+        let len = self.registry.len()
+            + 1
+            + self.repository.len()
+            + self.tag.as_ref().map_or(0, |t| 1 + t.len())
+            + self.digest.as_ref().map_or(0, |d| 1 + d.len());
+        let mut s = String::with_capacity(len);
+        s.push_str(&self.registry);
+        s.push('/');
+        s.push_str(&self.repository);
         if let Some(t) = &self.tag {
             s.push(':');
             s.push_str(t);
@@ -239,5 +252,19 @@ mod tests {
     fn normalized_form() {
         let r = ImageRef::parse("nginx:1.25").unwrap();
         assert_eq!(r.normalized(), "docker.io/library/nginx:1.25");
+        let d = format!("sha256:{}", "ab".repeat(32));
+        for (input, want) in [
+            (format!("nginx@{d}"), format!("docker.io/library/nginx@{d}")),
+            (
+                format!("127.0.0.1:5000/a/b:v1@{d}"),
+                format!("127.0.0.1:5000/a/b:v1@{d}"),
+            ),
+            ("ghcr.io/o/r".to_string(), "ghcr.io/o/r:latest".to_string()),
+        ] {
+            let r = ImageRef::parse(&input).unwrap();
+            assert_eq!(r.normalized(), want, "{input}");
+            assert_eq!(r.normalized().capacity(), want.len(), "sized once: {input}");
+            assert_eq!(r.name(), format!("{}/{}", r.registry, r.repository));
+        }
     }
 }

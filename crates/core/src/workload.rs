@@ -186,6 +186,19 @@ impl Workload {
             user: None,
         }
     }
+
+    /// [`to_context`](Self::to_context), moving the names and labels instead of copying them.
+    pub fn into_context(self, cluster: Option<String>) -> RequestContext {
+        RequestContext {
+            cluster,
+            namespace: self.namespace,
+            pod: self.pod_name,
+            workload_kind: Some(self.kind.as_str().to_string()),
+            workload_name: self.name,
+            labels: self.labels,
+            user: None,
+        }
+    }
 }
 
 /// Why an object's images cannot be extracted.

@@ -123,6 +123,8 @@ fn pod_uses_its_own_labels_and_name() {
     assert_eq!(ctx.workload_name.as_deref(), Some("web-"));
     assert_eq!(ctx.namespace, None);
     assert_eq!(ctx.labels, w.labels);
+    // The moving form gives the same context.
+    assert_eq!(w.into_context(Some("aks-prod-1".into())), ctx);
 }
 
 #[test]
@@ -133,6 +135,7 @@ fn controller_context_has_no_pod() {
         json!({ "selector": selector(), "template": template() }),
     );
     let ctx = extract(&obj).unwrap().to_context(None);
+    assert_eq!(extract(&obj).unwrap().into_context(None), ctx);
     assert_eq!(ctx.cluster, None);
     assert_eq!(ctx.pod, None);
     assert_eq!(ctx.namespace.as_deref(), Some("prod-shop"));

@@ -455,7 +455,11 @@ async fn validate(AxState(state): AxState<Arc<State>>, uri: Uri, body: Bytes) ->
                 .into_response();
         }
     };
-    let resp = admission::review(&state, rv, timeout).await;
+    // Synchronous first: the future of this handler, which axum boxes and moves, stays small.
+    let resp = match admission::prepare(&state, rv, timeout) {
+        admission::Prepared::Evaluate(job) => admission::decide(&state, job).await,
+        admission::Prepared::Answered(answer) => answer,
+    };
     state.metrics.request(
         if resp.allowed { "allowed" } else { "denied" },
         started.elapsed().as_secs_f64(),
@@ -491,4 +495,25 @@ async fn metrics_handler(AxState(state): AxState<Arc<State>>) -> Response {
         state.metrics.encode(),
     )
         .into_response()
+}
+#[cfg(test)]
+mod tests {
+    /// axum boxes the handler's future and moves it on every request: it must not carry the
+    /// review's state (5 KB before `admission::Job` was boxed and the lookups' futures were).
+    #[test]
+    fn validate_future_stays_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::Config {
+            data_dir: dir.path().join("data"),
+            ..crate::Config::default()
+        };
+        let server = crate::Server::from_config(cfg).unwrap();
+        let fut = super::validate(
+            axum::extract::State(server.state.clone()),
+            axum::http::Uri::from_static("/validate"),
+            axum::body::Bytes::new(),
+        );
+        let size = std::mem::size_of_val(&fut);
+        assert!(size <= 1536, "validate's future is {size} bytes");
+    }
 }
