@@ -2,7 +2,8 @@
 # Webhook load benchmark (issue 4), loopback only (127.0.0.1), over TLS. One run measures:
 #   (a) fixed   crates/server/examples/fixed_response.rs: the same axum + hyper-util + rustls stack
 #               answering a fixed AdmissionResponse (the physical limit)
-#   (b) warm    `vulngate serve`, one digest-pinned image whose report is cached
+#   (b) warm    `vulngate serve`, one digest-pinned image whose report is cached; also at a fixed
+#               rate (BENCH_RATE): hey (bursts, see below) and wrk paced (Poisson arrivals)
 #   (c) cold    `vulngate serve`, a new digest on every request (images pre-pushed with reports
 #               to a loopback registry; each image is sent once)
 # then fills the findings cache with every seeded digest and reads vulngate's VmRSS.
@@ -11,8 +12,9 @@
 #
 # Knobs (environment): BENCH_IMAGES (10000, seeded digests = the cache fill for the RSS figure),
 # BENCH_DURATION (10s per throughput run), BENCH_ROUNDS (2: a,b alternated), BENCH_CONNECTIONS (32),
-# BENCH_COLD_CONNECTIONS (8), BENCH_COLD_DURATION (20s), BENCH_RATE (2000 req/s for hey -q),
-# BENCH_RATE_WORKERS (20), BENCH_LOG_LEVEL (info), BENCH_OUT (target/bench-webhook),
+# BENCH_COLD_CONNECTIONS (8), BENCH_COLD_DURATION (20s), BENCH_RATE (2000 req/s: hey -q, paced wrk),
+# BENCH_RATE_WORKERS (20: hey's workers, and wrk's connections for the paced run),
+# BENCH_LOG_LEVEL (info), BENCH_OUT (target/bench-webhook),
 # BENCH_REGISTRY (distribution: docker-registry, referrers tag schema; or ferro: ferro-oci-server,
 # referrers API -- ferro 1.0.0 rewrites one metadata.json per push, so seeding slows down
 # quadratically: about 1 image/s after 2,000 images; use it with BENCH_IMAGES <= 1000).
@@ -179,6 +181,16 @@ hey_run() { # label, url
 hey_run a-fixed-rate "$FIXED_URL"
 hey_run b-warm-rate "$VG_URL"
 
+# ---- (b) at a paced rate (wrk, Poisson arrivals) -----------------------------------------------
+# hey's workers tick in phase: its "2,000 req/s" arrive as bursts of RATE_WORKERS requests every
+# RATE_WORKERS/RATE seconds, and its p99 is the wait at the end of a burst. Here each of
+# RATE_WORKERS connections waits an exponential time before each request (admission.lua,
+# BENCH_CONN_RATE): together a Poisson stream. Aimed 5% above RATE to make up for the time a
+# connection waits for its response and for wrk's millisecond timers; the achieved rate is reported.
+CONN_RATE=$(python3 -c "print($RATE * 1.05 / $RATE_WORKERS)")
+wrk_run a-fixed-paced "$FIXED_URL" "$DUR" "$RATE_WORKERS" BENCH_IMAGE="$WARM_IMAGE" BENCH_CONN_RATE="$CONN_RATE"
+wrk_run b-warm-paced "$VG_URL" "$DUR" "$RATE_WORKERS" BENCH_IMAGE="$WARM_IMAGE" BENCH_CONN_RATE="$CONN_RATE"
+
 # ---- (c) cold: every request a new digest ------------------------------------------------------
 MISSES_BEFORE=$(metric vulngate_findings_cache_misses_total)
 wrk_run c-cold "$VG_URL" "$COLD_DUR" "$COLD_CONN" BENCH_IMAGE_LIST="$WORK/cold-images.txt" BENCH_STOP_WHEN_EXHAUSTED=1
@@ -238,6 +250,10 @@ print(f"- (b)/(a) throughput, per round: " + ", ".join(f"{y/x:.1%}" for x, y in 
 for label in ("a-fixed-rate", "b-warm-rate"):
     rps, p50, p99, codes = hey(label)
     print(f"- {label}: hey -z {dur} -c {workers} -q {qps} (target {rate} req/s): {rps:.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, status {codes}")
+for label in ("a-fixed-paced", "b-warm-paced"):
+    j = load(label)
+    errs = sum(j[k] for k in j if k.startswith("errors_"))
+    print(f"- {label}: wrk -c {workers}, Poisson arrivals aimed at {rate} req/s x 1.05: {j['rps']:.0f} req/s, p50 {j['p50_ms']:.2f} ms, p90 {j['p90_ms']:.2f} ms, p99 {j['p99_ms']:.2f} ms, max {j['max_ms']:.2f} ms, errors {errs}" + (f", not allowed {j['not_allowed']}" if label.startswith("b") else ""))
 c = load("c-cold")
 print(f"- (c) cold p99: {c['p99_ms']:.2f} ms (goal <= 50 ms), p50 {c['p50_ms']:.2f} ms, {c['rps_active']:.0f} req/s; source lookups during the run (cache misses): {misses_cold} for {c['requests']} measured requests")
 print(f"- RSS of vulngate: {rss_start/1024:.1f} MiB at start, {rss_warm/1024:.1f} MiB after the warm runs, {rss_filled/1024:.1f} MiB with {misses_total} digests looked up and cached (seeded {n_images}; goal <= 64 MiB); source failures: {failures}")

@@ -9,6 +9,11 @@
 --   BENCH_THREADS   wrk's -t (needed with BENCH_IMAGE_LIST)
 --   BENCH_STOP_WHEN_EXHAUSTED=1  a thread stops once each of its images was sent once (never
 --                   repeats an image: the run stays cold); otherwise the list wraps (counted)
+--   BENCH_CONN_RATE requests per second per connection, paced: before each request a connection
+--                   waits an exponentially distributed time (mean 1/rate), so that the connections'
+--                   requests together arrive as a Poisson stream of about rate x connections per
+--                   second (a little less: a connection waits only once its response is in).
+--                   Unset: each connection sends its next request as soon as it has the response.
 --
 -- A response that is not HTTP 200 with "allowed":true counts as "not_allowed" (with the bench
 -- rule, an image whose report was not found is denied, so lookups that fail show up here).
@@ -47,6 +52,7 @@ local template, images, fixed_body, idx, step, first, stop_when_exhausted
 local headers = { ["Content-Type"] = "application/json" }
 
 function init(args)
+  math.randomseed(os.time() * 1000 + id)
   template = read_file(template_file)
   stop_when_exhausted = os.getenv("BENCH_STOP_WHEN_EXHAUSTED") == "1"
   wraps, not_allowed, sent, exhausted = 0, 0, 0, 0
@@ -63,6 +69,15 @@ function init(args)
   else
     local image = assert(os.getenv("BENCH_IMAGE"), "BENCH_IMAGE or BENCH_IMAGE_LIST is required")
     fixed_body = template:gsub("__IMAGE__", function() return image end)
+  end
+end
+
+local conn_rate = tonumber(os.getenv("BENCH_CONN_RATE") or "")
+if conn_rate then
+  -- Per thread: wrk runs each thread's script in its own Lua state.
+  function delay()
+    -- wrk truncates the delay to whole milliseconds: round instead, so the mean stays 1/rate.
+    return math.floor(-math.log(1 - math.random()) * 1000 / conn_rate + 0.5)
   end
 end
 

@@ -42,10 +42,24 @@ pub fn is_valid_digest(d: &str) -> bool {
         "sha512" => 128,
         _ => return false,
     };
+    // `fold`, not `all`: without the early exit the check compiles to vector instructions
+    // (every admitted image is checked on every request).
     hex.len() == len
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && hex.bytes().fold(true, |ok, b| {
+            ok & (b.is_ascii_digit() | (b'a'..=b'f').contains(&b))
+        })
+}
+
+/// Whether `s` has a whitespace or control character (Unicode's `White_Space`, `Cc`).
+fn has_space_or_control(s: &str) -> bool {
+    if s.is_ascii() {
+        // The same test on ASCII (`\t`..`\r`, space, 0x00..0x1f, 0x7f) without decoding
+        // characters, as a `fold` that compiles to vector instructions.
+        s.bytes()
+            .fold(false, |bad, b| bad | (b <= b' ') | (b == 0x7f))
+    } else {
+        s.chars().any(|c| c.is_whitespace() || c.is_control())
+    }
 }
 
 impl ImageRef {
@@ -58,7 +72,7 @@ impl ImageRef {
         if s.is_empty() {
             return Err(err("empty reference"));
         }
-        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if has_space_or_control(s) {
             return Err(err("contains whitespace or control characters"));
         }
         let (name_tag, digest) = match s.split_once('@') {
@@ -266,5 +280,44 @@ mod tests {
             assert_eq!(r.normalized().capacity(), want.len(), "sized once: {input}");
             assert_eq!(r.name(), format!("{}/{}", r.registry, r.repository));
         }
+    }
+
+    #[test]
+    fn space_or_control_check_agrees_with_char_classes() {
+        let by_char = |s: &str| s.chars().any(|c| c.is_whitespace() || c.is_control());
+        // Every ASCII byte alone and inside a reference; and non-ASCII text (decoded path).
+        for b in 0u8..=0x7f {
+            let c = char::from(b);
+            for s in [c.to_string(), format!("ghcr.io/o/r{c}x:v1")] {
+                assert_eq!(has_space_or_control(&s), by_char(&s), "{s:?}");
+            }
+        }
+        for s in [
+            "ghcr.io/é",
+            "a\u{a0}b",
+            "a\u{85}b",
+            "a\u{2028}",
+            "ü:v1",
+            "a\u{9f}",
+        ] {
+            assert_eq!(has_space_or_control(s), by_char(s), "{s:?}");
+        }
+        assert!(ImageRef::parse("ghcr.io/o/r\u{a0}:v1").is_err());
+        assert!(ImageRef::parse("ghcr.io/o/r\x7f:v1").is_err());
+    }
+
+    #[test]
+    fn digest_check_accepts_only_lowercase_hex() {
+        let ok = format!("sha256:{}", "0123456789abcdef".repeat(4));
+        assert!(is_valid_digest(&ok));
+        assert!(is_valid_digest(&format!("sha512:{}", "a1".repeat(64))));
+        for bad in [b'A', b'g', b'/', b':', b'`', b'G', 0x80] {
+            let mut d = ok.clone().into_bytes();
+            d[20] = bad;
+            let d = String::from_utf8_lossy(&d).into_owned();
+            assert!(!is_valid_digest(&d), "{d:?}");
+        }
+        assert!(!is_valid_digest(&ok[..ok.len() - 1]));
+        assert!(!is_valid_digest(&format!("sha384:{}", "a".repeat(96))));
     }
 }
