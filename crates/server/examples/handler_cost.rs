@@ -44,7 +44,7 @@ spec:
 const REPORT: &str = r#"{"SchemaVersion":2,"CreatedAt":"2026-11-28T00:00:00Z","ArtifactName":"app","ArtifactType":"container_image","Results":[{"Target":"app (debian 12)","Class":"os-pkgs","Type":"debian","Vulnerabilities":[{"VulnerabilityID":"CVE-2099-1","PkgName":"openssl","InstalledVersion":"3.0.1","FixedVersion":"3.0.2","Severity":"LOW","CVSS":{"nvd":{"V3Score":5.3}}}]}]}"#;
 
 /// What `vulngate serve` answers for an allowed image without warnings.
-const RESPONSE: &[u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true}}"#;
+const RESPONSE: &[u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true,"status":{}}}"#;
 
 async fn fixed(body: Bytes) -> Response {
     let _ = body.len();
