@@ -325,7 +325,7 @@ pub struct InstallArgs {
     /// Namespace to install into (a DNS label).
     #[arg(short = 'n', long, default_value = "vulngate", value_parser = parse_dns_label)]
     pub namespace: String,
-    /// Container image [default: ghcr.io/vulngate/vulngate:<this version>].
+    /// Container image (by default this version's release image).
     #[arg(long, default_value = concat!("ghcr.io/vulngate/vulngate:", env!("CARGO_PKG_VERSION")))]
     pub image: String,
     /// Webhook pods (with failurePolicy Fail, keep at least 2).

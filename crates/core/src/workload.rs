@@ -507,7 +507,7 @@ pub fn parse_manifests(text: &str) -> Result<Vec<ManifestDoc>, ManifestError> {
 /// bytes into the few fields vulngate reads (borrowing the strings that need no unescaping),
 /// without a `serde_json::Value` tree or the full k8s-openapi types.
 ///
-/// [`SlimObject::workload`] answers only for well-formed objects, with exactly what
+/// [`slim::SlimObject::workload`] answers only for well-formed objects, with exactly what
 /// [`extract`] returns for them; whenever `extract` would fail (or the slim view cannot tell),
 /// it answers `None` and the caller takes the slow path (`Value` + [`extract`]) for the
 /// precise, path-naming error. What the slim view does not check: the types of fields it

@@ -4,7 +4,8 @@
 //! [`AlertStore`] is the public face (the webhook writes, `vulngate alerts` reads); storage is
 //! behind [`AlertBackend`]: [`SqliteBackend`] (a file in the data directory, the default) or
 //! [`PostgresBackend`] (shared by replicas), chosen by [`StoreUrl`] (`store:` in vulngate.yaml).
-//! Both have the same tables, columns and migration numbers ([`migrations`], side by side).
+//! Both have the same tables, columns and migration numbers (side by side in the private
+//! `migrations` module).
 
 mod migrations;
 pub mod postgres;
