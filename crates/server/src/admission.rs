@@ -387,10 +387,12 @@ mod fast {
         operation: Operation,
         #[serde(borrow)]
         user_info: UserInfo<'a>,
+        // Boxed: the objects are most of this struct's size, and the deserialiser moves the
+        // struct several times on its way out.
         #[serde(default, borrow)]
-        object: Option<SlimObject<'a>>,
+        object: Option<Box<SlimObject<'a>>>,
         #[serde(default, borrow)]
-        old_object: Option<SlimObject<'a>>,
+        old_object: Option<Box<SlimObject<'a>>>,
         #[serde(default)]
         dry_run: bool,
         #[serde(default)]
