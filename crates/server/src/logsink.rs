@@ -71,7 +71,12 @@ impl LogSink {
         cap: usize,
     ) -> std::io::Result<(LogSink, LogFlushGuard)> {
         let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending::default()),
+            // Both buffers start at the size a batch is written at: no reallocation (a copy
+            // of everything pending, under the lock) while the first batches fill them.
+            pending: Mutex::new(Pending {
+                buf: Vec::with_capacity(wake_at.min(cap)),
+                closed: false,
+            }),
             lines: Condvar::new(),
             room: Condvar::new(),
             cap,
@@ -81,7 +86,7 @@ impl LogSink {
         let thread = std::thread::Builder::new()
             .name("vulngate-log".into())
             .spawn(move || {
-                let mut batch: Vec<u8> = Vec::new();
+                let mut batch: Vec<u8> = Vec::with_capacity(wake_at.min(cap));
                 loop {
                     let mut p = s.lock();
                     while p.buf.is_empty() && !p.closed {
