@@ -71,12 +71,7 @@ impl LogSink {
         cap: usize,
     ) -> std::io::Result<(LogSink, LogFlushGuard)> {
         let shared = Arc::new(Shared {
-            // Both buffers start at the size a batch is written at: no reallocation (a copy
-            // of everything pending, under the lock) while the first batches fill them.
-            pending: Mutex::new(Pending {
-                buf: Vec::with_capacity(wake_at.min(cap)),
-                closed: false,
-            }),
+            pending: Mutex::new(Pending::default()),
             lines: Condvar::new(),
             room: Condvar::new(),
             cap,
@@ -86,7 +81,7 @@ impl LogSink {
         let thread = std::thread::Builder::new()
             .name("vulngate-log".into())
             .spawn(move || {
-                let mut batch: Vec<u8> = Vec::with_capacity(wake_at.min(cap));
+                let mut batch: Vec<u8> = Vec::new();
                 loop {
                     let mut p = s.lock();
                     while p.buf.is_empty() && !p.closed {
