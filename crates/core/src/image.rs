@@ -189,9 +189,15 @@ impl ImageRef {
 
     /// The same image pinned to a digest.
     pub fn with_digest(&self, digest: &str) -> ImageRef {
-        ImageRef {
-            digest: Some(digest.to_string()),
-            ..self.clone()
+        let mut r = self.clone();
+        r.set_digest(digest);
+        r
+    }
+
+    /// Pins this reference to `digest` in place (no copy when it already is).
+    pub fn set_digest(&mut self, digest: &str) {
+        if self.digest.as_deref() != Some(digest) {
+            self.digest = Some(digest.to_string());
         }
     }
 }

@@ -174,20 +174,12 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// The engine's view of where the images run.
+    /// The engine's view of where the images run (a copy; see [`into_context`](Self::into_context)).
     pub fn to_context(&self, cluster: Option<String>) -> RequestContext {
-        RequestContext {
-            cluster,
-            namespace: self.namespace.clone(),
-            pod: self.pod_name.clone(),
-            workload_kind: Some(self.kind.as_str().to_string()),
-            workload_name: self.name.clone(),
-            labels: self.labels.clone(),
-            user: None,
-        }
+        self.clone().into_context(cluster)
     }
 
-    /// [`to_context`](Self::to_context), moving the names and labels instead of copying them.
+    /// The engine's view of where the images run, taking the names and labels.
     pub fn into_context(self, cluster: Option<String>) -> RequestContext {
         RequestContext {
             cluster,
