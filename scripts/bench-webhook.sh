@@ -77,6 +77,13 @@ wait_http() { # url, name
   echo "$2 did not come up at $1" >&2; exit 1
 }
 rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+# CPU of a server process: user and system clock ticks (all threads), then voluntary and
+# involuntary context switches summed over its threads.
+cpu_snapshot() {
+  local ticks
+  ticks=$(sed 's/.*) //' "/proc/$1/stat" | awk '{print $12, $13}')
+  echo "$ticks $(cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches/{v+=$2} /^nonvoluntary_ctxt_switches/{n+=$2} END {print v, n}')"
+}
 metric() { # name (first sample line starting with it) from vulngate's /metrics
   curl -ks "https://127.0.0.1:$VG_PORT/metrics" | awk -v m="$1" 'index($0, m)==1 {s+=$NF} END {print s+0}'
 }
@@ -124,7 +131,8 @@ YAML
 # ---- servers -----------------------------------------------------------------------------------
 FIXED_PORT=$(free_port)
 "$EX/fixed_response" --listen "127.0.0.1:$FIXED_PORT" --data-dir "$WORK/fixed-data" 2>"$WORK/fixed.log" &
-PIDS+=($!)
+FIXED_PID=$!
+PIDS+=($FIXED_PID)
 VG_PORT=$(free_port)
 cat >"$WORK/vulngate.yaml" <<YAML
 listen: 127.0.0.1:$VG_PORT
@@ -149,13 +157,16 @@ curl -ksS -H 'Content-Type: application/json' --data-binary @"$WORK/review-warm.
 grep -q '"allowed":true' "$WORK/warm-first.json" || { echo "warm image not allowed: $(cat "$WORK/warm-first.json")" >&2; exit 1; }
 
 wrk_run() { # label, url, duration, connections, extra env...
-  local label=$1 url=$2 dur=$3 conns=$4
+  local label=$1 url=$2 dur=$3 conns=$4 pid=$VG_PID
   shift 4
+  [[ $url == "$FIXED_URL" ]] && pid=$FIXED_PID
+  cpu_snapshot "$pid" >"$OUT/cpu-$label.txt"
   env BENCH_TEMPLATE="$WORK/review.json" BENCH_THREADS=$THREADS "$@" \
     timeout 600 wrk -t"$THREADS" -c"$conns" -d"$dur" --timeout 10s --latency \
     -s "$ROOT/scripts/bench/admission.lua" "$url" >"$OUT/wrk-$label.txt" 2>&1
   grep '^BENCH_JSON ' "$OUT/wrk-$label.txt" | sed 's/^BENCH_JSON //' >"$OUT/wrk-$label.json" \
     || { log "$label failed: $(tail -3 "$OUT/wrk-$label.txt")"; exit 1; }
+  cpu_snapshot "$pid" >>"$OUT/cpu-$label.txt"
   log "$label: $(cat "$OUT/wrk-$label.json")"
 }
 
@@ -218,7 +229,8 @@ curl -ks "https://127.0.0.1:$VG_PORT/metrics" >"$OUT/metrics.txt"
 
 # ---- summary -----------------------------------------------------------------------------------
 python3 - "$OUT" "$ROUNDS" "$RSS_START" "$RSS_WARM" "$RSS_FILLED" "$MISSES_COLD" "$MISSES_TOTAL" \
-  "$FAILURES" "$N_IMAGES" "$CONN" "$COLD_CONN" "$DUR" "$RATE" "$RATE_WORKERS" "$QPS" "$LOG_LEVEL" "$REGISTRY_TOOL" <<'PY' | tee "$OUT/results.md"
+  "$FAILURES" "$N_IMAGES" "$CONN" "$COLD_CONN" "$DUR" "$RATE" "$RATE_WORKERS" "$QPS" "$LOG_LEVEL" "$REGISTRY_TOOL" \
+  "$(getconf CLK_TCK)" <<'PY' | tee "$OUT/results.md"
 import json, re, sys, statistics
 out, rounds = sys.argv[1], int(sys.argv[2])
 rss_start, rss_warm, rss_filled = (int(x) for x in sys.argv[3:6])
@@ -247,6 +259,23 @@ b = [rows[f"b-warm-{r}"]["rps"] for r in range(1, rounds + 1)]
 print()
 print(f"- (b)/(a) throughput, per round: " + ", ".join(f"{y/x:.1%}" for x, y in zip(a, b)) +
       f"; mean of rounds: {statistics.mean(b)/statistics.mean(a):.1%} (goal >= 70%)")
+# Server CPU per request (from /proc: clock ticks of all threads, context switches). The load
+# generator shares the two cores: a slower server also makes wrk sleep and wake (and preempt the
+# server) more often, so the throughput ratio is lower than the ratio of the servers' own costs.
+tick_us = 1e6 / int(sys.argv[18])
+def cpu(label):
+    (u0, s0, v0, n0), (u1, s1, v1, n1) = ([int(x) for x in l.split()] for l in open(f"{out}/cpu-{label}.txt"))
+    n = rows[label]["requests"]
+    return (u1 - u0) * tick_us / n, (s1 - s0) * tick_us / n, (v1 - v0) / n, (n1 - n0) / n
+costs = {}
+for kind in ("a-fixed", "b-warm"):
+    per = [cpu(f"{kind}-{r}") for r in range(1, rounds + 1)]
+    u, s_, v, n = (statistics.mean(x[i] for x in per) for i in range(4))
+    costs[kind] = u + s_
+    print(f"- {kind} server CPU per request (mean of rounds): user {u:.1f} us, system {s_:.1f} us, total {u + s_:.1f} us; "
+          f"context switches per request: {v:.2f} voluntary, {n:.2f} involuntary")
+print(f"- CPU cost ratio, (a)'s CPU per request / (b)'s: {costs['a-fixed'] / costs['b-warm']:.1%} "
+      "(the servers' capacity ratio on CPU alone, without the load generator's share of the cores)")
 for label in ("a-fixed-rate", "b-warm-rate"):
     rps, p50, p99, codes = hey(label)
     print(f"- {label}: hey -z {dur} -c {workers} -q {qps} (target {rate} req/s): {rps:.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, status {codes}")
