@@ -7,6 +7,8 @@
 #   (c) cold    `vulngate serve`, a new digest on every request (images pre-pushed with reports
 #               to a loopback registry; each image is sent once)
 # then fills the findings cache with every seeded digest and reads vulngate's VmRSS.
+# For the (a) and (b) throughput rounds it also reports each server's CPU per request (user and
+# system time, context switches, from /proc) and the CPU cost ratio beside the throughput ratio.
 #
 #   scripts/bench-webhook.sh            results in target/bench-webhook/ (results.md, raw logs)
 #
