@@ -262,8 +262,10 @@ print()
 print(f"- (b)/(a) throughput, per round: " + ", ".join(f"{y/x:.1%}" for x, y in zip(a, b)) +
       f"; mean of rounds: {statistics.mean(b)/statistics.mean(a):.1%} (goal >= 70%)")
 # Server CPU per request (from /proc: clock ticks of all threads, context switches). The load
-# generator shares the two cores: a slower server also makes wrk sleep and wake (and preempt the
-# server) more often, so the throughput ratio is lower than the ratio of the servers' own costs.
+# generator shares the two cores and costs about the same per request against either server, so
+# the throughput ratio is higher than the ratio of the servers' own CPU costs. A slower server
+# also leaves wrk waiting, and each response then wakes a wrk thread that preempts the server:
+# hence the involuntary context switches.
 tick_us = 1e6 / int(sys.argv[18])
 def cpu(label):
     (u0, s0, v0, n0), (u1, s1, v1, n1) = ([int(x) for x in l.split()] for l in open(f"{out}/cpu-{label}.txt"))
