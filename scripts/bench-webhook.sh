@@ -2,12 +2,16 @@
 # Webhook load benchmark (issue 4), loopback only (127.0.0.1), over TLS. One run measures:
 #   (a) fixed   crates/server/examples/fixed_response.rs: the same axum + hyper-util + rustls stack
 #               answering a fixed AdmissionResponse (the physical limit)
+#   (a-skip), (a-kube)  references: the same fixed server, after serde_json skips the body
+#               (`--parse skip`: the least any serde_json parse costs) or parses it into kube's
+#               AdmissionReview<DynamicObject> (`--parse kube`: the type the issue names); they
+#               tell how much of the limit merely reading the request takes (BENCH_REFERENCES)
 #   (b) warm    `vulngate serve`, one digest-pinned image whose report is cached; also at a fixed
 #               rate (BENCH_RATE): hey (bursts, see below) and wrk paced (Poisson arrivals)
 #   (c) cold    `vulngate serve`, a new digest on every request (images pre-pushed with reports
 #               to a loopback registry; each image is sent once)
 # then fills the findings cache with every seeded digest and reads vulngate's VmRSS.
-# For the (a) and (b) throughput rounds it also reports each server's CPU per request (user and
+# For the (a), references and (b) throughput rounds it also reports each server's CPU per request (user and
 # system time, context switches, from /proc) and the CPU cost ratio beside the throughput ratio.
 #
 #   scripts/bench-webhook.sh            results in target/bench-webhook/ (results.md, raw logs)
@@ -17,6 +21,7 @@
 # BENCH_COLD_CONNECTIONS (8), BENCH_COLD_DURATION (20s), BENCH_RATE (2000 req/s: hey -q, paced wrk),
 # BENCH_RATE_WORKERS (20: hey's workers, and wrk's connections for the paced run),
 # BENCH_LOG_LEVEL (info), BENCH_OUT (target/bench-webhook),
+# BENCH_REFERENCES ("skip kube": the reference servers run in each round; "" for none),
 # BENCH_REGISTRY (distribution: docker-registry, referrers tag schema; or ferro: ferro-oci-server,
 # referrers API -- ferro 1.0.0 rewrites one metadata.json per push, so seeding slows down
 # quadratically: about 1 image/s after 2,000 images; use it with BENCH_IMAGES <= 1000).
@@ -135,6 +140,16 @@ FIXED_PORT=$(free_port)
 "$EX/fixed_response" --listen "127.0.0.1:$FIXED_PORT" --data-dir "$WORK/fixed-data" 2>"$WORK/fixed.log" &
 FIXED_PID=$!
 PIDS+=($FIXED_PID)
+REFERENCES=${BENCH_REFERENCES-skip kube}
+declare -A REF_PORT REF_PID
+for ref in $REFERENCES; do
+  case $ref in skip|kube) ;; *) echo "BENCH_REFERENCES: skip and/or kube, not $ref" >&2; exit 2 ;; esac
+  REF_PORT[$ref]=$(free_port)
+  "$EX/fixed_response" --listen "127.0.0.1:${REF_PORT[$ref]}" --data-dir "$WORK/fixed-data" \
+    --parse "$ref" 2>"$WORK/fixed-$ref.log" &
+  REF_PID[$ref]=$!
+  PIDS+=($!)
+done
 VG_PORT=$(free_port)
 cat >"$WORK/vulngate.yaml" <<YAML
 listen: 127.0.0.1:$VG_PORT
@@ -148,6 +163,9 @@ YAML
 VG_PID=$!
 PIDS+=($VG_PID)
 wait_http "https://127.0.0.1:$FIXED_PORT/healthz" fixed_response
+for ref in $REFERENCES; do
+  wait_http "https://127.0.0.1:${REF_PORT[$ref]}/healthz" "fixed_response --parse $ref"
+done
 wait_http "https://127.0.0.1:$VG_PORT/healthz" "vulngate serve"
 RSS_START=$(rss_kib "$VG_PID")
 
@@ -158,10 +176,14 @@ VG_URL="https://127.0.0.1:$VG_PORT/validate?timeout=10s"
 curl -ksS -H 'Content-Type: application/json' --data-binary @"$WORK/review-warm.json" "$VG_URL" >"$WORK/warm-first.json"
 grep -q '"allowed":true' "$WORK/warm-first.json" || { echo "warm image not allowed: $(cat "$WORK/warm-first.json")" >&2; exit 1; }
 
+ref_url() { echo "https://127.0.0.1:${REF_PORT[$1]}/validate?timeout=10s"; }
 wrk_run() { # label, url, duration, connections, extra env...
-  local label=$1 url=$2 dur=$3 conns=$4 pid=$VG_PID
+  local label=$1 url=$2 dur=$3 conns=$4 pid=$VG_PID ref
   shift 4
   [[ $url == "$FIXED_URL" ]] && pid=$FIXED_PID
+  for ref in $REFERENCES; do
+    [[ $url == "$(ref_url "$ref")" ]] && pid=${REF_PID[$ref]}
+  done
   cpu_snapshot "$pid" >"$OUT/cpu-$label.txt"
   env BENCH_TEMPLATE="$WORK/review.json" BENCH_THREADS=$THREADS "$@" \
     timeout 600 wrk -t"$THREADS" -c"$conns" -d"$dur" --timeout 10s --latency \
@@ -172,12 +194,18 @@ wrk_run() { # label, url, duration, connections, extra env...
   log "$label: $(cat "$OUT/wrk-$label.json")"
 }
 
-# ---- (a) and (b): throughput, alternated -------------------------------------------------------
+# ---- (a), references and (b): throughput, alternated -------------------------------------------
 log "warm-up (2s each)"
 wrk_run warmup-fixed "$FIXED_URL" 2s "$CONN" BENCH_IMAGE="$WARM_IMAGE"
+for ref in $REFERENCES; do
+  wrk_run "warmup-$ref" "$(ref_url "$ref")" 2s "$CONN" BENCH_IMAGE="$WARM_IMAGE"
+done
 wrk_run warmup-warm "$VG_URL" 2s "$CONN" BENCH_IMAGE="$WARM_IMAGE"
 for r in $(seq 1 "$ROUNDS"); do
   wrk_run "a-fixed-$r" "$FIXED_URL" "$DUR" "$CONN" BENCH_IMAGE="$WARM_IMAGE"
+  for ref in $REFERENCES; do
+    wrk_run "a-$ref-$r" "$(ref_url "$ref")" "$DUR" "$CONN" BENCH_IMAGE="$WARM_IMAGE"
+  done
   wrk_run "b-warm-$r" "$VG_URL" "$DUR" "$CONN" BENCH_IMAGE="$WARM_IMAGE"
 done
 RSS_WARM=$(rss_kib "$VG_PID")
@@ -232,7 +260,7 @@ curl -ks "https://127.0.0.1:$VG_PORT/metrics" >"$OUT/metrics.txt"
 # ---- summary -----------------------------------------------------------------------------------
 python3 - "$OUT" "$ROUNDS" "$RSS_START" "$RSS_WARM" "$RSS_FILLED" "$MISSES_COLD" "$MISSES_TOTAL" \
   "$FAILURES" "$N_IMAGES" "$CONN" "$COLD_CONN" "$DUR" "$RATE" "$RATE_WORKERS" "$QPS" "$LOG_LEVEL" "$REGISTRY_TOOL" \
-  "$(getconf CLK_TCK)" <<'PY' | tee "$OUT/results.md"
+  "$(getconf CLK_TCK)" "$REFERENCES" <<'PY' | tee "$OUT/results.md"
 import json, re, sys, statistics
 out, rounds = sys.argv[1], int(sys.argv[2])
 rss_start, rss_warm, rss_filled = (int(x) for x in sys.argv[3:6])
@@ -247,20 +275,29 @@ def hey(label):
     return rps, pct.get("50"), pct.get("99"), codes
 print("| run | requests | req/s | p50 ms | p99 ms | max ms | errors | not allowed |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+refs = sys.argv[19].split()
+kinds = ["a-fixed"] + [f"a-{ref}" for ref in refs] + ["b-warm"]
 rows = {}
 for r in range(1, rounds + 1):
-    for l in (f"a-fixed-{r}", f"b-warm-{r}"):
+    for l in (f"{k}-{r}" for k in kinds):
         j = load(l); rows[l] = j
         errs = sum(j[k] for k in j if k.startswith("errors_"))
         print(f"| {l} (wrk -t2 -c{conn} -d{dur}) | {j['requests']} | {j['rps']:.0f} | {j['p50_ms']:.2f} | {j['p99_ms']:.2f} | {j['max_ms']:.2f} | {errs} | {j['not_allowed'] if l.startswith('b') else '-'} |")
 j = load("c-cold")
 errs = sum(j[k] for k in j if k.startswith("errors_"))
 print(f"| c-cold (wrk -t2 -c{cold_conn}, one request per digest; threads out of digests: {j['threads_exhausted']}, wraps {j['wraps']}) | {j['requests']} | {j['rps_active']:.0f} (over {j['active_s']:.1f} s) | {j['p50_ms']:.2f} | {j['p99_ms']:.2f} | {j['max_ms']:.2f} | {errs} | {j['not_allowed']} |")
-a = [rows[f"a-fixed-{r}"]["rps"] for r in range(1, rounds + 1)]
-b = [rows[f"b-warm-{r}"]["rps"] for r in range(1, rounds + 1)]
+rps = lambda kind: [rows[f"{kind}-{r}"]["rps"] for r in range(1, rounds + 1)]
+def ratio(num, den, what):
+    a, b = rps(den), rps(num)
+    print(f"- {what}, per round: " + ", ".join(f"{y/x:.1%}" for x, y in zip(a, b)) +
+          f"; mean of rounds: {statistics.mean(b)/statistics.mean(a):.1%}")
 print()
-print(f"- (b)/(a) throughput, per round: " + ", ".join(f"{y/x:.1%}" for x, y in zip(a, b)) +
-      f"; mean of rounds: {statistics.mean(b)/statistics.mean(a):.1%} (goal >= 70%)")
+ratio("b-warm", "a-fixed", "(b)/(a) throughput (goal >= 70%)")
+names = {"skip": "serde_json skipping the body", "kube": "parsing the body into kube's AdmissionReview<DynamicObject>"}
+for ref in refs:
+    ratio(f"a-{ref}", "a-fixed", f"(a-{ref})/(a) throughput: the fixed answer after {names[ref]}")
+if "kube" in refs:
+    ratio("b-warm", "a-kube", "(b)/(a-kube) throughput: vulngate against a server that only parses into kube's types")
 # Server CPU per request (from /proc: clock ticks of all threads, context switches). The load
 # generator shares the two cores and costs about the same per request against either server, so
 # the throughput ratio is higher than the ratio of the servers' own CPU costs. A slower server
@@ -272,7 +309,7 @@ def cpu(label):
     n = rows[label]["requests"]
     return (u1 - u0) * tick_us / n, (s1 - s0) * tick_us / n, (v1 - v0) / n, (n1 - n0) / n
 costs = {}
-for kind in ("a-fixed", "b-warm"):
+for kind in kinds:
     per = [cpu(f"{kind}-{r}") for r in range(1, rounds + 1)]
     u, s_, v, n = (statistics.mean(x[i] for x in per) for i in range(4))
     costs[kind] = u + s_

@@ -6,8 +6,14 @@
 //!
 //! ```text
 //! cargo run --release -p vulngate-server --example fixed_response -- \
-//!     --listen 127.0.0.1:9443 --data-dir /tmp/fixed-data
+//!     --listen 127.0.0.1:9443 --data-dir /tmp/fixed-data [--parse none|skip|kube]
 //! ```
+//!
+//! `--parse` adds one step before the fixed answer, to measure what reading the JSON alone
+//! costs: `skip` runs serde_json over the body without keeping anything (`IgnoredAny`: the
+//! least any serde_json parse of the review can cost), `kube` parses it into kube's
+//! `AdmissionReview<DynamicObject>` (what a webhook built on the ecosystem's types does).
+//! A body that does not parse gets a 400. The default, `none`, is the physical limit.
 
 // The same global allocator as the `vulngate` binary, so the ratio stays fair.
 #[global_allocator]
@@ -32,8 +38,28 @@ use tokio_rustls::TlsAcceptor;
 /// What `vulngate serve` answers for an allowed image without warnings.
 const RESPONSE: &[u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true,"status":{}}}"#;
 
+/// What `--parse` asks for.
+#[derive(Clone, Copy, PartialEq)]
+enum Parse {
+    None,
+    Skip,
+    Kube,
+}
+
+static PARSE: std::sync::OnceLock<Parse> = std::sync::OnceLock::new();
+
 async fn validate(body: Bytes) -> Response {
-    let _ = body.len();
+    let parsed = match PARSE.get().copied().unwrap_or(Parse::None) {
+        Parse::None => Ok(()),
+        Parse::Skip => serde_json::from_slice::<serde::de::IgnoredAny>(&body).map(drop),
+        Parse::Kube => serde_json::from_slice::<
+            kube::core::admission::AdmissionReview<kube::core::DynamicObject>,
+        >(&body)
+        .map(drop),
+    };
+    if parsed.is_err() {
+        return (StatusCode::BAD_REQUEST, "malformed AdmissionReview").into_response();
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -51,6 +77,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match a.as_str() {
             "--listen" => listen = val()?.parse()?,
             "--data-dir" => data_dir = PathBuf::from(val()?),
+            "--parse" => {
+                let mode = match val()?.as_str() {
+                    "none" => Parse::None,
+                    "skip" => Parse::Skip,
+                    "kube" => Parse::Kube,
+                    other => return Err(format!("--parse: none, skip or kube, not {other}").into()),
+                };
+                let _ = PARSE.set(mode);
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
