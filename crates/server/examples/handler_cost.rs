@@ -17,12 +17,14 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, Request, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use tower::ServiceExt;
@@ -43,17 +45,9 @@ spec:
 
 const REPORT: &str = r#"{"SchemaVersion":2,"CreatedAt":"2026-11-28T00:00:00Z","ArtifactName":"app","ArtifactType":"container_image","Results":[{"Target":"app (debian 12)","Class":"os-pkgs","Type":"debian","Vulnerabilities":[{"VulnerabilityID":"CVE-2099-1","PkgName":"openssl","InstalledVersion":"3.0.1","FixedVersion":"3.0.2","Severity":"LOW","CVSS":{"nvd":{"V3Score":5.3}}}]}]}"#;
 
-/// What `vulngate serve` answers for an allowed image without warnings.
-const RESPONSE: &[u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true,"status":{}}}"#;
-
 async fn fixed(body: Bytes) -> Response {
     let _ = body.len();
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        RESPONSE,
-    )
-        .into_response()
+    common::fixed_answer()
 }
 
 fn request(body: &Bytes) -> Request<Body> {
@@ -133,6 +127,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     rt.block_on(async {
         // Warm: the first request looks the report up and caches it.
         run(&vulngate, &body, 100).await?;
+        // Both routers must send the same bytes, or the comparison is not fair.
+        let answer = vulngate
+            .clone()
+            .oneshot(request(&body))
+            .await
+            .map_err(|e| e.to_string())?;
+        let answer = axum::body::to_bytes(answer.into_body(), usize::MAX)
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer.as_ref() != common::RESPONSE {
+            return Err(format!(
+                "vulngate's answer differs from the fixed one (update examples/common/mod.rs): {}",
+                String::from_utf8_lossy(&answer)
+            ));
+        }
         run(&fixed, &body, 100).await?;
         let (mut best_v, mut best_f) = (Duration::MAX, Duration::MAX);
         for r in 1..=rounds {
