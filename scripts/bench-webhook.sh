@@ -141,14 +141,17 @@ FIXED_PORT=$(free_port)
 FIXED_PID=$!
 PIDS+=($FIXED_PID)
 REFERENCES=${BENCH_REFERENCES-skip kube}
-declare -A REF_PORT REF_PID
+# Each server's /validate URL, and the process behind each URL (for the CPU figures).
+declare -A REF_URL PID_OF_URL
 for ref in $REFERENCES; do
   case $ref in skip|kube) ;; *) echo "BENCH_REFERENCES: skip and/or kube, not $ref" >&2; exit 2 ;; esac
-  REF_PORT[$ref]=$(free_port)
-  "$EX/fixed_response" --listen "127.0.0.1:${REF_PORT[$ref]}" --data-dir "$WORK/fixed-data" \
+  port=$(free_port)
+  "$EX/fixed_response" --listen "127.0.0.1:$port" --data-dir "$WORK/fixed-data" \
     --parse "$ref" 2>"$WORK/fixed-$ref.log" &
-  REF_PID[$ref]=$!
-  PIDS+=($!)
+  pid=$!
+  PIDS+=($pid)
+  REF_URL[$ref]="https://127.0.0.1:$port/validate?timeout=10s"
+  PID_OF_URL["${REF_URL[$ref]}"]=$pid
 done
 VG_PORT=$(free_port)
 cat >"$WORK/vulngate.yaml" <<YAML
@@ -164,26 +167,23 @@ VG_PID=$!
 PIDS+=($VG_PID)
 wait_http "https://127.0.0.1:$FIXED_PORT/healthz" fixed_response
 for ref in $REFERENCES; do
-  wait_http "https://127.0.0.1:${REF_PORT[$ref]}/healthz" "fixed_response --parse $ref"
+  wait_http "${REF_URL[$ref]%/validate*}/healthz" "fixed_response --parse $ref"
 done
 wait_http "https://127.0.0.1:$VG_PORT/healthz" "vulngate serve"
 RSS_START=$(rss_kib "$VG_PID")
 
 FIXED_URL="https://127.0.0.1:$FIXED_PORT/validate?timeout=10s"
 VG_URL="https://127.0.0.1:$VG_PORT/validate?timeout=10s"
+PID_OF_URL["$FIXED_URL"]=$FIXED_PID
+PID_OF_URL["$VG_URL"]=$VG_PID
 
 # Warm the cache with the warm image (and check it is allowed, i.e. its report was found).
 curl -ksS -H 'Content-Type: application/json' --data-binary @"$WORK/review-warm.json" "$VG_URL" >"$WORK/warm-first.json"
 grep -q '"allowed":true' "$WORK/warm-first.json" || { echo "warm image not allowed: $(cat "$WORK/warm-first.json")" >&2; exit 1; }
 
-ref_url() { echo "https://127.0.0.1:${REF_PORT[$1]}/validate?timeout=10s"; }
 wrk_run() { # label, url, duration, connections, extra env...
-  local label=$1 url=$2 dur=$3 conns=$4 pid=$VG_PID ref
+  local label=$1 url=$2 dur=$3 conns=$4 pid=${PID_OF_URL["$2"]}
   shift 4
-  [[ $url == "$FIXED_URL" ]] && pid=$FIXED_PID
-  for ref in $REFERENCES; do
-    [[ $url == "$(ref_url "$ref")" ]] && pid=${REF_PID[$ref]}
-  done
   cpu_snapshot "$pid" >"$OUT/cpu-$label.txt"
   env BENCH_TEMPLATE="$WORK/review.json" BENCH_THREADS=$THREADS "$@" \
     timeout 600 wrk -t"$THREADS" -c"$conns" -d"$dur" --timeout 10s --latency \
@@ -198,13 +198,13 @@ wrk_run() { # label, url, duration, connections, extra env...
 log "warm-up (2s each)"
 wrk_run warmup-fixed "$FIXED_URL" 2s "$CONN" BENCH_IMAGE="$WARM_IMAGE"
 for ref in $REFERENCES; do
-  wrk_run "warmup-$ref" "$(ref_url "$ref")" 2s "$CONN" BENCH_IMAGE="$WARM_IMAGE"
+  wrk_run "warmup-$ref" "${REF_URL[$ref]}" 2s "$CONN" BENCH_IMAGE="$WARM_IMAGE"
 done
 wrk_run warmup-warm "$VG_URL" 2s "$CONN" BENCH_IMAGE="$WARM_IMAGE"
 for r in $(seq 1 "$ROUNDS"); do
   wrk_run "a-fixed-$r" "$FIXED_URL" "$DUR" "$CONN" BENCH_IMAGE="$WARM_IMAGE"
   for ref in $REFERENCES; do
-    wrk_run "a-$ref-$r" "$(ref_url "$ref")" "$DUR" "$CONN" BENCH_IMAGE="$WARM_IMAGE"
+    wrk_run "a-$ref-$r" "${REF_URL[$ref]}" "$DUR" "$CONN" BENCH_IMAGE="$WARM_IMAGE"
   done
   wrk_run "b-warm-$r" "$VG_URL" "$DUR" "$CONN" BENCH_IMAGE="$WARM_IMAGE"
 done
@@ -286,9 +286,10 @@ for r in range(1, rounds + 1):
 j = load("c-cold")
 errs = sum(j[k] for k in j if k.startswith("errors_"))
 print(f"| c-cold (wrk -t2 -c{cold_conn}, one request per digest; threads out of digests: {j['threads_exhausted']}, wraps {j['wraps']}) | {j['requests']} | {j['rps_active']:.0f} (over {j['active_s']:.1f} s) | {j['p50_ms']:.2f} | {j['p99_ms']:.2f} | {j['max_ms']:.2f} | {errs} | {j['not_allowed']} |")
-rps = lambda kind: [rows[f"{kind}-{r}"]["rps"] for r in range(1, rounds + 1)]
+# Not `rps`: the hey lines below unpack their own `rps`.
+rps_of = lambda kind: [rows[f"{kind}-{r}"]["rps"] for r in range(1, rounds + 1)]
 def ratio(num, den, what):
-    a, b = rps(den), rps(num)
+    a, b = rps_of(den), rps_of(num)
     print(f"- {what}, per round: " + ", ".join(f"{y/x:.1%}" for x, y in zip(a, b)) +
           f"; mean of rounds: {statistics.mean(b)/statistics.mean(a):.1%}")
 print()

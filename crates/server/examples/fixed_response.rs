@@ -38,17 +38,15 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 /// What `--parse` asks for.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Parse {
     None,
     Skip,
     Kube,
 }
 
-static PARSE: std::sync::OnceLock<Parse> = std::sync::OnceLock::new();
-
-async fn validate(body: Bytes) -> Response {
-    let parsed = match PARSE.get().copied().unwrap_or(Parse::None) {
+async fn validate(parse: Parse, body: Bytes) -> Response {
+    let parsed = match parse {
         Parse::None => Ok(()),
         Parse::Skip => serde_json::from_slice::<serde::de::IgnoredAny>(&body).map(drop),
         Parse::Kube => serde_json::from_slice::<
@@ -65,6 +63,7 @@ async fn validate(body: Bytes) -> Response {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut listen: SocketAddr = "127.0.0.1:9443".parse()?;
     let mut data_dir = PathBuf::from("fixed-response-data");
+    let mut parse = Parse::None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or(format!("{a} needs a value"));
@@ -72,13 +71,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--listen" => listen = val()?.parse()?,
             "--data-dir" => data_dir = PathBuf::from(val()?),
             "--parse" => {
-                let mode = match val()?.as_str() {
+                parse = match val()?.as_str() {
                     "none" => Parse::None,
                     "skip" => Parse::Skip,
                     "kube" => Parse::Kube,
                     other => return Err(format!("--parse: none, skip or kube, not {other}").into()),
                 };
-                let _ = PARSE.set(mode);
             }
             other => return Err(format!("unknown argument {other}").into()),
         }
@@ -96,7 +94,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(listen, tls.server_config, cfg.max_request_bytes))?;
+    rt.block_on(serve(
+        listen,
+        tls.server_config,
+        cfg.max_request_bytes,
+        parse,
+    ))?;
     Ok(())
 }
 
@@ -104,9 +107,10 @@ async fn serve(
     listen: SocketAddr,
     tls: std::sync::Arc<rustls::ServerConfig>,
     max_request_bytes: usize,
+    parse: Parse,
 ) -> std::io::Result<()> {
     let app = Router::new()
-        .route("/validate", post(validate))
+        .route("/validate", post(move |body: Bytes| validate(parse, body)))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(max_request_bytes));
     let listener = TcpListener::bind(listen).await?;

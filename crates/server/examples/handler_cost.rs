@@ -61,21 +61,26 @@ fn request(body: &Bytes) -> Request<Body> {
     req
 }
 
+/// One request; the body of the answer, which must be a 200.
+async fn answer(router: &Router, body: &Bytes) -> Result<Bytes, String> {
+    let resp = router
+        .clone()
+        .oneshot(request(body))
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.status() != StatusCode::OK {
+        return Err(format!("status {}", resp.status()));
+    }
+    axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// `n` requests one after the other; the time per request.
 async fn run(router: &Router, body: &Bytes, n: usize) -> Result<Duration, String> {
     let start = Instant::now();
     for _ in 0..n {
-        let resp = router
-            .clone()
-            .oneshot(request(body))
-            .await
-            .map_err(|e| e.to_string())?;
-        if resp.status() != StatusCode::OK {
-            return Err(format!("status {}", resp.status()));
-        }
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .map_err(|e| e.to_string())?;
+        let bytes = answer(router, body).await?;
         if !bytes
             .windows(b"\"allowed\":true".len())
             .any(|w| w == b"\"allowed\":true")
@@ -128,18 +133,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Warm: the first request looks the report up and caches it.
         run(&vulngate, &body, 100).await?;
         // Both routers must send the same bytes, or the comparison is not fair.
-        let answer = vulngate
-            .clone()
-            .oneshot(request(&body))
-            .await
-            .map_err(|e| e.to_string())?;
-        let answer = axum::body::to_bytes(answer.into_body(), usize::MAX)
-            .await
-            .map_err(|e| e.to_string())?;
-        if answer.as_ref() != common::RESPONSE {
+        let sent = answer(&vulngate, &body).await?;
+        if sent.as_ref() != common::RESPONSE {
             return Err(format!(
                 "vulngate's answer differs from the fixed one (update examples/common/mod.rs): {}",
-                String::from_utf8_lossy(&answer)
+                String::from_utf8_lossy(&sent)
             ));
         }
         run(&fixed, &body, 100).await?;
