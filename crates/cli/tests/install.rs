@@ -414,6 +414,25 @@ fn the_ca_bundle_verifies_the_serving_certificate() {
     assert!(ca.is_ca());
 }
 
+/// The effective configuration `vulngate serve --check-config` prints for `text` (the test
+/// fails when the binary rejects it).
+fn check_config(text: &str) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("vulngate.yaml");
+    std::fs::write(&file, text).expect("write");
+    let out = Command::new(bin())
+        .args(["serve", "--check-config", "--config"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_yaml_ng::from_slice(&out.stdout).expect("the effective configuration")
+}
+
 #[test]
 fn the_config_map_passes_check_config() {
     let (docs, _) = install(&[
@@ -428,21 +447,7 @@ fn the_config_map_passes_check_config() {
         .as_str()
         .expect("config")
         .to_string();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("vulngate.yaml");
-    std::fs::write(&file, &text).expect("write");
-    let out = Command::new(bin())
-        .args(["serve", "--check-config", "--config"])
-        .arg(&file)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let effective: Value =
-        serde_yaml_ng::from_slice(&out.stdout).expect("the effective configuration");
+    let effective = check_config(&text);
     assert_eq!(effective["listen"], "0.0.0.0:8443");
     assert_eq!(effective["tls"]["certFile"], "/etc/vulngate/tls/tls.crt");
     assert_eq!(effective["tls"]["keyFile"], "/etc/vulngate/tls/tls.key");
@@ -489,6 +494,9 @@ fn a_store_url_is_rendered_with_its_password_from_a_secret() {
         .to_string();
     let cfg: Value = serde_yaml_ng::from_str(&text).expect("yaml");
     assert_eq!(cfg["store"], "postgres://vulngate@pg:5432/vulngate");
+    // The binary of the same version takes the rendered store (no password in the URL).
+    let effective = check_config(&text);
+    assert_eq!(effective["store"], "postgres://vulngate@pg:5432/vulngate");
     let env = &find(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"];
     assert_eq!(
         env[1],

@@ -117,8 +117,16 @@ async fn serve(
     eprintln!("fixed_response: serving https://{listen}/validate");
     let acceptor = TlsAcceptor::from(tls);
     let service = TowerToHyperService::new(app);
+    // SIGTERM (what the bench script sends) or Ctrl-C ends the process normally, so that
+    // at-exit work runs (e.g. an instrumented build writing its profile for the PGO build).
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
-        let (tcp, _peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = term.recv() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let (tcp, _peer) = match accepted {
             Ok(a) => a,
             Err(_) => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
