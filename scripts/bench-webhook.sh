@@ -15,12 +15,14 @@
 # system time, context switches, from /proc) and the CPU cost ratio beside the throughput ratio.
 #
 #   scripts/bench-webhook.sh            results in target/bench-webhook/ (results.md, raw logs)
+#   BENCH_BUILD=pgo scripts/bench-webhook.sh   the same with the PGO build (scripts/build-pgo.sh)
 #
 # Knobs (environment): BENCH_IMAGES (10000, seeded digests = the cache fill for the RSS figure),
 # BENCH_DURATION (10s per throughput run), BENCH_ROUNDS (2: a,b alternated), BENCH_CONNECTIONS (32),
 # BENCH_COLD_CONNECTIONS (8), BENCH_COLD_DURATION (20s), BENCH_RATE (2000 req/s: hey -q, paced wrk),
 # BENCH_RATE_WORKERS (20: hey's workers, and wrk's connections for the paced run),
-# BENCH_LOG_LEVEL (info), BENCH_OUT (target/bench-webhook),
+# BENCH_LOG_LEVEL (info), BENCH_OUT (target/bench-webhook), BENCH_BUILD (release or pgo),
+# BENCH_BIN_DIR (prebuilt vulngate and examples/fixed_response, see below),
 # BENCH_REFERENCES ("skip kube": the reference servers run in each round; "" for none),
 # BENCH_REGISTRY (distribution: docker-registry, referrers tag schema; or ferro: ferro-oci-server,
 # referrers API -- ferro 1.0.0 rewrites one metadata.json per push, so seeding slows down
@@ -57,12 +59,35 @@ done
 log() { printf '[bench-webhook] %s\n' "$*" >&2; }
 
 # ---- build -------------------------------------------------------------------------------------
-log "building (release)"
-(cd "$ROOT" && cargo build --release --locked -p vulngate --bin vulngate \
-  && cargo build --release --locked -p vulngate-server --example fixed_response \
-  && cargo build --release --locked -p vulngate-registry --example seed_images) >&2
-BIN="$ROOT/target/release"
-EX="$ROOT/target/release/examples"
+# BENCH_BUILD=release (default): `cargo build --release`. BENCH_BUILD=pgo: scripts/build-pgo.sh,
+# the profile-guided build of vulngate and of the baseline servers (one profile, same flags).
+# BENCH_BIN_DIR=DIR: vulngate and examples/fixed_response as found in DIR, not built (build-pgo.sh
+# trains its instrumented binaries this way). The seeding tool is always the plain release build.
+BUILD=${BENCH_BUILD:-release}
+log "building seed_images (release)"
+(cd "$ROOT" && cargo build --release --locked -p vulngate-registry --example seed_images) >&2
+SEED="$ROOT/target/release/examples/seed_images"
+if [[ -n ${BENCH_BIN_DIR:-} ]]; then
+  BIN=$BENCH_BIN_DIR
+  BUILD="prebuilt ($BIN)"
+elif [[ $BUILD == release ]]; then
+  log "building (release)"
+  (cd "$ROOT" && cargo build --release --locked -p vulngate --bin vulngate \
+    -p vulngate-server --example fixed_response) >&2
+  BIN="$ROOT/target/release"
+  BUILD="release (cargo build --release)"
+elif [[ $BUILD == pgo ]]; then
+  log "building (release with PGO: scripts/build-pgo.sh)"
+  "$ROOT/scripts/build-pgo.sh" >/dev/null
+  BIN="$ROOT/target/pgo"/release
+  BUILD="release with PGO (scripts/build-pgo.sh)"
+else
+  echo "BENCH_BUILD: release or pgo, not $BUILD" >&2; exit 2
+fi
+EX="$BIN/examples"
+for b in "$BIN/vulngate" "$EX/fixed_response"; do
+  [[ -x $b ]] || { echo "missing binary: $b" >&2; exit 1; }
+done
 
 mkdir -p "$OUT"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/vulngate-bench.XXXXXX")
@@ -113,7 +138,7 @@ PIDS+=($!)
 wait_http "http://$REG/v2/" "$REGISTRY_TOOL"
 log "seeding $N_IMAGES images with reports into $REG"
 SEED_START=$(date +%s)
-"$EX/seed_images" --registry "$REG" --count "$N_IMAGES" --severity LOW --concurrency 8 >"$WORK/images.txt"
+"$SEED" --registry "$REG" --count "$N_IMAGES" --severity LOW --concurrency 8 >"$WORK/images.txt"
 log "seeded in $(( $(date +%s) - SEED_START ))s"
 WARM_IMAGE=$(head -1 "$WORK/images.txt")
 tail -n +2 "$WORK/images.txt" >"$WORK/cold-images.txt"
@@ -260,7 +285,7 @@ curl -ks "https://127.0.0.1:$VG_PORT/metrics" >"$OUT/metrics.txt"
 # ---- summary -----------------------------------------------------------------------------------
 python3 - "$OUT" "$ROUNDS" "$RSS_START" "$RSS_WARM" "$RSS_FILLED" "$MISSES_COLD" "$MISSES_TOTAL" \
   "$FAILURES" "$N_IMAGES" "$CONN" "$COLD_CONN" "$DUR" "$RATE" "$RATE_WORKERS" "$QPS" "$LOG_LEVEL" "$REGISTRY_TOOL" \
-  "$(getconf CLK_TCK)" "$REFERENCES" <<'PY' | tee "$OUT/results.md"
+  "$(getconf CLK_TCK)" "$REFERENCES" "$BUILD" <<'PY' | tee "$OUT/results.md"
 import json, re, sys, statistics
 out, rounds = sys.argv[1], int(sys.argv[2])
 rss_start, rss_warm, rss_filled = (int(x) for x in sys.argv[3:6])
@@ -273,6 +298,8 @@ def hey(label):
     pct = {m.group(1): float(m.group(2)) * 1e3 for m in re.finditer(r"(\d+)%% in ([\d.]+) secs".replace("%%", "%"), t)}
     codes = re.findall(r"\[(\d+)\]\s+(\d+) responses", t)
     return rps, pct.get("50"), pct.get("99"), codes
+print(f"Binaries: {sys.argv[20]}")
+print()
 print("| run | requests | req/s | p50 ms | p99 ms | max ms | errors | not allowed |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 refs = sys.argv[19].split()

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Release build of vulngate with profile-guided optimisation (PGO): the build for production.
+#
+#   scripts/build-pgo.sh        -> target/pgo/release/vulngate (and examples/fixed_response)
+#
+# 1. builds vulngate and the benchmark's baseline server (examples/fixed_response) instrumented
+#    (`-Cprofile-generate`, in target/pgo-generate);
+# 2. trains them: a short run of scripts/bench-webhook.sh against a loopback registry, i.e. the
+#    webhook's request path (TLS, HTTP/1.1, AdmissionReview parse, cache hits, rule evaluation,
+#    decision log line, answer), cold lookups (registry resolve, referrers, report pull, digest
+#    checks, parse) and the baselines' requests. Not trained: alert writes (deny/audit), whose
+#    cost is SQLite's I/O, and the cluster watchers;
+# 3. merges the profiles with llvm-profdata (target/pgo-profiles/vulngate-<hash>.profdata: the
+#    name changes with the content, so cargo rebuilds when the profile does);
+# 4. builds vulngate and fixed_response again with `-Cprofile-use` (target/pgo). Both binaries
+#    get the same profile and flags, so the benchmark's baseline stays the same stack.
+#
+# The code is the same as `cargo build --release`; only the compiler's inlining, block layout and
+# hot/cold splitting follow the profile. On our 2-core machines, the webhook's CPU per warm request
+# falls by about half (docs/benchmarks.md). Cost: two release builds (about 10-20 minutes each on
+# 2 cores) and a training run of about 2 minutes.
+#
+# Needs: the benchmark's tools (scripts/install-test-tools.sh: docker-registry, wrk, hey) and an
+# llvm-profdata that reads rustc's raw profiles: the rustup component (`rustup component add
+# llvm-tools`), else Debian's llvm-19 or later (installed with apt-get when run as root).
+# Knobs: PGO_TRAIN_IMAGES (500 images for the cold lookups), RUSTFLAGS (kept, the PGO flag added).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+GEN="$ROOT/target/pgo-generate"
+USE="$ROOT/target/pgo"
+PROF="$ROOT/target/pgo-profiles"
+PACKAGES=(-p vulngate --bin vulngate -p vulngate-server --example fixed_response)
+
+log() { printf '[build-pgo] %s\n' "$*" >&2; }
+die() { printf '[build-pgo] error: %s\n' "$*" >&2; exit 1; }
+
+# ---- llvm-profdata -----------------------------------------------------------------------------
+HOST=$(rustc -vV | sed -n 's/^host: //p')
+RUSTC_LLVM=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+find_profdata() {
+  local c v
+  c="$(rustc --print sysroot)/lib/rustlib/$HOST/bin/llvm-profdata"
+  [[ -x $c ]] && { echo "$c"; return; }
+  # Raw profiles of one LLVM are read by the same or a later llvm-profdata; 19 reads rustc's
+  # LLVM 22 (raw profile version 10).
+  for v in $(seq "$(( RUSTC_LLVM > 19 ? RUSTC_LLVM + 2 : 21 ))" -1 19); do
+    for c in "llvm-profdata-$v" "/usr/lib/llvm-$v/bin/llvm-profdata"; do
+      command -v "$c" >/dev/null && { command -v "$c"; return; }
+    done
+  done
+}
+PROFDATA=$(find_profdata)
+if [[ -z $PROFDATA ]]; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    log "installing llvm-19 (for llvm-profdata)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends llvm-19 >&2 \
+      || die "apt-get install llvm-19 failed"
+    PROFDATA=$(find_profdata)
+  fi
+  [[ -n $PROFDATA ]] || die "no llvm-profdata (19 or later) found: install one with
+  apt-get install llvm-19        (Debian 12 or later), or
+  rustup component add llvm-tools"
+fi
+log "llvm-profdata: $PROFDATA (rustc's LLVM: $RUSTC_LLVM)"
+
+# ---- 1. instrumented build ---------------------------------------------------------------------
+log "instrumented build (target/pgo-generate)"
+(cd "$ROOT" && CARGO_TARGET_DIR="$GEN" RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$PROF/build" \
+  cargo build --release --locked "${PACKAGES[@]}") >&2
+
+# ---- 2. training -------------------------------------------------------------------------------
+rm -rf "$PROF/train" "$PROF/train-run"
+mkdir -p "$PROF/train"
+log "training run (scripts/bench-webhook.sh on the instrumented binaries; log: $PROF/train.log)"
+# %m: the binary's signature, %p: the process. Every server of the run writes its profile when it
+# exits (the bench script ends them with SIGTERM).
+if ! env LLVM_PROFILE_FILE="$PROF/train/%m-%p.profraw" BENCH_BIN_DIR="$GEN/release" \
+  BENCH_OUT="$PROF/train-run" BENCH_IMAGES="${PGO_TRAIN_IMAGES:-500}" BENCH_DURATION=5s \
+  BENCH_ROUNDS=1 BENCH_COLD_CONNECTIONS=2 BENCH_COLD_DURATION=5s BENCH_REFERENCES="skip kube" \
+  "$ROOT/scripts/bench-webhook.sh" >"$PROF/train.log" 2>&1; then
+  tail -20 "$PROF/train.log" >&2
+  die "the training run failed (log: $PROF/train.log)"
+fi
+shopt -s nullglob
+RAW=("$PROF"/train/*.profraw)
+shopt -u nullglob
+# One profile per server process: fixed_response, its two references, vulngate.
+(( ${#RAW[@]} >= 4 )) || die "the training run left ${#RAW[@]} profiles, expected 4 (a server did not exit cleanly?)"
+
+# ---- 3. merge ----------------------------------------------------------------------------------
+"$PROFDATA" merge -o "$PROF/merged.profdata" "${RAW[@]}" \
+  || die "llvm-profdata cannot merge rustc's profiles (LLVM $RUSTC_LLVM): use a later llvm-profdata (rustup component add llvm-tools)"
+HASH=$(sha256sum "$PROF/merged.profdata" | cut -c1-16)
+PROFILE="$PROF/vulngate-$HASH.profdata"
+find "$PROF" -maxdepth 1 -name 'vulngate-*.profdata' ! -name "vulngate-$HASH.profdata" -delete
+mv "$PROF/merged.profdata" "$PROFILE"
+log "profile: $PROFILE (from ${#RAW[@]} processes)"
+
+# ---- 4. optimised build ------------------------------------------------------------------------
+log "optimised build (target/pgo)"
+(cd "$ROOT" && CARGO_TARGET_DIR="$USE" RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$PROFILE" \
+  cargo build --release --locked "${PACKAGES[@]}") >&2
+log "built: $USE/release/vulngate"
+echo "$USE/release/vulngate"
