@@ -50,13 +50,13 @@ find_profdata() {
     done
   done
 }
-PROFDATA=$(find_profdata)
+PROFDATA=$(find_profdata || true)
 if [[ -z $PROFDATA ]]; then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     log "installing llvm-19 (for llvm-profdata)"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends llvm-19 >&2 \
       || die "apt-get install llvm-19 failed"
-    PROFDATA=$(find_profdata)
+    PROFDATA=$(find_profdata || true)
   fi
   [[ -n $PROFDATA ]] || die "no llvm-profdata (19 or later) found: install one with
   apt-get install llvm-19        (Debian 12 or later), or
@@ -66,6 +66,7 @@ log "llvm-profdata: $PROFDATA (rustc's LLVM: $RUSTC_LLVM)"
 
 # ---- 1. instrumented build ---------------------------------------------------------------------
 log "instrumented build (target/pgo-generate)"
+rm -rf "$PROF/build" # profiles of build scripts run during the build: not used
 (cd "$ROOT" && CARGO_TARGET_DIR="$GEN" RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$PROF/build" \
   cargo build --release --locked "${PACKAGES[@]}") >&2
 
