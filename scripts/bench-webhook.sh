@@ -78,8 +78,8 @@ elif [[ $BUILD == release ]]; then
   BUILD="release (cargo build --release)"
 elif [[ $BUILD == pgo ]]; then
   log "building (release with PGO: scripts/build-pgo.sh)"
-  "$ROOT/scripts/build-pgo.sh" >/dev/null
-  BIN="$ROOT/target/pgo"/release
+  # build-pgo.sh prints the path of the vulngate it built.
+  BIN=$(dirname "$("$ROOT/scripts/build-pgo.sh")")
   BUILD="release with PGO (scripts/build-pgo.sh)"
 else
   echo "BENCH_BUILD: release or pgo, not $BUILD" >&2; exit 2

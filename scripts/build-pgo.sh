@@ -36,15 +36,16 @@ log() { printf '[build-pgo] %s\n' "$*" >&2; }
 die() { printf '[build-pgo] error: %s\n' "$*" >&2; exit 1; }
 
 # ---- llvm-profdata -----------------------------------------------------------------------------
-HOST=$(rustc -vV | sed -n 's/^host: //p')
-RUSTC_LLVM=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+RUSTC_VV=$(rustc -vV)
+HOST=$(sed -n 's/^host: //p' <<<"$RUSTC_VV")
+RUSTC_LLVM=$(sed -n 's/^LLVM version: \([0-9]*\).*/\1/p' <<<"$RUSTC_VV")
 find_profdata() {
   local c v
   c="$(rustc --print sysroot)/lib/rustlib/$HOST/bin/llvm-profdata"
   [[ -x $c ]] && { echo "$c"; return; }
-  # Raw profiles of one LLVM are read by the same or a later llvm-profdata; 19 reads rustc's
-  # LLVM 22 (raw profile version 10).
-  for v in $(seq "$(( RUSTC_LLVM > 19 ? RUSTC_LLVM + 2 : 21 ))" -1 19); do
+  # The newest installed, down to 19: 19 reads the raw profiles of rustc's LLVM 22 (raw profile
+  # version 10); a too-old one fails at the merge below with a clear message.
+  for v in $(seq 30 -1 19); do
     for c in "llvm-profdata-$v" "/usr/lib/llvm-$v/bin/llvm-profdata"; do
       command -v "$c" >/dev/null && { command -v "$c"; return; }
     done

@@ -119,12 +119,11 @@ async fn serve(
     let service = TowerToHyperService::new(app);
     // SIGTERM (what the bench script sends) or Ctrl-C ends the process normally, so that
     // at-exit work runs (e.g. an instrumented build writing its profile for the PGO build).
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut shutdown = std::pin::pin!(vulngate_server::shutdown_signal());
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = term.recv() => return Ok(()),
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut shutdown => return Ok(()),
         };
         let (tcp, _peer) = match accepted {
             Ok(a) => a,

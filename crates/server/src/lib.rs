@@ -360,7 +360,9 @@ impl Server {
     }
 }
 
-async fn shutdown_signal() {
+/// Completes on SIGINT (Ctrl-C) or SIGTERM: what [`Server::serve`] stops on. Also ends the
+/// benchmark's baseline server (`examples/fixed_response`) the same way.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
