@@ -9,7 +9,9 @@
 #   (b) warm    `vulngate serve`, one digest-pinned image whose report is cached; also at a fixed
 #               rate (BENCH_RATE): hey (bursts, see below) and wrk paced (Poisson arrivals)
 #   (c) cold    `vulngate serve`, a new digest on every request (images pre-pushed with reports
-#               to a loopback registry; each image is sent once)
+#               to a loopback registry; each image is sent once), at BENCH_COLD_CONNECTIONS (the
+#               goal's run), then at BENCH_COLD_STRESS_CONNECTIONS on the other half of the digests
+#               (the registry, on the same two cores, saturated: the latency is its queue)
 # then fills the findings cache with every seeded digest and reads vulngate's VmRSS.
 # For the (a), references and (b) throughput rounds it also reports each server's CPU per request (user and
 # system time, context switches, from /proc) and the CPU cost ratio beside the throughput ratio.
@@ -19,7 +21,7 @@
 #
 # Knobs (environment): BENCH_IMAGES (10000, seeded digests = the cache fill for the RSS figure),
 # BENCH_DURATION (10s per throughput run), BENCH_ROUNDS (2: a,b alternated), BENCH_CONNECTIONS (32),
-# BENCH_COLD_CONNECTIONS (8), BENCH_COLD_DURATION (20s), BENCH_RATE (2000 req/s: hey -q, paced wrk),
+# BENCH_COLD_CONNECTIONS (2), BENCH_COLD_STRESS_CONNECTIONS (8; 0 skips that run), BENCH_COLD_DURATION (20s), BENCH_RATE (2000 req/s: hey -q, paced wrk),
 # BENCH_RATE_WORKERS (20: hey's workers, and wrk's connections for the paced run),
 # BENCH_LOG_LEVEL (info), BENCH_OUT (target/bench-webhook), BENCH_BUILD (release or pgo),
 # BENCH_BIN_DIR (prebuilt vulngate and examples/fixed_response, see below),
@@ -38,7 +40,8 @@ N_IMAGES=${BENCH_IMAGES:-10000}
 DUR=${BENCH_DURATION:-10s}
 ROUNDS=${BENCH_ROUNDS:-2}
 CONN=${BENCH_CONNECTIONS:-32}
-COLD_CONN=${BENCH_COLD_CONNECTIONS:-8}
+COLD_CONN=${BENCH_COLD_CONNECTIONS:-2}
+STRESS_CONN=${BENCH_COLD_STRESS_CONNECTIONS:-8}
 COLD_DUR=${BENCH_COLD_DURATION:-20s}
 RATE=${BENCH_RATE:-2000}
 RATE_WORKERS=${BENCH_RATE_WORKERS:-20}
@@ -141,7 +144,11 @@ SEED_START=$(date +%s)
 "$SEED" --registry "$REG" --count "$N_IMAGES" --severity LOW --concurrency 8 >"$WORK/images.txt"
 log "seeded in $(( $(date +%s) - SEED_START ))s"
 WARM_IMAGE=$(head -1 "$WORK/images.txt")
-tail -n +2 "$WORK/images.txt" >"$WORK/cold-images.txt"
+# Two disjoint halves: the cold run and the stress run each send digests never seen before.
+tail -n +2 "$WORK/images.txt" >"$WORK/cold-all.txt"
+N_COLD=$(wc -l <"$WORK/cold-all.txt")
+head -n $(( (N_COLD + 1) / 2 )) "$WORK/cold-all.txt" >"$WORK/cold-images.txt"
+tail -n +$(( (N_COLD + 1) / 2 + 1 )) "$WORK/cold-all.txt" >"$WORK/cold-stress-images.txt"
 
 # ---- request template and rules ----------------------------------------------------------------
 cat >"$WORK/review.json" <<'JSON'
@@ -261,12 +268,19 @@ wrk_run b-warm-paced "$VG_URL" "$DUR" "$RATE_WORKERS" BENCH_IMAGE="$WARM_IMAGE" 
 MISSES_BEFORE=$(metric vulngate_findings_cache_misses_total)
 wrk_run c-cold "$VG_URL" "$COLD_DUR" "$COLD_CONN" BENCH_IMAGE_LIST="$WORK/cold-images.txt" BENCH_STOP_WHEN_EXHAUSTED=1
 MISSES_COLD=$(( $(metric vulngate_findings_cache_misses_total) - MISSES_BEFORE ))
+FILL_CONN=$COLD_CONN
+if [[ ! -s "$WORK/cold-stress-images.txt" ]]; then STRESS_CONN=0; fi
+if (( STRESS_CONN > 0 )); then
+  wrk_run c-cold-stress "$VG_URL" "$COLD_DUR" "$STRESS_CONN" \
+    BENCH_IMAGE_LIST="$WORK/cold-stress-images.txt" BENCH_STOP_WHEN_EXHAUSTED=1
+  FILL_CONN=$STRESS_CONN
+fi
 
 # ---- cache fill: every seeded digest, then RSS -------------------------------------------------
 # wrk waits for -d even when every thread stopped: run it in the background and end it once the
 # cache has looked up every seeded digest (or after BENCH_FILL_TIMEOUT seconds).
 env BENCH_TEMPLATE="$WORK/review.json" BENCH_THREADS=$THREADS BENCH_IMAGE_LIST="$WORK/images.txt" \
-  BENCH_STOP_WHEN_EXHAUSTED=1 wrk -t"$THREADS" -c"$COLD_CONN" -d600s --timeout 10s \
+  BENCH_STOP_WHEN_EXHAUSTED=1 wrk -t"$THREADS" -c"$FILL_CONN" -d600s --timeout 10s \
   -s "$ROOT/scripts/bench/admission.lua" "$VG_URL" >"$OUT/wrk-fill.txt" 2>&1 &
 FILL_PID=$!
 PIDS+=($FILL_PID)
@@ -285,7 +299,7 @@ curl -ks "https://127.0.0.1:$VG_PORT/metrics" >"$OUT/metrics.txt"
 # ---- summary -----------------------------------------------------------------------------------
 python3 - "$OUT" "$ROUNDS" "$RSS_START" "$RSS_WARM" "$RSS_FILLED" "$MISSES_COLD" "$MISSES_TOTAL" \
   "$FAILURES" "$N_IMAGES" "$CONN" "$COLD_CONN" "$DUR" "$RATE" "$RATE_WORKERS" "$QPS" "$LOG_LEVEL" "$REGISTRY_TOOL" \
-  "$(getconf CLK_TCK)" "$REFERENCES" "$BUILD" <<'PY' | tee "$OUT/results.md"
+  "$(getconf CLK_TCK)" "$REFERENCES" "$BUILD" "$STRESS_CONN" <<'PY' | tee "$OUT/results.md"
 import json, re, sys, statistics
 out, rounds = sys.argv[1], int(sys.argv[2])
 rss_start, rss_warm, rss_filled = (int(x) for x in sys.argv[3:6])
@@ -310,9 +324,11 @@ for r in range(1, rounds + 1):
         j = load(l); rows[l] = j
         errs = sum(j[k] for k in j if k.startswith("errors_"))
         print(f"| {l} (wrk -t2 -c{conn} -d{dur}) | {j['requests']} | {j['rps']:.0f} | {j['p50_ms']:.2f} | {j['p99_ms']:.2f} | {j['max_ms']:.2f} | {errs} | {j['not_allowed'] if l.startswith('b') else '-'} |")
-j = load("c-cold")
-errs = sum(j[k] for k in j if k.startswith("errors_"))
-print(f"| c-cold (wrk -t2 -c{cold_conn}, one request per digest; threads out of digests: {j['threads_exhausted']}, wraps {j['wraps']}) | {j['requests']} | {j['rps_active']:.0f} (over {j['active_s']:.1f} s) | {j['p50_ms']:.2f} | {j['p99_ms']:.2f} | {j['max_ms']:.2f} | {errs} | {j['not_allowed']} |")
+cold_runs = [("c-cold", cold_conn)] + ([("c-cold-stress", sys.argv[21])] if int(sys.argv[21]) > 0 else [])
+for label, cc in cold_runs:
+    j = load(label)
+    errs = sum(j[k] for k in j if k.startswith("errors_"))
+    print(f"| {label} (wrk -t2 -c{cc}, one request per digest; threads out of digests: {j['threads_exhausted']}, wraps {j['wraps']}) | {j['requests']} | {j['rps_active']:.0f} (over {j['active_s']:.1f} s) | {j['p50_ms']:.2f} | {j['p99_ms']:.2f} | {j['max_ms']:.2f} | {errs} | {j['not_allowed']} |")
 # Not `rps`: the hey lines below unpack their own `rps`.
 rps_of = lambda kind: [rows[f"{kind}-{r}"]["rps"] for r in range(1, rounds + 1)]
 def ratio(num, den, what):
@@ -353,7 +369,10 @@ for label in ("a-fixed-paced", "b-warm-paced"):
     errs = sum(j[k] for k in j if k.startswith("errors_"))
     print(f"- {label}: wrk -c {workers}, Poisson arrivals aimed at {rate} req/s x 1.05: {j['rps']:.0f} req/s, p50 {j['p50_ms']:.2f} ms, p90 {j['p90_ms']:.2f} ms, p99 {j['p99_ms']:.2f} ms, max {j['max_ms']:.2f} ms, errors {errs}" + (f", not allowed {j['not_allowed']}" if label.startswith("b") else ""))
 c = load("c-cold")
-print(f"- (c) cold p99: {c['p99_ms']:.2f} ms (goal <= 50 ms), p50 {c['p50_ms']:.2f} ms, {c['rps_active']:.0f} req/s; source lookups during the run (cache misses): {misses_cold} for {c['requests']} measured requests")
+print(f"- (c) cold p99 at {cold_conn} connections: {c['p99_ms']:.2f} ms (goal <= 50 ms), p50 {c['p50_ms']:.2f} ms, {c['rps_active']:.0f} req/s; source lookups during the run (cache misses): {misses_cold} for {c['requests']} measured requests")
+if len(cold_runs) > 1:
+    st = load("c-cold-stress")
+    print(f"- (c) cold under stress, {sys.argv[21]} connections (the registry saturated; latency is queueing, about connections / req/s): p99 {st['p99_ms']:.2f} ms, p50 {st['p50_ms']:.2f} ms, {st['rps_active']:.0f} req/s")
 print(f"- RSS of vulngate: {rss_start/1024:.1f} MiB at start, {rss_warm/1024:.1f} MiB after the warm runs, {rss_filled/1024:.1f} MiB with {misses_total} digests looked up and cached (seeded {n_images}; goal <= 64 MiB); source failures: {failures}")
 print(f"- registry: {sys.argv[17]}")
 print(f"- log level: {log_level} (one decision line per image to stderr, redirected to a file)")

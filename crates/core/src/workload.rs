@@ -550,6 +550,46 @@ pub mod slim {
         }
     }
 
+    /// A JSON object of strings to strings (labels, annotations), in document order. A vector,
+    /// not a map: most objects carry a handful of entries, which a map would put in a node of
+    /// eleven slots each time. Where a key repeats, the last value counts, as in a map.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct Pairs<'a>(pub Vec<(Text<'a>, Text<'a>)>);
+
+    impl Pairs<'_> {
+        /// The value of `key` (the last one, should the key repeat).
+        pub fn get(&self, key: &str) -> Option<&str> {
+            self.0
+                .iter()
+                .rev()
+                .find(|(k, _)| k.as_str() == key)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Pairs<'a>, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Pairs<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a map of strings")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Pairs<'de>, A::Error> {
+                    let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0).min(16));
+                    while let Some(entry) = map.next_entry::<Text<'de>, Text<'de>>()? {
+                        out.push(entry);
+                    }
+                    Ok(Pairs(out))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
     /// A field that may be absent (`Absent`, with `#[serde(default)]`), null, or a value.
     #[derive(Debug, Clone, Default, PartialEq, Eq)]
     pub enum Tri<T> {
@@ -581,9 +621,9 @@ pub mod slim {
         #[serde(borrow)]
         pub uid: Option<Text<'a>>,
         #[serde(borrow)]
-        pub labels: Option<BTreeMap<Text<'a>, Text<'a>>>,
+        pub labels: Option<Pairs<'a>>,
         #[serde(borrow)]
-        pub annotations: Option<BTreeMap<Text<'a>, Text<'a>>>,
+        pub annotations: Option<Pairs<'a>>,
     }
 
     /// A container, an init container or an ephemeral container.
@@ -654,9 +694,10 @@ pub mod slim {
         }
     }
 
-    fn strings(map: &Option<BTreeMap<Text<'_>, Text<'_>>>) -> BTreeMap<String, String> {
-        map.iter()
-            .flatten()
+    fn strings(pairs: &Option<Pairs<'_>>) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .flat_map(|p| &p.0)
             .map(|(k, v)| (k.to_owned_string(), v.to_owned_string()))
             .collect()
     }
@@ -692,13 +733,7 @@ pub mod slim {
 
         /// A string annotation of the object itself.
         pub fn annotation(&self, key: &str) -> Option<&str> {
-            self.metadata
-                .as_ref()?
-                .annotations
-                .as_ref()?
-                .iter()
-                .find(|(k, _)| k.as_str() == key)
-                .map(|(_, v)| v.as_str())
+            self.metadata.as_ref()?.annotations.as_ref()?.get(key)
         }
 
         /// What [`extract`](super::extract) returns for this object with `apiVersion` and

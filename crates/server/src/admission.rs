@@ -616,8 +616,8 @@ pub(crate) fn prepare(state: &State, mut rv: Review, timeout: Duration) -> Prepa
             return Prepared::Answered(resp);
         }
     }
-    let kind_name = req.kind.kind.clone();
-    let Some(kind) = WorkloadKind::from_kind(&kind_name) else {
+    let kind_name = req.kind.kind.as_str();
+    let Some(kind) = WorkloadKind::from_kind(kind_name) else {
         tracing::debug!(uid = %req.uid, kind = %kind_name, "kind not gated; allowed");
         return Prepared::Answered(resp);
     };
@@ -634,13 +634,13 @@ pub(crate) fn prepare(state: &State, mut rv: Review, timeout: Duration) -> Prepa
         return Prepared::Answered(unreadable(
             state,
             resp,
-            &kind_name,
+            kind_name,
             "the request carries no object",
         ));
     };
-    let wl = match std::mem::replace(&mut object.workload, Err(String::new())) {
+    let mut wl = match std::mem::replace(&mut object.workload, Err(String::new())) {
         Ok(w) => w,
-        Err(e) => return Prepared::Answered(unreadable(state, resp, &kind_name, &e)),
+        Err(e) => return Prepared::Answered(unreadable(state, resp, kind_name, &e)),
     };
     debug_assert_eq!(wl.kind, kind);
 
@@ -659,9 +659,9 @@ pub(crate) fn prepare(state: &State, mut rv: Review, timeout: Duration) -> Prepa
         .as_ref()
         .and(object.break_glass.clone());
 
-    // The images to evaluate: distinct, not skipped.
-    let mut images: Vec<String> = Vec::new();
-    for c in &wl.containers {
+    // The images to evaluate: distinct, not skipped (taken from the workload, not copied).
+    let mut images: Vec<String> = Vec::with_capacity(wl.containers.len());
+    for c in std::mem::take(&mut wl.containers) {
         if images.contains(&c.image) {
             continue;
         }
@@ -669,17 +669,18 @@ pub(crate) fn prepare(state: &State, mut rv: Review, timeout: Duration) -> Prepa
             state.metrics.decision("skipped");
             continue;
         }
-        images.push(c.image.clone());
+        images.push(c.image);
     }
 
     let mut ctx: RequestContext = wl.into_context(state.config.cluster_name.clone());
-    ctx.user = req.username.clone();
     if ctx.namespace.is_none() {
         ctx.namespace = namespace.clone();
     }
     if ctx.workload_name.is_none() && !req.name.is_empty() {
         ctx.workload_name = Some(req.name.clone());
     }
+    // The user is read from the context from here on.
+    ctx.user = rv.username.take();
     Prepared::Evaluate(Box::new(Job {
         rv,
         namespace,
@@ -1543,6 +1544,14 @@ mod tests {
         serde_json::to_vec(v).unwrap()
     }
 
+    /// `base`'s bytes with every `from` replaced by `to` (for duplicate keys, which a `Value`
+    /// cannot hold); fails when `from` is not there.
+    fn dup(base: &Value, from: &str, to: &str) -> Vec<u8> {
+        let text = String::from_utf8(bytes(base)).unwrap();
+        assert!(text.contains(from), "{from} not in {text}");
+        text.replace(from, to).into_bytes()
+    }
+
     const KINDS: [&str; 8] = [
         "Pod",
         "Deployment",
@@ -1680,6 +1689,18 @@ mod tests {
                     .unwrap()
                     .remove("apiVersion");
             }),
+            // A label or annotation key twice: the last value counts, in both parses.
+            dup(&base, "\"app\":\"web\"", "\"app\":\"web\",\"app\":\"shop\""),
+            dup(
+                &base,
+                &format!("\"{BREAK_GLASS}\":\" INC-42 \""),
+                &format!("\"{BREAK_GLASS}\":\" INC-42 \",\"{BREAK_GLASS}\":\"false\""),
+            ),
+            dup(
+                &base,
+                &format!("\"{BREAK_GLASS}\":\" INC-42 \""),
+                &format!("\"{BREAK_GLASS}\":\"false\",\"{BREAK_GLASS}\":\"INC-7\""),
+            ),
         ];
         for body in &good {
             for opts in [all_on(), ParseOptions::default()] {
@@ -1687,6 +1708,11 @@ mod tests {
                 assert!(agree(body, &opts).is_some());
             }
         }
+        let object = |i: usize| fast::parse(&good[i], &all_on()).unwrap().object.unwrap();
+        let labels = object(5).workload.unwrap().labels;
+        assert_eq!(labels.get("app").map(String::as_str), Some("shop"));
+        assert_eq!(object(6).break_glass, None);
+        assert_eq!(object(7).break_glass.as_deref(), Some("INC-7"));
         for ui in [
             json!({ "groups": [1] }),
             json!({ "groups": ["a", null] }),
