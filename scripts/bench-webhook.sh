@@ -21,7 +21,8 @@
 #
 # Knobs (environment): BENCH_IMAGES (10000, seeded digests = the cache fill for the RSS figure),
 # BENCH_DURATION (10s per throughput run), BENCH_ROUNDS (2: a,b alternated), BENCH_CONNECTIONS (32),
-# BENCH_COLD_CONNECTIONS (2), BENCH_COLD_STRESS_CONNECTIONS (8; 0 skips that run), BENCH_COLD_DURATION (20s), BENCH_RATE (2000 req/s: hey -q, paced wrk),
+# BENCH_COLD_CONNECTIONS (2), BENCH_COLD_STRESS_CONNECTIONS (8; 0 skips that run),
+# BENCH_COLD_DURATION (20s, each cold run), BENCH_RATE (2000 req/s: hey -q, paced wrk),
 # BENCH_RATE_WORKERS (20: hey's workers, and wrk's connections for the paced run),
 # BENCH_LOG_LEVEL (info), BENCH_OUT (target/bench-webhook), BENCH_BUILD (release or pgo),
 # BENCH_BIN_DIR (prebuilt vulngate and examples/fixed_response, see below),
