@@ -17,8 +17,8 @@
 #
 # The code is the same as `cargo build --release`; only the compiler's inlining, block layout and
 # hot/cold splitting follow the profile. On our 2-core machines, the webhook's CPU per warm request
-# falls by about half (docs/benchmarks.md). Cost: two release builds (fat LTO: 11 and 7 minutes on
-# 2 cores, 23 minutes in all with the training run of about 2 minutes).
+# falls by about a fifth against the release build (docs/benchmarks.md). Cost: two release builds
+# (fat LTO: 11 and 7 minutes on 2 cores, 23 minutes in all with the training run of about 2 minutes).
 #
 # Needs: the benchmark's tools (scripts/install-test-tools.sh: docker-registry, wrk, hey) and an
 # llvm-profdata that reads rustc's raw profiles: the rustup component (`rustup component add
