@@ -71,9 +71,7 @@ impl LookupFailure {
     pub fn public(&self) -> String {
         match self {
             LookupFailure::Source(_) => "findings source unavailable".into(),
-            LookupFailure::Deadline(_) => {
-                "findings lookup did not finish before the admission deadline".into()
-            }
+            LookupFailure::Deadline(d) => d.describe("findings lookup"),
             LookupFailure::InvalidReference(_) => "image reference cannot be parsed".into(),
         }
     }
@@ -82,7 +80,7 @@ impl LookupFailure {
     pub fn detail(&self) -> String {
         match self {
             LookupFailure::Source(e) => e.0.clone(),
-            LookupFailure::Deadline(_) => "deadline passed".into(),
+            LookupFailure::Deadline(d) => d.describe("findings lookup"),
             LookupFailure::InvalidReference(e) => e.clone(),
         }
     }

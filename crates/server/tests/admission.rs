@@ -718,3 +718,58 @@ async fn health_ready_and_metrics() {
         }
     }
 }
+
+/// Issue 17.2: a review whose `request.kind` says CronJob while its object is a Deployment
+/// contradicts itself: refused as malformed (400, naming both kinds), never evaluated as
+/// either (before: a `debug_assert` in debug builds, the wrong kind recorded in release).
+#[tokio::test]
+async fn kind_mismatch_is_a_malformed_request() {
+    let h = harness(RULES);
+    let mut rv = create(&deployment("prod-shop", &[DEBIAN]));
+    rv["request"]["kind"] = json!({ "group": "batch", "version": "v1", "kind": "CronJob" });
+    let (status, body) = post_raw(
+        &h.server,
+        "/validate?timeout=10s",
+        serde_json::to_vec(&rv).unwrap(),
+    )
+    .await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body,
+        "AdmissionReview request.kind is \"CronJob\" but request.object is a \"Deployment\""
+    );
+    assert!(h
+        .server
+        .alerts()
+        .list(&Default::default())
+        .unwrap()
+        .is_empty());
+}
+
+/// Issue 17.3: a deadline message names the step that ran out and the configured deadline
+/// (the webhook timeout and the margin it was made of), never an elapsed time.
+#[tokio::test]
+async fn deadline_message_names_the_step_and_the_configured_deadline() {
+    let src = Arc::new(TestSource::with(false, true, None));
+    let h = harness_with(RULES_BLOCK_UNSCANNED, src, |c| {
+        c.failure_policy = FailurePolicy::Deny;
+        c.deadline_margin = std::time::Duration::from_millis(700);
+    });
+    let r = admit_uri(
+        &h.server,
+        "/validate?timeout=1s",
+        &create(&deployment("prod-shop", &[ALPINE])),
+    )
+    .await;
+    assert!(!r.allowed);
+    assert!(
+        r.result.message.ends_with(
+            "findings lookup did not finish before the admission deadline of 300ms \
+             (webhook timeout 1s minus the deadline margin 700ms)"
+        ),
+        "{}",
+        r.result.message
+    );
+    assert!(!r.result.message.contains("0ns"), "{}", r.result.message);
+}

@@ -285,7 +285,6 @@ pub(crate) fn prepare(state: &State, mut rv: Review, timeout: Duration) -> Prepa
         Ok(w) => w,
         Err(e) => return Prepared::Answered(unreadable(state, resp, kind_name, &e)),
     };
-    debug_assert_eq!(wl.kind, kind);
 
     // UPDATE that changes no image.
     if req.operation == Operation::Update && !state.config.reevaluate_unchanged_updates {
@@ -351,13 +350,22 @@ async fn pull_credentials(
 ) -> Option<Arc<vulngate_registry::Credentials>> {
     let (ps, ns) = (state.pull_secrets.as_ref()?, namespace?);
     let refs = object.pull_secrets.as_ref()?;
-    Box::pin(tokio::time::timeout_at(
+    match Box::pin(tokio::time::timeout_at(
         deadline.at,
         ps.credentials(ns, refs),
     ))
     .await
-    .ok()
-    .flatten()
+    {
+        Ok(c) => c,
+        Err(_) => {
+            tracing::warn!(
+                namespace = %ns,
+                "{}; the images are looked up without them",
+                deadline.describe("reading the pull-secret credentials")
+            );
+            None
+        }
+    }
 }
 
 fn image_set(w: &Workload) -> BTreeSet<&str> {

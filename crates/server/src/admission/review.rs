@@ -35,6 +35,10 @@ pub enum BadReview {
     NoRequest,
     #[error("AdmissionReview request.uid is empty")]
     EmptyUid,
+    /// `request.kind` names one kind and the object is another: the review contradicts
+    /// itself, so neither can be trusted to say what is admitted.
+    #[error("AdmissionReview request.kind is {request:?} but request.object is a {object:?}")]
+    KindMismatch { request: String, object: String },
 }
 
 /// Why a request is answered without evaluating its images (the admission gate).
@@ -227,6 +231,14 @@ pub(crate) fn parse_review_slow(body: &[u8], opts: &ParseOptions<'_>) -> Result<
     );
     let (mut object_out, mut old_workload) = (None, None);
     if evaluates {
+        if let Some(Value::String(k)) = object.as_ref().and_then(|o| o.get("kind")) {
+            if *k != request.kind.kind {
+                return Err(BadReview::KindMismatch {
+                    request: request.kind.kind.clone(),
+                    object: k.clone(),
+                });
+            }
+        }
         object_out = object.map(|mut object| {
             if let Value::Object(map) = &mut object {
                 // Objects in reviews carry apiVersion/kind; fill them from the request if absent.
@@ -461,6 +473,10 @@ mod fast {
                 let default_api = default_api.as_deref();
                 let workload = o.workload(default_api, Some(&kind.kind))?;
                 let obj_kind = o.kind(Some(&kind.kind));
+                if obj_kind != Some(kind.kind.as_str()) {
+                    // A kind mismatch (or an odd kind): the slow parse words it.
+                    return None;
+                }
                 let meta = o.metadata.as_ref();
                 object = Some(ReviewObject {
                     workload: Ok(workload),
