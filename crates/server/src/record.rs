@@ -80,7 +80,11 @@ pub(crate) async fn admission(state: &State, req: &Admitted<'_>, verdicts: &[Ver
             },
         ));
     }
-    if !alerts.is_empty() {
+    // A dry run is decided, answered, counted and logged, but leaves nothing durable
+    // (`sideEffects: NoneOnDryRun`): no alert, no id.
+    if req.dry_run {
+        recorded.alert_ids.iter_mut().for_each(|id| *id = None);
+    } else if !alerts.is_empty() {
         recorded.ok = write_alerts(state, req.uid, alerts).await;
     }
 
@@ -130,6 +134,62 @@ async fn write_alerts(state: &State, uid: &str, alerts: Vec<Alert>) -> bool {
             false
         }
     }
+}
+
+/// A review whose object cannot be read, decided by the failure policy.
+#[derive(Debug)]
+pub(crate) struct Unreadable {
+    pub uid: String,
+    pub operation: Operation,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub user: Option<String>,
+    pub dry_run: bool,
+    /// The answer's message (what cannot be read).
+    pub reason: String,
+    /// Whether the failure policy allowed it (recorded as an audit; else as a deny).
+    pub allowed: bool,
+}
+
+/// Records the alert of a failure-policy decision on an unreadable object (none for a dry
+/// run). False when the store cannot take it.
+pub(crate) async fn unreadable(state: &State, u: Unreadable) -> bool {
+    if u.dry_run {
+        return true;
+    }
+    let (action, decision) = if u.allowed {
+        (AlertAction::Audit, Outcome::Audit)
+    } else {
+        (AlertAction::Deny, Outcome::Deny)
+    };
+    let alert = Alert {
+        id: uuid::Uuid::now_v7().to_string(),
+        time: Utc::now(),
+        action,
+        origin: AlertOrigin::default(),
+        decision,
+        cluster: state.config.cluster_name.clone(),
+        namespace: u.namespace,
+        kind: u.kind,
+        name: u.name,
+        operation: operation_upper(&u.operation),
+        user: u.user,
+        request_uid: u.uid.clone(),
+        image: String::new(),
+        digest: None,
+        rule: None,
+        rule_snapshot: None,
+        rules_version: Some(state.rules.current().version().to_string()),
+        vulnerability: None,
+        counts: Default::default(),
+        report: None,
+        unscanned: None,
+        reason: u.reason,
+        dry_run: false,
+        break_glass: None,
+    };
+    write_alerts(state, &u.uid, vec![alert]).await
 }
 
 /// Queues a Kubernetes Event (never blocks: the answer is already decided).

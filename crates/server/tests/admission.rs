@@ -225,20 +225,41 @@ async fn skipped_images_are_not_gated() {
     assert_eq!(h.source.calls(), 1); // only alpine looked up
 }
 
+/// Issue 17.13: a dry run (`sideEffects: NoneOnDryRun`) is decided, answered and counted,
+/// but writes nothing durable: no alert (before: an alert marked `dry_run`).
 #[tokio::test]
-async fn dry_run_is_answered_and_alert_marked() {
+async fn dry_run_is_answered_and_counted_but_writes_no_alert() {
     let h = harness(RULES);
     let mut rv = create(&deployment("prod-shop", &[DEBIAN]));
     rv["request"]["dryRun"] = json!(true);
     let r = admit(&h.server, &rv).await;
     assert!(!r.allowed);
-    let a = h
+    assert!(
+        r.result.message.contains("denied by rule"),
+        "{}",
+        r.result.message
+    );
+    assert!(!r.audit_annotations.contains_key("alert-id"));
+    assert!(h
+        .server
+        .alerts()
+        .list(&Default::default())
+        .unwrap()
+        .is_empty());
+    let metrics = h.server.metrics().encode();
+    assert!(
+        metrics.contains("vulngate_image_decisions_total{outcome=\"deny\"} 1"),
+        "{metrics}"
+    );
+    // The same review, not a dry run, leaves its alert.
+    rv["request"]["dryRun"] = json!(false);
+    let r = admit(&h.server, &rv).await;
+    assert!(h
         .server
         .alerts()
         .get(&r.audit_annotations["alert-id"])
         .unwrap()
-        .unwrap();
-    assert!(a.dry_run);
+        .is_some());
 }
 
 #[tokio::test]
@@ -333,6 +354,42 @@ async fn unreadable_object_follows_failure_policy() {
         assert!(
             text.starts_with("vulngate cannot read this Deployment: spec.template.spec.containers"),
             "{text}"
+        );
+    }
+}
+
+/// Issue 17.12: a decision the failure policy takes on an unreadable object leaves an alert
+/// (deny for `deny`/`unscanned`, audit for `allow`), except for a dry run.
+#[tokio::test]
+async fn unreadable_object_decision_leaves_an_alert() {
+    let mut obj = deployment("prod-shop", &[DEBIAN]);
+    obj["spec"]["template"]["spec"]["containers"] = json!("nginx");
+    for (policy, action) in [
+        (FailurePolicy::Deny, AlertAction::Deny),
+        (FailurePolicy::Unscanned, AlertAction::Deny),
+        (FailurePolicy::Allow, AlertAction::Audit),
+    ] {
+        let h = harness_with(RULES, TestSource::new(), |c| c.failure_policy = policy);
+        admit(&h.server, &create(&obj)).await;
+        let alerts = h.server.alerts().list(&Default::default()).unwrap();
+        assert_eq!(alerts.len(), 1, "{policy:?}");
+        let a = &alerts[0];
+        assert_eq!(a.action, action, "{policy:?}");
+        assert_eq!(a.kind, "Deployment");
+        assert_eq!(a.namespace.as_deref(), Some("prod-shop"));
+        assert_eq!(a.request_uid, "705ab4f5-6393-11e8-b7cc-42010a800002");
+        assert!(
+            a.reason
+                .starts_with("vulngate cannot read this Deployment: spec.template.spec.containers"),
+            "{}",
+            a.reason
+        );
+        let mut dry = create(&obj);
+        dry["request"]["dryRun"] = json!(true);
+        admit(&h.server, &dry).await;
+        assert_eq!(
+            h.server.alerts().list(&Default::default()).unwrap().len(),
+            1
         );
     }
 }

@@ -62,6 +62,7 @@ pub(crate) async fn validate(
     let resp = match prepare(&state, rv, timeout) {
         Prepared::Evaluate(job) => decide(&state, job).await,
         Prepared::Answered(answer) => answer,
+        Prepared::Unreadable(u) => Box::pin(record_unreadable(&state, u)).await,
     };
     state.metrics.request(
         if resp.allowed { "allowed" } else { "denied" },
@@ -126,6 +127,20 @@ pub(crate) enum Prepared {
     Answered(Answer),
     /// The images to look up and evaluate.
     Evaluate(Box<Job>),
+    /// The failure policy's answer for an unreadable object, once its alert is recorded.
+    Unreadable(Box<(Answer, record::Unreadable)>),
+}
+
+/// Records the alert of an unreadable object's answer; when the store cannot take it, an
+/// allowed answer says so in a warning (a denied one stays denied).
+async fn record_unreadable(state: &State, u: Box<(Answer, record::Unreadable)>) -> Answer {
+    let (mut resp, u) = *u;
+    if !record::unreadable(state, u).await && resp.allowed {
+        resp.warnings
+            .get_or_insert_with(Vec::new)
+            .push("vulngate: the alert for this request could not be recorded".into());
+    }
+    resp
 }
 
 /// Looks the job's images up, evaluates them, records what is to be recorded and answers.
@@ -274,16 +289,11 @@ pub(crate) fn prepare(state: &State, mut rv: Review, timeout: Duration) -> Prepa
 
     // The object, as a workload (read by the parse: the gate passed).
     let Some(mut object) = object else {
-        return Prepared::Answered(unreadable(
-            state,
-            resp,
-            kind_name,
-            "the request carries no object",
-        ));
+        return unreadable(state, req, resp, "the request carries no object");
     };
     let mut wl = match std::mem::replace(&mut object.workload, Err(String::new())) {
         Ok(w) => w,
-        Err(e) => return Prepared::Answered(unreadable(state, resp, kind_name, &e)),
+        Err(e) => return unreadable(state, req, resp, &e),
     };
 
     // UPDATE that changes no image.
@@ -373,17 +383,33 @@ fn image_set(w: &Workload) -> BTreeSet<&str> {
 }
 
 /// A well-formed review whose object cannot be read: the failure policy answers (`allow`
-/// allows with a warning; `deny` and `unscanned` deny, since no image can be evaluated).
-fn unreadable(state: &State, resp: Answer, kind: &str, detail: &str) -> Answer {
+/// allows with a warning; `deny` and `unscanned` deny, since no image can be evaluated), and
+/// the decision leaves an alert.
+fn unreadable(state: &State, req: &Review, resp: Answer, detail: &str) -> Prepared {
+    let kind = req.kind.kind.as_str();
     let message = format!("vulngate cannot read this {kind}: {detail}");
     state.metrics.decision("unreadable");
     tracing::warn!(uid = %resp.uid, kind, detail, "object unreadable; applying the failure policy");
-    match state.config.failure_policy {
-        FailurePolicy::Allow => {
-            let mut resp = resp;
-            resp.warnings = Some(vec![format!("{message}; allowed by the failure policy")]);
-            resp
-        }
-        FailurePolicy::Deny | FailurePolicy::Unscanned => deny(resp, message, 400, "BadRequest"),
-    }
+    let allowed = state.config.failure_policy == FailurePolicy::Allow;
+    let resp = if allowed {
+        let mut resp = resp;
+        resp.warnings = Some(vec![format!("{message}; allowed by the failure policy")]);
+        resp
+    } else {
+        deny(resp, message.clone(), 400, "BadRequest")
+    };
+    Prepared::Unreadable(Box::new((
+        resp,
+        record::Unreadable {
+            uid: req.uid.clone(),
+            operation: req.operation.clone(),
+            kind: kind.to_string(),
+            namespace: req.namespace.clone().filter(|n| !n.is_empty()),
+            name: Some(req.name.clone()).filter(|n| !n.is_empty()),
+            user: req.username.clone(),
+            dry_run: req.dry_run,
+            reason: message,
+            allowed,
+        },
+    )))
 }
