@@ -16,11 +16,12 @@ pub mod cache;
 pub mod cluster;
 pub mod config;
 mod error;
-pub mod logsink;
-pub mod metrics;
+pub mod observe;
+mod record;
 pub mod rules;
 pub mod source;
 pub mod tls;
+mod verdict;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,9 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State as AxState};
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -48,6 +48,8 @@ pub use alerts::{
 pub use config::{BreakGlassConfig, CacheConfig, Config, FailurePolicy, TlsConfig};
 pub use error::{Error, Result};
 pub use metrics::Metrics;
+pub use observe::log::{init_logging, LogGuard};
+pub use observe::metrics;
 pub use rules::ActiveRules;
 pub use source::{
     FindingsSource, FoundReport, LocalFindings, RegistrySource, SourceError, SourceLookup,
@@ -259,7 +261,7 @@ impl Server {
     /// The HTTP routes: `POST /validate`, `GET /healthz`, `/readyz`, `/metrics`.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/validate", post(validate))
+            .route("/validate", post(admission::validate))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics_handler))
@@ -391,90 +393,6 @@ pub async fn run(config: Config) -> Result<()> {
     // `_logs` drops here: the log lines still buffered are written.
 }
 
-/// Keeps the log writer thread; dropping it writes the lines still buffered.
-pub type LogGuard = Option<logsink::LogFlushGuard>;
-
-/// JSON log lines on stderr; `RUST_LOG` overrides `level`. Does nothing when a global
-/// subscriber is already set.
-///
-/// Lines are formatted on the calling thread and appended to a buffer that a writer thread
-/// writes to stderr in batches (every 20 ms, or at once past 256 KiB; see [`logsink`]): a
-/// request never waits for a `write(2)` to stderr nor wakes a thread per line. Nothing is
-/// dropped: when 8 MiB are pending, logging waits. Keep the returned guard alive for as long
-/// as the process logs.
-pub fn init_logging(level: &str) -> LogGuard {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let (sink, guard) = match logsink::LogSink::spawn(std::io::stderr()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("vulngate: cannot start the log writer thread: {e}");
-            return None;
-        }
-    };
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(sink.clone())
-        .with_current_span(false)
-        .try_init()
-        .ok()
-        .map(|()| {
-            // Decision lines are formatted by the handler and written here directly.
-            let _ = DECISION_LOG.set(sink);
-            guard
-        })
-}
-
-/// The writer of `init_logging`'s subscriber, once it is the global one.
-static DECISION_LOG: std::sync::OnceLock<logsink::LogSink> = std::sync::OnceLock::new();
-
-pub(crate) fn decision_log_writer() -> Option<&'static logsink::LogSink> {
-    DECISION_LOG.get()
-}
-
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-async fn validate(AxState(state): AxState<Arc<State>>, uri: Uri, body: Bytes) -> Response {
-    let started = tokio::time::Instant::now();
-    let timeout = admission::timeout_from_query(uri.query(), state.config.default_timeout);
-    let rv = match admission::parse_review(&body, &admission::ParseOptions::new(&state)) {
-        Ok(rv) => rv,
-        Err(admission::BadReview(message)) => {
-            state
-                .metrics
-                .request("invalid", started.elapsed().as_secs_f64());
-            tracing::warn!(error = %message, "malformed AdmissionReview");
-            return (
-                StatusCode::BAD_REQUEST,
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                message,
-            )
-                .into_response();
-        }
-    };
-    // Synchronous first: the future of this handler, which axum boxes and moves, stays small.
-    let resp = match admission::prepare(&state, rv, timeout) {
-        admission::Prepared::Evaluate(job) => admission::decide(&state, job).await,
-        admission::Prepared::Answered(answer) => answer,
-    };
-    state.metrics.request(
-        if resp.allowed { "allowed" } else { "denied" },
-        started.elapsed().as_secs_f64(),
-    );
-    match resp.to_review_json() {
-        Ok(body) => json_response(StatusCode::OK, body),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot serialise the AdmissionReview response");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
-    }
-}
-
 async fn readyz(AxState(state): AxState<Arc<State>>) -> Response {
     if state.ready.load(Ordering::Relaxed) {
         (
@@ -510,7 +428,7 @@ mod tests {
             ..crate::Config::default()
         };
         let server = crate::Server::from_config(cfg).unwrap();
-        let fut = super::validate(
+        let fut = crate::admission::validate(
             axum::extract::State(server.state.clone()),
             axum::http::Uri::from_static("/validate"),
             axum::body::Bytes::new(),

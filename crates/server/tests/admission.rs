@@ -225,20 +225,41 @@ async fn skipped_images_are_not_gated() {
     assert_eq!(h.source.calls(), 1); // only alpine looked up
 }
 
+/// Issue 17.13: a dry run (`sideEffects: NoneOnDryRun`) is decided, answered and counted,
+/// but writes nothing durable: no alert (before: an alert marked `dry_run`).
 #[tokio::test]
-async fn dry_run_is_answered_and_alert_marked() {
+async fn dry_run_is_answered_and_counted_but_writes_no_alert() {
     let h = harness(RULES);
     let mut rv = create(&deployment("prod-shop", &[DEBIAN]));
     rv["request"]["dryRun"] = json!(true);
     let r = admit(&h.server, &rv).await;
     assert!(!r.allowed);
-    let a = h
+    assert!(
+        r.result.message.contains("denied by rule"),
+        "{}",
+        r.result.message
+    );
+    assert!(!r.audit_annotations.contains_key("alert-id"));
+    assert!(h
+        .server
+        .alerts()
+        .list(&Default::default())
+        .unwrap()
+        .is_empty());
+    let metrics = h.server.metrics().encode();
+    assert!(
+        metrics.contains("vulngate_image_decisions_total{outcome=\"deny\"} 1"),
+        "{metrics}"
+    );
+    // The same review, not a dry run, leaves its alert.
+    rv["request"]["dryRun"] = json!(false);
+    let r = admit(&h.server, &rv).await;
+    assert!(h
         .server
         .alerts()
         .get(&r.audit_annotations["alert-id"])
         .unwrap()
-        .unwrap();
-    assert!(a.dry_run);
+        .is_some());
 }
 
 #[tokio::test]
@@ -333,6 +354,42 @@ async fn unreadable_object_follows_failure_policy() {
         assert!(
             text.starts_with("vulngate cannot read this Deployment: spec.template.spec.containers"),
             "{text}"
+        );
+    }
+}
+
+/// Issue 17.12: a decision the failure policy takes on an unreadable object leaves an alert
+/// (deny for `deny`/`unscanned`, audit for `allow`), except for a dry run.
+#[tokio::test]
+async fn unreadable_object_decision_leaves_an_alert() {
+    let mut obj = deployment("prod-shop", &[DEBIAN]);
+    obj["spec"]["template"]["spec"]["containers"] = json!("nginx");
+    for (policy, action) in [
+        (FailurePolicy::Deny, AlertAction::Deny),
+        (FailurePolicy::Unscanned, AlertAction::Deny),
+        (FailurePolicy::Allow, AlertAction::Audit),
+    ] {
+        let h = harness_with(RULES, TestSource::new(), |c| c.failure_policy = policy);
+        admit(&h.server, &create(&obj)).await;
+        let alerts = h.server.alerts().list(&Default::default()).unwrap();
+        assert_eq!(alerts.len(), 1, "{policy:?}");
+        let a = &alerts[0];
+        assert_eq!(a.action, action, "{policy:?}");
+        assert_eq!(a.kind, "Deployment");
+        assert_eq!(a.namespace.as_deref(), Some("prod-shop"));
+        assert_eq!(a.request_uid, "705ab4f5-6393-11e8-b7cc-42010a800002");
+        assert!(
+            a.reason
+                .starts_with("vulngate cannot read this Deployment: spec.template.spec.containers"),
+            "{}",
+            a.reason
+        );
+        let mut dry = create(&obj);
+        dry["request"]["dryRun"] = json!(true);
+        admit(&h.server, &dry).await;
+        assert_eq!(
+            h.server.alerts().list(&Default::default()).unwrap().len(),
+            1
         );
     }
 }
@@ -717,4 +774,59 @@ async fn health_ready_and_metrics() {
             }
         }
     }
+}
+
+/// Issue 17.2: a review whose `request.kind` says CronJob while its object is a Deployment
+/// contradicts itself: refused as malformed (400, naming both kinds), never evaluated as
+/// either (before: a `debug_assert` in debug builds, the wrong kind recorded in release).
+#[tokio::test]
+async fn kind_mismatch_is_a_malformed_request() {
+    let h = harness(RULES);
+    let mut rv = create(&deployment("prod-shop", &[DEBIAN]));
+    rv["request"]["kind"] = json!({ "group": "batch", "version": "v1", "kind": "CronJob" });
+    let (status, body) = post_raw(
+        &h.server,
+        "/validate?timeout=10s",
+        serde_json::to_vec(&rv).unwrap(),
+    )
+    .await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body,
+        "AdmissionReview request.kind is \"CronJob\" but request.object is a \"Deployment\""
+    );
+    assert!(h
+        .server
+        .alerts()
+        .list(&Default::default())
+        .unwrap()
+        .is_empty());
+}
+
+/// Issue 17.3: a deadline message names the step that ran out and the configured deadline
+/// (the webhook timeout and the margin it was made of), never an elapsed time.
+#[tokio::test]
+async fn deadline_message_names_the_step_and_the_configured_deadline() {
+    let src = Arc::new(TestSource::with(false, true, None));
+    let h = harness_with(RULES_BLOCK_UNSCANNED, src, |c| {
+        c.failure_policy = FailurePolicy::Deny;
+        c.deadline_margin = std::time::Duration::from_millis(700);
+    });
+    let r = admit_uri(
+        &h.server,
+        "/validate?timeout=1s",
+        &create(&deployment("prod-shop", &[ALPINE])),
+    )
+    .await;
+    assert!(!r.allowed);
+    assert!(
+        r.result.message.ends_with(
+            "findings lookup did not finish before the admission deadline of 300ms \
+             (webhook timeout 1s minus the deadline margin 700ms)"
+        ),
+        "{}",
+        r.result.message
+    );
+    assert!(!r.result.message.contains("0ns"), "{}", r.result.message);
 }

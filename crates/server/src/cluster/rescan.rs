@@ -23,14 +23,16 @@ use kube::Api;
 use serde_json::Value;
 use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
-use vulngate_core::{evaluate, Decision, ImageRef, Outcome, RequestContext, Subject};
-use vulngate_core::{image::is_valid_digest, UnscannedReason};
+use vulngate_core::image::is_valid_digest;
+use vulngate_core::{Decision, ImageRef, Outcome, RequestContext};
 
 use super::events::{EventSpec, Regarding, REASON_RUNTIME_AUDIT, REASON_RUNTIME_DENY};
 use super::pull_secrets::PullSecretRefs;
 use super::{ImageResult, ResultSink};
 use crate::alerts::{Alert, AlertAction, AlertOrigin};
-use crate::cache::Analyzed;
+use crate::config::FailurePolicy;
+use crate::record::{self, AlertSubject};
+use crate::verdict::{Judge, Lookup, LookupFailure, Verdict};
 use crate::{Server, State};
 
 /// How often the rule set version is compared with the last scan's.
@@ -238,7 +240,7 @@ impl Rescanner {
             ..ScanSummary::default()
         };
         let now = Utc::now();
-        let mut lookups: HashMap<String, Result<Arc<Analyzed>, ()>> = HashMap::new();
+        let mut lookups: HashMap<String, Lookup> = HashMap::new();
         let mut results: BTreeMap<String, Vec<ImageResult>> = BTreeMap::new();
         let mut seen: HashSet<SeenKey> = HashSet::new();
         let mut alerts: Vec<(SeenKey, Alert, EventSpec)> = Vec::new();
@@ -289,44 +291,27 @@ impl Rescanner {
                                         image = %key, error = %e,
                                         "re-evaluation: findings lookup failed"
                                     );
-                                    Err(())
+                                    Err(LookupFailure::Source(e))
                                 }
                             }
                         }
                     };
                     lookups.insert(key.clone(), r);
                 }
-                let lookup = lookups.get(&key).cloned().unwrap_or(Err(()));
-                let errored = lookup.is_err();
-                let decision = match &lookup {
-                    Ok(a) => {
-                        let subject = match &a.subject {
-                            Ok(r) => Subject::Report(r),
-                            Err(reason) => Subject::Unscanned(reason),
-                        };
-                        evaluate(
-                            &rules,
-                            state.config.precedence,
-                            &ctx,
-                            &c.pinned,
-                            subject,
-                            now,
-                        )
-                    }
-                    Err(()) => {
-                        let reason = UnscannedReason::RegistryUnavailable(
-                            "findings source unavailable".into(),
-                        );
-                        evaluate(
-                            &rules,
-                            state.config.precedence,
-                            &ctx,
-                            &c.pinned,
-                            Subject::Unscanned(&reason),
-                            now,
-                        )
-                    }
+                let lookup = lookups.get(&key).cloned();
+                let errored = !matches!(lookup, Some(Ok(_)));
+                // Judged as the webhook judges (verdict.rs); a failed lookup counts as
+                // unscanned, whatever the failure policy.
+                let judge = Judge {
+                    rules: &rules,
+                    precedence: state.config.precedence,
+                    ctx: &ctx,
+                    now,
+                    policy: FailurePolicy::Unscanned,
+                    pin_resolved: false,
                 };
+                let verdict = judge.verdict(&c.spec_image, lookup, Some(c.pinned.clone()));
+                let decision = &verdict.decision;
                 match decision.decision {
                     Outcome::Deny => deny += 1,
                     Outcome::Audit => audit += 1,
@@ -359,8 +344,8 @@ impl Rescanner {
                     if !last.seen.contains(&k) && !seen.contains(&k) {
                         alerts.push((
                             k.clone(),
-                            runtime_alert(&rules, &decision, &ctx, &rp, c),
-                            runtime_event(&decision, &rp),
+                            runtime_alert(&verdict, &ctx, &rp, c),
+                            runtime_event(decision, &rp),
                         ));
                     }
                     seen.insert(k);
@@ -376,34 +361,17 @@ impl Rescanner {
                         workload_uid: rp.workload.uid.clone(),
                         pod: Some(rp.name.clone()),
                         container: c.name.clone(),
-                        decision: Arc::new(decision),
+                        decision: Arc::new(verdict.decision),
                     });
             }
         }
 
         // Alerts (then Events) for what is new or changed.
         if !alerts.is_empty() {
-            let batch: Vec<Alert> = alerts.iter().map(|a| a.1.clone()).collect();
-            match state.alerts.record_async(batch).await {
-                Ok(()) => {
-                    summary.alerts = alerts.len();
-                    for (_, a, ev) in &alerts {
-                        state.metrics.alert_written(a.action.as_str());
-                        tracing::info!(
-                            target: "vulngate::decision",
-                            origin = "runtime", namespace = a.namespace.as_deref(),
-                            kind = %a.kind, name = a.name.as_deref(), image = %a.image,
-                            digest = a.digest.as_deref(), decision = a.decision.as_str(),
-                            rule = a.rule.as_deref(), reason = %a.reason, alert_id = %a.id,
-                            "runtime alert"
-                        );
-                        if let Some(rec) = &state.events {
-                            rec.record(ev.clone());
-                        }
-                    }
-                }
+            let batch = alerts.iter().map(|(_, a, ev)| (a.clone(), ev.clone()));
+            match record::runtime(state, batch).await {
+                Ok(()) => summary.alerts = alerts.len(),
                 Err(e) => {
-                    state.metrics.alert_failure();
                     tracing::error!(error = %e, "cannot record runtime alerts; retried at the next scan");
                     for (k, _, _) in &alerts {
                         seen.remove(k);
@@ -611,49 +579,34 @@ impl RunningPod {
 }
 
 fn runtime_alert(
-    rules: &vulngate_core::RuleSet,
-    d: &Decision,
+    v: &Verdict,
     ctx: &RequestContext,
     rp: &RunningPod,
     c: &RunningContainer,
 ) -> Alert {
-    let rule_snapshot = d.rule.as_ref().and_then(|name| {
-        rules
-            .rules()
-            .iter()
-            .find(|r| &r.name == name)
-            .and_then(|r| serde_json::to_value(r.to_doc()).ok())
-    });
-    Alert {
-        id: uuid::Uuid::now_v7().to_string(),
-        time: Utc::now(),
-        action: if d.decision == Outcome::Deny {
-            AlertAction::Deny
-        } else {
-            AlertAction::Audit
+    let action = if v.decision.decision == Outcome::Deny {
+        AlertAction::Deny
+    } else {
+        AlertAction::Audit
+    };
+    record::alert(
+        uuid::Uuid::now_v7().to_string(),
+        action,
+        v,
+        ctx,
+        AlertSubject {
+            origin: AlertOrigin::Runtime,
+            kind: rp.workload.kind.clone(),
+            namespace: Some(rp.namespace.clone()),
+            name: Some(rp.workload.name.clone()),
+            operation: "RUNTIME".into(),
+            user: None,
+            request_uid: rp.uid.clone().unwrap_or_default(),
+            image: c.spec_image.clone(),
+            dry_run: false,
+            break_glass: None,
         },
-        origin: AlertOrigin::Runtime,
-        decision: d.decision,
-        cluster: ctx.cluster.clone(),
-        namespace: Some(rp.namespace.clone()),
-        kind: rp.workload.kind.clone(),
-        name: Some(rp.workload.name.clone()),
-        operation: "RUNTIME".into(),
-        user: None,
-        request_uid: rp.uid.clone().unwrap_or_default(),
-        image: c.spec_image.clone(),
-        digest: c.pinned.digest.clone(),
-        rule: d.rule.clone(),
-        rule_snapshot,
-        rules_version: Some(d.rules_version.clone()),
-        vulnerability: d.vulnerability_detail.clone(),
-        counts: d.counts,
-        report: d.report.clone(),
-        unscanned: d.unscanned.clone(),
-        reason: d.reason.clone(),
-        dry_run: false,
-        break_glass: None,
-    }
+    )
 }
 
 fn runtime_event(d: &Decision, rp: &RunningPod) -> EventSpec {

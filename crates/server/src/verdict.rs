@@ -1,0 +1,268 @@
+//! Lookup -> evaluate -> [`Verdict`]: the one place where an image's findings are looked up
+//! and handed to the engine, for admission reviews ([`lookup_images`], [`Judge::verdict`])
+//! and for the re-evaluation of running workloads (`cluster::rescan`), so that the two
+//! cannot disagree. The engine (`vulngate_core::evaluate`) is called here only, in
+//! [`Judge::engine`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+use vulngate_core::engine::SeverityCounts;
+use vulngate_core::{
+    evaluate, Decision, ImageRef, Outcome, Precedence, RequestContext, RuleSet, Subject,
+    UnscannedReason,
+};
+
+use crate::cache::Analyzed;
+use crate::config::FailurePolicy;
+use crate::source::SourceError;
+use crate::State;
+
+/// Why an image's findings are missing after the lookup.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum LookupFailure {
+    #[error("{0}")]
+    Source(SourceError),
+    /// The lookup did not finish before the review's deadline.
+    #[error("{}", Deadline::describe(.0, "findings lookup"))]
+    Deadline(Deadline),
+    #[error("{0}")]
+    InvalidReference(String),
+}
+
+/// A review's deadline: when the lookups must be done, and how it was set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Deadline {
+    pub at: Instant,
+    /// What the lookups get (`timeout` minus `margin`, or half the timeout).
+    pub budget: Duration,
+    /// The webhook timeout (`?timeout=`, else `defaultTimeout`).
+    pub timeout: Duration,
+    /// `deadlineMargin`.
+    pub margin: Duration,
+}
+
+impl Deadline {
+    /// `<step> did not finish before the admission deadline of 9s (webhook timeout 10s minus
+    /// the deadline margin 1s)`: the step and the configured figures, never an elapsed 0ns.
+    pub fn describe(&self, step: &str) -> String {
+        let how = if self.timeout > self.margin {
+            format!(
+                "webhook timeout {:?} minus the deadline margin {:?}",
+                self.timeout, self.margin
+            )
+        } else {
+            format!(
+                "half the webhook timeout {:?}, as the deadline margin {:?} does not fit in it",
+                self.timeout, self.margin
+            )
+        };
+        format!(
+            "{step} did not finish before the admission deadline of {:?} ({how})",
+            self.budget
+        )
+    }
+}
+
+impl LookupFailure {
+    /// What may be said to the API server (no internals).
+    pub fn public(&self) -> String {
+        match self {
+            LookupFailure::Source(_) => "findings source unavailable".into(),
+            LookupFailure::Deadline(d) => d.describe("findings lookup"),
+            LookupFailure::InvalidReference(_) => "image reference cannot be parsed".into(),
+        }
+    }
+
+    /// The detail, for the log only.
+    pub fn detail(&self) -> String {
+        match self {
+            LookupFailure::Source(e) => e.0.clone(),
+            LookupFailure::Deadline(d) => d.describe("findings lookup"),
+            LookupFailure::InvalidReference(e) => e.clone(),
+        }
+    }
+
+    pub fn cause(&self) -> &'static str {
+        match self {
+            LookupFailure::Source(_) => "error",
+            LookupFailure::Deadline(_) => "deadline",
+            LookupFailure::InvalidReference(_) => "invalid-reference",
+        }
+    }
+}
+
+/// An image's lookup: its findings, or why there are none.
+pub(crate) type Lookup = Result<Arc<Analyzed>, LookupFailure>;
+
+/// The lookup of each image of a review (same order), and its parsed reference.
+pub(crate) type Lookups = Vec<(Option<Lookup>, Option<ImageRef>)>;
+
+/// One image's verdict: the engine's decision, the snapshot of the rule that decided it (as
+/// the rule set had it when evaluated; for the alert), and the lookup failure the decision
+/// was taken on, if any.
+#[derive(Debug)]
+pub(crate) struct Verdict {
+    pub decision: Decision,
+    pub rule_snapshot: Option<serde_json::Value>,
+    pub failure: Option<LookupFailure>,
+}
+
+/// What every verdict of one review (or one scan) is judged with.
+#[derive(Debug)]
+pub(crate) struct Judge<'a> {
+    pub rules: &'a RuleSet,
+    pub precedence: Precedence,
+    pub ctx: &'a RequestContext,
+    pub now: DateTime<Utc>,
+    /// What a failed lookup becomes (re-evaluation: `Unscanned`, whatever is configured).
+    pub policy: FailurePolicy,
+    /// Whether the image is pinned to the digest the lookup resolved before evaluation
+    /// (admission; re-evaluation already evaluates the digest a container runs).
+    pub pin_resolved: bool,
+}
+
+impl Judge<'_> {
+    /// The verdict for `image` (as written) given its lookup and parsed reference.
+    pub fn verdict(&self, image: &str, lookup: Option<Lookup>, r: Option<ImageRef>) -> Verdict {
+        let lookup =
+            lookup.unwrap_or_else(|| Err(LookupFailure::Source(SourceError("task failed".into()))));
+        let (decision, failure) = match (lookup, r) {
+            (Ok(a), Some(mut pinned)) => {
+                // Pinned to the digest the lookup resolved (in place, not copied).
+                if self.pin_resolved {
+                    if let Some(d) = &a.digest {
+                        pinned.set_digest(d);
+                    }
+                }
+                let subject = match &a.subject {
+                    Ok(report) => Subject::Report(report),
+                    Err(reason) => Subject::Unscanned(reason),
+                };
+                (self.engine(&pinned, subject), None)
+            }
+            (res, r) => {
+                let failure = match res {
+                    Err(f) => f,
+                    Ok(_) => LookupFailure::InvalidReference("unparsed".into()),
+                };
+                (self.failed(image, r.as_ref(), &failure), Some(failure))
+            }
+        };
+        Verdict {
+            rule_snapshot: rule_snapshot(self.rules, &decision),
+            decision,
+            failure,
+        }
+    }
+
+    /// The engine, called here only.
+    fn engine(&self, image: &ImageRef, subject: Subject<'_>) -> Decision {
+        evaluate(
+            self.rules,
+            self.precedence,
+            self.ctx,
+            image,
+            subject,
+            self.now,
+        )
+    }
+
+    /// The decision for an image whose findings could not be obtained.
+    fn failed(&self, img: &str, r: Option<&ImageRef>, failure: &LookupFailure) -> Decision {
+        let reason = UnscannedReason::RegistryUnavailable(failure.public());
+        if let (FailurePolicy::Unscanned, Some(r)) = (self.policy, r) {
+            return self.engine(r, Subject::Unscanned(&reason));
+        }
+        let (outcome, text) = match self.policy {
+            FailurePolicy::Allow => (
+                Outcome::Allow,
+                format!("{}; allowed by the failure policy", failure.public()),
+            ),
+            // `unscanned` with a reference that cannot be parsed: nothing to evaluate.
+            FailurePolicy::Deny | FailurePolicy::Unscanned => (Outcome::Deny, failure.public()),
+        };
+        Decision {
+            image: img.to_string(),
+            digest: r.and_then(|r| r.digest.clone()),
+            decision: outcome,
+            rule: None,
+            vulnerability: None,
+            reason: text,
+            condition: None,
+            vulnerability_detail: None,
+            unscanned: Some(reason),
+            counts: SeverityCounts::default(),
+            report: None,
+            suppressed: Vec::new(),
+            also_fired: Vec::new(),
+            rules_version: self.rules.version().to_string(),
+        }
+    }
+}
+
+/// The deciding rule as the rule set that decided has it (none for an allow).
+fn rule_snapshot(rules: &RuleSet, d: &Decision) -> Option<serde_json::Value> {
+    d.rule.as_ref().and_then(|name| {
+        rules
+            .rules()
+            .iter()
+            .find(|r| &r.name == name)
+            .and_then(|r| serde_json::to_value(r.to_doc()).ok())
+    })
+}
+
+/// Looks every image up concurrently, under `deadline`. Cached images are answered in
+/// place; only misses get a task (a spawn wakes another worker: tens of microseconds).
+pub(crate) async fn lookup_images(
+    state: &State,
+    uid: &str,
+    images: &[String],
+    deadline: Deadline,
+    credentials: Option<Arc<vulngate_registry::Credentials>>,
+) -> Lookups {
+    let mut out: Lookups = Vec::with_capacity(images.len());
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, img) in images.iter().enumerate() {
+        match ImageRef::parse(img) {
+            Ok(r) => {
+                // Boxed: moka's lookup future is about 800 bytes, which would otherwise sit in
+                // every request's future (see `admission::Job`).
+                if let Some(hit) = Box::pin(state.cache.get_cached(&r)).await {
+                    out.push((Some(Ok(hit)), Some(r)));
+                    continue;
+                }
+                let cache = state.cache.clone();
+                let credentials = credentials.clone();
+                let key = r.clone();
+                tasks.spawn(async move {
+                    let res = match tokio::time::timeout_at(
+                        deadline.at,
+                        cache.get_with_credentials(&key, credentials),
+                    )
+                    .await
+                    {
+                        Ok(Ok(a)) => Ok(a),
+                        Ok(Err(e)) => Err(LookupFailure::Source(e)),
+                        Err(_) => Err(LookupFailure::Deadline(deadline)),
+                    };
+                    (i, res)
+                });
+                out.push((None, Some(r)));
+            }
+            Err(e) => out.push((
+                Some(Err(LookupFailure::InvalidReference(e.to_string()))),
+                None,
+            )),
+        }
+    }
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((i, res)) => out[i].0 = Some(res),
+            Err(e) => tracing::error!(uid = %uid, error = %e, "lookup task failed"),
+        }
+    }
+    out
+}
