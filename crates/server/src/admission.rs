@@ -23,7 +23,7 @@ use vulngate_core::{
 use crate::alerts::{Alert, AlertAction};
 use crate::cache::Analyzed;
 use crate::cluster::pull_secrets::PullSecretRefs;
-use crate::config::{parse_duration, FailurePolicy};
+use crate::config::FailurePolicy;
 use crate::source::SourceError;
 use crate::State;
 
@@ -486,18 +486,6 @@ fn json_type(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-/// The webhook timeout from the URL's query (`?timeout=10s`, as the API server sends it).
-pub(crate) fn timeout_from_query(query: Option<&str>, default: Duration) -> Duration {
-    query
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == "timeout")
-        .and_then(|(_, v)| parse_duration(v).ok())
-        .filter(|d| !d.is_zero())
-        .unwrap_or(default)
 }
 
 /// The time by which every lookup must be done: the timeout minus the margin (half the
