@@ -501,7 +501,10 @@ impl Config {
             return err("http2MaxConcurrentStreams", "must be at least 1");
         }
         if !(1024..=1 << 20).contains(&h.http2_max_header_list_bytes) {
-            return err("http2MaxHeaderListBytes", "must be between 1024 and 1048576");
+            return err(
+                "http2MaxHeaderListBytes",
+                "must be between 1024 and 1048576",
+            );
         }
         if let Some(m) = self.metrics.listen {
             if m == self.listen && m.port() != 0 {

@@ -431,11 +431,8 @@ impl Conn {
         let _open = OpenGuard(gauge);
         match self.tls.clone() {
             Some(acceptor) => {
-                match tokio::time::timeout(
-                    self.limits.tls_handshake_timeout,
-                    acceptor.accept(tcp),
-                )
-                .await
+                match tokio::time::timeout(self.limits.tls_handshake_timeout, acceptor.accept(tcp))
+                    .await
                 {
                     Ok(Ok(stream)) => self.serve(stream).await,
                     Ok(Err(e)) => {
@@ -579,10 +576,7 @@ impl Activity {
         }
         match self.head_since.load(Ordering::Acquire) {
             NONE => (
-                self.at(
-                    self.last_end.load(Ordering::Acquire),
-                    limits.idle_timeout,
-                ),
+                self.at(self.last_end.load(Ordering::Acquire), limits.idle_timeout),
                 Expiry::Idle,
             ),
             since => (self.at(since, limits.header_read_timeout), Expiry::Header),
@@ -761,8 +755,15 @@ mod tests {
         assert_eq!(t("timeout=1ns"), Ok(MIN_WEBHOOK_TIMEOUT));
         assert_eq!(t("timeout=-5s"), Ok(MIN_WEBHOOK_TIMEOUT));
         for junk in [
-            "timeout=", "timeout", "timeout=10", "timeout=abc", "timeout=10x", "timeout=s",
-            "timeout=1e3s", "timeout=10s%20", "timeout=.s",
+            "timeout=",
+            "timeout",
+            "timeout=10",
+            "timeout=abc",
+            "timeout=10x",
+            "timeout=s",
+            "timeout=1e3s",
+            "timeout=10s%20",
+            "timeout=.s",
         ] {
             let e = t(junk).expect_err(junk);
             assert_eq!(e.parameter, "timeout", "{junk}");

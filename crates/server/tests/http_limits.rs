@@ -213,9 +213,11 @@ async fn slow_header_clients_are_closed_and_reviews_are_answered_meanwhile() {
             let s = s.clone();
             async move {
                 let mut tls = s.tls().await;
-                tls.write_all(b"POST /validate?timeout=10s HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
-                    .await
-                    .unwrap();
+                tls.write_all(
+                    b"POST /validate?timeout=10s HTTP/1.1\r\nHost: localhost\r\nX-Slow: ",
+                )
+                .await
+                .unwrap();
                 tls.flush().await.unwrap();
                 tls
             }
@@ -287,7 +289,10 @@ async fn at_the_connection_cap_new_connections_wait_and_are_served_when_one_clos
 async fn an_oversized_request_head_is_a_431() {
     let s = Running::start(|_| {}).await;
     for (name, extra) in [
-        ("one 380 KB header", format!("X-Big: {}\r\n", "a".repeat(380 << 10))),
+        (
+            "one 380 KB header",
+            format!("X-Big: {}\r\n", "a".repeat(380 << 10)),
+        ),
         (
             "2000 small headers",
             (0..2000).map(|i| format!("X-H{i}: v\r\n")).collect(),
