@@ -121,7 +121,7 @@ cpu_snapshot() {
   echo "$ticks $(cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches/{v+=$2} /^nonvoluntary_ctxt_switches/{n+=$2} END {print v, n}')"
 }
 metric() { # name (first sample line starting with it) from vulngate's /metrics
-  curl -ks "https://127.0.0.1:$VG_PORT/metrics" | awk -v m="$1" 'index($0, m)==1 {s+=$NF} END {print s+0}'
+  curl -s "http://127.0.0.1:$VG_METRICS_PORT/metrics" | awk -v m="$1" 'index($0, m)==1 {s+=$NF} END {print s+0}'
 }
 
 # ---- registry and images -----------------------------------------------------------------------
@@ -187,8 +187,10 @@ for ref in $REFERENCES; do
   PID_OF_URL["${REF_URL[$ref]}"]=$pid
 done
 VG_PORT=$(free_port)
+VG_METRICS_PORT=$(free_port)
 cat >"$WORK/vulngate.yaml" <<YAML
 listen: 127.0.0.1:$VG_PORT
+metrics: { listen: 127.0.0.1:$VG_METRICS_PORT }
 dataDir: $WORK/vg-data
 rules: $WORK/rules.yaml
 logLevel: $LOG_LEVEL
@@ -295,7 +297,7 @@ sleep 1
 RSS_FILLED=$(rss_kib "$VG_PID")
 MISSES_TOTAL=$(metric vulngate_findings_cache_misses_total)
 FAILURES=$(metric vulngate_findings_source_failures_total)
-curl -ks "https://127.0.0.1:$VG_PORT/metrics" >"$OUT/metrics.txt"
+curl -s "http://127.0.0.1:$VG_METRICS_PORT/metrics" >"$OUT/metrics.txt"
 
 # ---- summary -----------------------------------------------------------------------------------
 python3 - "$OUT" "$ROUNDS" "$RSS_START" "$RSS_WARM" "$RSS_FILLED" "$MISSES_COLD" "$MISSES_TOTAL" \

@@ -74,6 +74,9 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8443].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
+    /// Address of the plain-HTTP `/metrics` listener [default: 127.0.0.1:9090].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Directory for the alert store and the generated certificate [default: ./vulngate-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,

@@ -21,6 +21,9 @@ pub fn config(args: &ServeArgs) -> Result<vulngate_server::Config> {
     if let Some(l) = args.listen {
         cfg.listen = l;
     }
+    if let Some(l) = args.metrics_listen {
+        cfg.metrics.listen = Some(l);
+    }
     if let Some(d) = &args.data_dir {
         cfg.data_dir = d.clone();
     }

@@ -116,13 +116,22 @@ fn every_kind_is_rendered_in_apply_order() {
     let svc = find(&docs, "Service");
     assert_eq!(
         svc["spec"]["ports"],
-        json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": "https"}])
+        json!([
+            {"name": "https", "port": 443, "protocol": "TCP", "targetPort": "https"},
+            {"name": "metrics", "port": 9090, "protocol": "TCP", "targetPort": "metrics"}
+        ])
     );
     let np = find(&docs, "NetworkPolicy");
     assert_eq!(np["spec"]["policyTypes"], json!(["Ingress"]));
     assert_eq!(
         np["spec"]["ingress"],
-        json!([{"ports": [{"port": 8443, "protocol": "TCP"}]}])
+        json!([
+            {"ports": [{"port": 8443, "protocol": "TCP"}]},
+            {
+                "ports": [{"port": 9090, "protocol": "TCP"}],
+                "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+            }
+        ])
     );
 }
 
@@ -236,6 +245,8 @@ fn the_deployment_is_hardened() {
         assert_eq!(c[probe]["httpGet"]["port"], "https");
     }
     assert_eq!(c["ports"][0]["containerPort"], 8443);
+    assert_eq!(c["ports"][1]["name"], "metrics");
+    assert_eq!(c["ports"][1]["containerPort"], 9090);
     assert_eq!(c["env"][0]["name"], "POD_NAMESPACE");
     assert_eq!(
         c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
@@ -449,6 +460,7 @@ fn the_config_map_passes_check_config() {
         .to_string();
     let effective = check_config(&text);
     assert_eq!(effective["listen"], "0.0.0.0:8443");
+    assert_eq!(effective["metrics"]["listen"], "0.0.0.0:9090");
     assert_eq!(effective["tls"]["certFile"], "/etc/vulngate/tls/tls.crt");
     assert_eq!(effective["tls"]["keyFile"], "/etc/vulngate/tls/tls.key");
     assert_eq!(effective["dataDir"], "/var/lib/vulngate");
@@ -980,7 +992,13 @@ fn the_api_servers_webhook_plugin_calls_vulngate_through_the_rendered_configurat
     let mut child = Command::new(bin())
         .args(["serve", "--config"])
         .arg(repo_root().join("examples/vulngate.yaml"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(dir.path().join("data"))
         .arg("--tls-cert")
         .arg(dir.path().join("tls.crt"))

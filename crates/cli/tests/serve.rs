@@ -40,7 +40,13 @@ async fn start(data: &Path) -> (Served, reqwest::Client) {
     let child = Command::new(bin())
         .args(["serve", "--config"])
         .arg(repo().join("examples/vulngate.yaml"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(data)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

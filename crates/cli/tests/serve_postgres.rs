@@ -43,7 +43,14 @@ async fn start(data: &Path, store: &str, log: &Path) -> (Served, reqwest::Client
     let child = Command::new(bin())
         .args(["serve", "--config"])
         .arg(repo().join("examples/vulngate.yaml"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--store", store])
+        .args([
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--store",
+            store,
+        ])
         .arg("--data-dir")
         .arg(data)
         .env("VULNGATE_STORE_PASSWORD", PASSWORD)
@@ -243,6 +250,8 @@ fn serve_with_postgres_unreachable_fails_clearly_without_the_password() {
     let mut child = Command::new(bin())
         .args([
             "serve",
+            "--metrics-listen",
+            "127.0.0.1:0",
             "--listen",
             &format!("127.0.0.1:{}", pg::free_port()),
         ])

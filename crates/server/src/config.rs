@@ -84,6 +84,89 @@ pub struct Config {
     /// Kubernetes integration (SecurityRule custom resources, PolicyReports, Events, running
     /// workloads, pull secrets). None: off.
     pub kubernetes: Option<KubernetesConfig>,
+    /// Connection limits and timeouts of the HTTPS listener (`docs/security.md`, HTTP limits).
+    pub http: HttpConfig,
+    /// The Prometheus `/metrics` listener (plain HTTP, its own port).
+    pub metrics: MetricsConfig,
+}
+
+/// The default metrics listen address (loopback; `vulngate install` renders `0.0.0.0:9090`).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9090";
+
+/// Limits of the webhook's HTTPS listener: what one client may hold, and for how long.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpConfig {
+    /// Most connections open at once (TLS handshakes included); beyond it new connections
+    /// wait in the kernel's accept queue until one closes. Lowered at start to fit the open
+    /// file limit.
+    pub max_connections: usize,
+    /// Time for the TLS handshake.
+    #[serde(with = "duration_str")]
+    pub tls_handshake_timeout: Duration,
+    /// Time from the end of the TLS handshake (or from the first byte of a later request)
+    /// to the end of the request's headers.
+    #[serde(with = "duration_str")]
+    pub header_read_timeout: Duration,
+    /// Time from the request's headers to its answer, body read included (408 after it).
+    #[serde(with = "duration_str")]
+    pub request_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    #[serde(with = "duration_str")]
+    pub idle_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes (HTTP/1.1: 431 beyond it).
+    pub max_header_bytes: usize,
+    /// Most header fields in one request (HTTP/1.1: 431 beyond it).
+    pub max_headers: usize,
+    /// HTTP/2: most concurrent streams per connection.
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2: largest header list (HPACK-decoded), in bytes.
+    pub http2_max_header_list_bytes: u32,
+    /// HTTP/2: most streams reset by the client before the server accepted them, at once
+    /// (rapid reset, CVE-2023-44487); beyond it the connection is closed.
+    pub http2_max_pending_reset_streams: usize,
+    /// HTTP/2: most streams the server resets because of the client's protocol errors,
+    /// per connection; beyond it the connection is closed.
+    pub http2_max_local_error_reset_streams: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_connections: 1024,
+            tls_handshake_timeout: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            max_header_bytes: 32 << 10,
+            max_headers: 100,
+            http2_max_concurrent_streams: 64,
+            http2_max_header_list_bytes: 32 << 10,
+            http2_max_pending_reset_streams: 20,
+            http2_max_local_error_reset_streams: 256,
+        }
+    }
+}
+
+/// The metrics listener: `/metrics` (Prometheus text), and nothing else; plain HTTP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct MetricsConfig {
+    /// Address of the metrics listener; `null` turns it off.
+    pub listen: Option<SocketAddr>,
+    /// Most connections open at once on the metrics listener.
+    pub max_connections: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: Some(DEFAULT_METRICS_LISTEN.parse().unwrap_or_else(|_| {
+                SocketAddr::from(([127, 0, 0, 1], 9090)) // the constant always parses
+            })),
+            max_connections: 16,
+        }
+    }
 }
 
 /// Where the rules come from when the Kubernetes integration is on.
@@ -166,6 +249,8 @@ impl Default for Config {
             registry: None,
             log_level: "info".to_string(),
             kubernetes: None,
+            http: HttpConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -361,6 +446,7 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return Err(("dataDir".into(), "empty path".into()));
         }
+        self.validate_http()?;
         if let Some(k) = &self.kubernetes {
             match (k.rules_from, &self.rules) {
                 (RulesFrom::Cluster, Some(_)) => return Err((
@@ -382,6 +468,54 @@ impl Config {
                     "must be at least 1".into(),
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The `http` and `metrics` sections.
+    fn validate_http(&self) -> std::result::Result<(), (String, String)> {
+        let h = &self.http;
+        let err = |f: &str, m: &str| Err((format!("http.{f}"), m.to_string()));
+        if h.max_connections == 0 {
+            return err("maxConnections", "must be at least 1");
+        }
+        for (f, d) in [
+            ("tlsHandshakeTimeout", h.tls_handshake_timeout),
+            ("headerReadTimeout", h.header_read_timeout),
+            ("requestTimeout", h.request_timeout),
+            ("idleTimeout", h.idle_timeout),
+        ] {
+            if d.is_zero() || d > Duration::from_secs(3600) {
+                return err(f, "must be between 1ms and 1h");
+            }
+        }
+        if !(1024..=1 << 20).contains(&h.max_header_bytes) {
+            return err("maxHeaderBytes", "must be between 1024 and 1048576");
+        }
+        if h.max_headers == 0 || h.max_headers > 1000 {
+            return err("maxHeaders", "must be between 1 and 1000");
+        }
+        if h.http2_max_concurrent_streams == 0 {
+            return err("http2MaxConcurrentStreams", "must be at least 1");
+        }
+        if !(1024..=1 << 20).contains(&h.http2_max_header_list_bytes) {
+            return err(
+                "http2MaxHeaderListBytes",
+                "must be between 1024 and 1048576",
+            );
+        }
+        if let Some(m) = self.metrics.listen {
+            if m == self.listen && m.port() != 0 {
+                return Err((
+                    "metrics.listen".into(),
+                    format!("{m} is the webhook's listen address: give metrics its own port"),
+                ));
+            }
+        }
+        if self.metrics.max_connections == 0 {
+            return Err(("metrics.maxConnections".into(), "must be at least 1".into()));
         }
         Ok(())
     }

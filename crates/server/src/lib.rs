@@ -16,6 +16,7 @@ pub mod cache;
 pub mod cluster;
 pub mod config;
 mod error;
+pub mod http;
 pub mod observe;
 mod record;
 pub mod rules;
@@ -27,17 +28,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State as AxState};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -45,7 +41,9 @@ pub use alerts::{
     Alert, AlertAction, AlertBackend, AlertError, AlertFilter, AlertOrigin, AlertStore,
     PostgresBackend, SqliteBackend, StoreUrl,
 };
-pub use config::{BreakGlassConfig, CacheConfig, Config, FailurePolicy, TlsConfig};
+pub use config::{
+    BreakGlassConfig, CacheConfig, Config, FailurePolicy, HttpConfig, MetricsConfig, TlsConfig,
+};
 pub use error::{Error, Result};
 pub use metrics::Metrics;
 pub use observe::log::{init_logging, LogGuard};
@@ -258,36 +256,62 @@ impl Server {
         self.state.cache.clear();
     }
 
-    /// The HTTP routes: `POST /validate`, `GET /healthz`, `/readyz`, `/metrics`.
+    /// The webhook's routes: `POST /validate`, `GET /healthz`, `/readyz` (nothing else: the
+    /// metrics are on their own listener, [`metrics_router`](Self::metrics_router)).
     pub fn router(&self) -> Router {
         Router::new()
             .route("/validate", post(admission::validate))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics_handler))
             .layer(DefaultBodyLimit::max(self.state.config.max_request_bytes))
             .with_state(self.state.clone())
     }
 
-    /// Serves HTTPS on the configured address until SIGINT/SIGTERM, with the rule watcher.
+    /// The metrics listener's routes: `GET /metrics` (Prometheus text) only.
+    pub fn metrics_router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(metrics_handler))
+            .layer(DefaultBodyLimit::max(4096))
+            .with_state(self.state.clone())
+    }
+
+    /// Serves HTTPS on the configured address, and `/metrics` on `metrics.listen`, until
+    /// SIGINT/SIGTERM, with the rule watcher.
     pub async fn serve(self) -> Result<()> {
         let tls = tls::setup(&self.state.config)?;
-        let listener = TcpListener::bind(self.state.config.listen)
-            .await
-            .map_err(|e| Error::io(format!("binding {}", self.state.config.listen), e))?;
-        self.serve_on(listener, tls.server_config, shutdown_signal())
+        let listener = bind(self.state.config.listen, "listen").await?;
+        let metrics = match self.state.config.metrics.listen {
+            Some(addr) => Some(bind(addr, "metrics.listen").await?),
+            None => None,
+        };
+        self.serve_with(listener, metrics, tls.server_config, shutdown_signal())
             .await
     }
 
     /// Serves HTTPS on `listener` until `shutdown` completes (then finishes in-flight
-    /// requests, for at most 10 seconds). Also runs the rule watcher.
+    /// requests, for at most 10 seconds), without a metrics listener. Also runs the rule
+    /// watcher.
     pub async fn serve_on(
         self,
         listener: TcpListener,
         tls: Arc<rustls::ServerConfig>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
+        self.serve_with(listener, None, tls, shutdown).await
+    }
+
+    /// Serves HTTPS on `listener` and, when given, `/metrics` in plain HTTP on
+    /// `metrics_listener`, until `shutdown` completes (then finishes in-flight requests, for
+    /// at most 10 seconds), under the `http` limits. Also runs the rule watcher.
+    pub async fn serve_with(
+        self,
+        listener: TcpListener,
+        metrics_listener: Option<TcpListener>,
+        tls: Arc<rustls::ServerConfig>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
         let addr: Option<SocketAddr> = listener.local_addr().ok();
+        let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let (this, _cluster) = match self.state.config.kubernetes.clone() {
             Some(k) => {
                 let client = cluster::client(&k).await.map_err(|e| Error::Config {
@@ -305,61 +329,59 @@ impl Server {
             .state
             .rules
             .spawn_watcher(self_.state.config.rules_reload_interval);
+        let cfg = &self_.state.config;
+        let nofile = http::raise_nofile_limit();
+        let max_connections = http::fitted_max_connections(cfg.http.max_connections, nofile);
         tracing::info!(
             listen = ?addr,
+            metrics_listen = ?metrics_addr,
+            max_connections,
+            open_file_limit = ?nofile,
             rules_version = self_.state.rules.current().version(),
-            store = %self_.state.config.store, // redacted: never the password
+            store = %cfg.store, // redacted: never the password
             "vulngate webhook serving"
         );
-        let acceptor = TlsAcceptor::from(tls);
-        let service = TowerToHyperService::new(self_.router());
-        let graceful = GracefulShutdown::new();
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let (tcp, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = &mut shutdown => break,
-            };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            let service = service.clone();
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
-                    .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection(TokioIo::new(tls), service);
-                if let Err(e) = watcher.watch(conn).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let http_metrics = self_.state.metrics.http().clone();
+        let webhook = http::Listener {
+            name: "webhook",
+            tcp: listener,
+            tls: Some(TlsAcceptor::from(tls)),
+            router: self_.router(),
+            limits: Arc::new(http::Limits::new(&cfg.http, max_connections)),
         }
-        drop(listener);
+        .spawn(http_metrics.clone(), stop_rx.clone());
+        let metrics = metrics_listener.map(|tcp| {
+            http::Listener {
+                name: "metrics",
+                tcp,
+                tls: None,
+                router: self_.metrics_router(),
+                limits: Arc::new(http::Limits::new(&cfg.http, cfg.metrics.max_connections)),
+            }
+            .spawn(http_metrics, stop_rx.clone())
+        });
+        shutdown.await;
+        let _ = stop_tx.send(true);
         if let Some(w) = watcher {
             w.abort();
         }
         tracing::info!("shutting down: finishing in-flight requests");
-        let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+        let _ = tokio::time::timeout(http::SHUTDOWN_GRACE, async {
+            webhook.drained().await;
+            if let Some(m) = &metrics {
+                m.drained().await;
+            }
+        })
+        .await;
         Ok(())
     }
+}
+
+async fn bind(addr: SocketAddr, field: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::io(format!("binding {addr} ({field})"), e))
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM: what [`Server::serve`] stops on. Also ends the

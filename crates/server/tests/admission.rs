@@ -752,9 +752,13 @@ async fn health_ready_and_metrics() {
             "vulngate_image_decisions_total{outcome=\"deny\"} 1",
         ),
     ] {
-        let resp = h
-            .server
-            .router()
+        // /metrics is on the metrics listener's router, not the webhook's.
+        let router = if path == "/metrics" {
+            h.server.metrics_router()
+        } else {
+            h.server.router()
+        };
+        let resp = router
             .oneshot(Request::get(path).body(Body::empty()).unwrap())
             .await
             .unwrap();

@@ -25,7 +25,8 @@ use k8s_openapi::api::core::v1::{
     TopologySpreadConstraint, Volume, VolumeMount, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
@@ -54,6 +55,10 @@ const CONFIG_MAP: &str = "vulngate-config";
 /// The default name of the TLS Secret.
 pub const TLS_SECRET: &str = "vulngate-tls";
 const PORT: i32 = 8443;
+/// The plain-HTTP `/metrics` port (its own listener: `metrics.listen`).
+const METRICS_PORT: i32 = 9090;
+/// The namespace the rendered NetworkPolicy lets reach the metrics port (an example).
+const MONITORING_NAMESPACE: &str = "monitoring";
 const CONFIG_PATH: &str = "/etc/vulngate/vulngate.yaml";
 const TLS_DIR: &str = "/etc/vulngate/tls";
 const DATA_DIR: &str = "/var/lib/vulngate";
@@ -231,6 +236,13 @@ fn config_text(args: &InstallArgs) -> Result<String> {
     use vulngate_server::config::{KubernetesConfig, RulesFrom};
     let cfg = vulngate_server::Config {
         listen: std::net::SocketAddr::from(([0, 0, 0, 0], PORT as u16)),
+        metrics: vulngate_server::MetricsConfig {
+            listen: Some(std::net::SocketAddr::from((
+                [0, 0, 0, 0],
+                METRICS_PORT as u16,
+            ))),
+            ..Default::default()
+        },
         data_dir: PathBuf::from(DATA_DIR),
         tls: vulngate_server::TlsConfig {
             cert_file: Some(PathBuf::from(format!("{TLS_DIR}/tls.crt"))),
@@ -341,12 +353,20 @@ fn deployment(args: &InstallArgs, config_hash: &str, tls_secret: &str) -> Deploy
         image: Some(args.image.clone()),
         image_pull_policy: Some("IfNotPresent".into()),
         args: Some(strings(&["serve", "--config", CONFIG_PATH])),
-        ports: Some(vec![ContainerPort {
-            name: Some("https".into()),
-            container_port: PORT,
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("https".into()),
+                container_port: PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some("metrics".into()),
+                container_port: METRICS_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+        ]),
         env: Some(env),
         readiness_probe: Some(probe("/readyz", 5)),
         liveness_probe: Some(probe("/healthz", 10)),
@@ -688,18 +708,27 @@ pub fn render(args: &InstallArgs) -> Result<Rendered> {
     let selector = BTreeMap::from([("app.kubernetes.io/name".to_string(), NAME.to_string())]);
     push(
         "service.yaml",
-        "The webhook endpoint the API server calls: 443 -> https (8443).",
+        "The webhook endpoint the API server calls: 443 -> https (8443); metrics: 9090 (plain HTTP /metrics).",
         value(&Service {
             metadata: meta(NAME, Some(ns)),
             spec: Some(ServiceSpec {
                 selector: Some(selector.clone()),
-                ports: Some(vec![ServicePort {
-                    name: Some("https".into()),
-                    port: 443,
-                    target_port: Some(IntOrString::String("https".into())),
-                    protocol: Some("TCP".into()),
-                    ..Default::default()
-                }]),
+                ports: Some(vec![
+                    ServicePort {
+                        name: Some("https".into()),
+                        port: 443,
+                        target_port: Some(IntOrString::String("https".into())),
+                        protocol: Some("TCP".into()),
+                        ..Default::default()
+                    },
+                    ServicePort {
+                        name: Some("metrics".into()),
+                        port: METRICS_PORT,
+                        target_port: Some(IntOrString::String("metrics".into())),
+                        protocol: Some("TCP".into()),
+                        ..Default::default()
+                    },
+                ]),
                 ..Default::default()
             }),
             ..Default::default()
@@ -729,8 +758,9 @@ pub fn render(args: &InstallArgs) -> Result<Rendered> {
     push(
         "service.yaml",
         "Ingress: port 8443 from anywhere (webhook calls from the API server, whose address\n\
-         cannot be known in general; probes; /metrics is served on the same port).\n\
-         Egress is not restricted: DNS, the API server and every image registry are needed.",
+         cannot be known in general; probes); the metrics port 9090 (/metrics, plain HTTP,\n\
+         unauthenticated) only from the `monitoring` namespace: an example, change the\n\
+         namespace to where Prometheus runs. Egress is not restricted: DNS, the API server and every image registry are needed.",
         value(&NetworkPolicy {
             metadata: meta(NAME, Some(ns)),
             spec: Some(NetworkPolicySpec {
@@ -739,14 +769,33 @@ pub fn render(args: &InstallArgs) -> Result<Rendered> {
                     ..Default::default()
                 }),
                 policy_types: Some(strings(&["Ingress"])),
-                ingress: Some(vec![NetworkPolicyIngressRule {
-                    ports: Some(vec![NetworkPolicyPort {
-                        port: Some(IntOrString::Int(PORT)),
-                        protocol: Some("TCP".into()),
+                ingress: Some(vec![
+                    NetworkPolicyIngressRule {
+                        ports: Some(vec![NetworkPolicyPort {
+                            port: Some(IntOrString::Int(PORT)),
+                            protocol: Some("TCP".into()),
+                            ..Default::default()
+                        }]),
                         ..Default::default()
-                    }]),
-                    ..Default::default()
-                }]),
+                    },
+                    NetworkPolicyIngressRule {
+                        ports: Some(vec![NetworkPolicyPort {
+                            port: Some(IntOrString::Int(METRICS_PORT)),
+                            protocol: Some("TCP".into()),
+                            ..Default::default()
+                        }]),
+                        from: Some(vec![NetworkPolicyPeer {
+                            namespace_selector: Some(LabelSelector {
+                                match_labels: Some(BTreeMap::from([(
+                                    "kubernetes.io/metadata.name".to_string(),
+                                    MONITORING_NAMESPACE.to_string(),
+                                )])),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }]),
+                    },
+                ]),
                 ..Default::default()
             }),
         })?,

@@ -27,7 +27,7 @@ pub use answer::{AUDIT_ALERT_ID, AUDIT_DECISION, AUDIT_DIGEST, AUDIT_RULE};
 pub use review::BadReview;
 
 use crate::cluster::events::{EventSpec, Regarding};
-use crate::config::{parse_duration, FailurePolicy};
+use crate::config::FailurePolicy;
 use crate::record::{self, Admitted};
 use crate::verdict::{self, Deadline, Judge, Verdict};
 use crate::State;
@@ -41,7 +41,21 @@ pub(crate) async fn validate(
     body: Bytes,
 ) -> Response {
     let started = tokio::time::Instant::now();
-    let timeout = timeout_from_query(uri.query(), state.config.default_timeout);
+    let timeout = match crate::http::timeout_from_query(uri.query(), state.config.default_timeout) {
+        Ok(t) => t,
+        Err(e) => {
+            state
+                .metrics
+                .request("invalid", started.elapsed().as_secs_f64());
+            tracing::warn!(error = %e, "malformed admission request URL");
+            return (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                e.to_string(),
+            )
+                .into_response();
+        }
+    };
     let rv = match parse_review(&body, &ParseOptions::new(&state)) {
         Ok(rv) => rv,
         Err(e) => {
@@ -80,18 +94,6 @@ pub(crate) async fn validate(
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }
     }
-}
-
-/// The webhook timeout from the URL's query (`?timeout=10s`, as the API server sends it).
-pub(crate) fn timeout_from_query(query: Option<&str>, default: Duration) -> Duration {
-    query
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == "timeout")
-        .and_then(|(_, v)| parse_duration(v).ok())
-        .filter(|d| !d.is_zero())
-        .unwrap_or(default)
 }
 
 /// The time by which every lookup must be done: the timeout minus the margin (half the

@@ -137,6 +137,7 @@ struct Inner {
     events: Family<Labels, Counter>,
     decision_counters: [std::sync::OnceLock<Counter>; FREQUENT_DECISIONS.len()],
     request_counters: [std::sync::OnceLock<Counter>; FREQUENT_RESPONSES.len()],
+    http: crate::http::HttpMetrics,
 }
 
 /// The server's metrics; cheap to clone.
@@ -248,7 +249,9 @@ impl Metrics {
             "Kubernetes Events by result (sent, failed, dropped: queue full)",
             events.clone(),
         );
+        let http = crate::http::HttpMetrics::register(&mut registry);
         Metrics(Arc::new(Inner {
+            http,
             running_images,
             rescans,
             rescan_duration,
@@ -292,6 +295,11 @@ impl Metrics {
             &i.request_counters,
         );
         i.latency.observe(seconds);
+    }
+
+    /// The listeners' connection metrics.
+    pub fn http(&self) -> &crate::http::HttpMetrics {
+        &self.0.http
     }
 
     pub fn cache_hit(&self) {
