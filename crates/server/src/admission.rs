@@ -766,6 +766,7 @@ async fn finish(state: &State, job: &mut Job, lookups: Lookups) {
     let now = Utc::now();
     let policy = state.config.failure_policy;
     let mut evaluated: Vec<Evaluated> = Vec::with_capacity(images.len());
+    let mut lookup_warnings: Vec<String> = Vec::new();
     for (img, (lookup, r)) in images.iter().zip(lookups) {
         let lookup =
             lookup.unwrap_or_else(|| Err(LookupFailure::Source(SourceError("task failed".into()))));
@@ -775,6 +776,7 @@ async fn finish(state: &State, job: &mut Job, lookups: Lookups) {
                 if let Some(d) = &a.digest {
                     pinned.set_digest(d);
                 }
+                lookup_source_warnings(req, img, &a.warnings, &mut lookup_warnings);
                 let subject = match &a.subject {
                     Ok(report) => Subject::Report(report),
                     Err(reason) => Subject::Unscanned(reason),
@@ -954,6 +956,7 @@ async fn finish(state: &State, job: &mut Job, lookups: Lookups) {
         }
         _ => {}
     }
+    warnings.extend(lookup_warnings);
     if !warnings.is_empty() {
         resp.warnings = Some(warnings);
     }
@@ -1207,6 +1210,32 @@ fn deny(mut resp: Answer, message: String, code: u16, reason: &'static str) -> A
 }
 
 /// `<image>@<digest>: <verb> by rule "<name>": <reason>`.
+/// Logs the registry's warnings about an image's lookup (reports dropped, unverified or merged)
+/// and adds them to the response warnings: at most 8 per image, each cut at 240 characters.
+fn lookup_source_warnings(req: &Review, img: &str, from: &[String], out: &mut Vec<String>) {
+    for w in from {
+        tracing::warn!(uid = %req.uid, image = %img, warning = %w, "findings lookup warning");
+    }
+    for w in from.iter().take(8) {
+        let mut w = format!("vulngate: {img}: {w}");
+        if w.len() > 240 {
+            let mut cut = 237;
+            while !w.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            w.truncate(cut);
+            w.push_str("...");
+        }
+        out.push(w);
+    }
+    if from.len() > 8 {
+        out.push(format!(
+            "vulngate: {img}: {} more lookup warnings in the log",
+            from.len() - 8
+        ));
+    }
+}
+
 fn line(d: &Decision, verb: &str) -> String {
     let image = match &d.digest {
         Some(dg) if !d.image.contains('@') => format!("{}@{dg}", d.image),

@@ -45,6 +45,10 @@ spec:
   conditions: [{ severity: high, maxCount: 0 }]
 "#;
 
+/// The registry's warning when no trust policy is configured.
+const UNSIGNED: &str =
+    "no trust policy configured: findings artifacts are accepted unsigned (verified: false)";
+
 fn tools_dir() -> PathBuf {
     std::env::var_os("VULNGATE_TOOLS_DIR")
         .map(PathBuf::from)
@@ -319,16 +323,18 @@ async fn vulnerable_deployment_denied_and_audited_one_admitted_with_warning() {
         .await;
     assert!(v.allowed, "{}", v.error);
     let reason = engine_reason("trivy/debian-buster.json", &img, &digest, "dev-shop");
+    // The registry has no trust policy (`registry: {}`): every answer says so.
     assert_eq!(
         v.warnings,
-        [format!(
-            "{img}@{digest}: audited by rule \"audit-high\": {reason}"
-        )]
+        [
+            format!("{img}@{digest}: audited by rule \"audit-high\": {reason}"),
+            format!("vulngate: {img}: {UNSIGNED}")
+        ]
     );
     assert_eq!(v.annotations[&format!("{WEBHOOK}/decision")], "audit");
     assert_eq!(v.annotations[&format!("{WEBHOOK}/rule")], "audit-high");
 
-    // Medium findings only: admitted, no warning, no annotation.
+    // Medium findings only: admitted, no annotation, only the registry's warning.
     let v = env
         .admit(
             &workload("Deployment", "web", "prod-shop", &[&env.alpine.0]),
@@ -336,7 +342,12 @@ async fn vulnerable_deployment_denied_and_audited_one_admitted_with_warning() {
         )
         .await;
     assert!(v.allowed, "{}", v.error);
-    assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+    assert_eq!(
+        v.warnings,
+        [format!("vulngate: {}: {UNSIGNED}", env.alpine.0)],
+        "{:?}",
+        v.warnings
+    );
     assert!(v.annotations.is_empty(), "{:?}", v.annotations);
     assert_eq!(v.calls, 1);
 
@@ -382,12 +393,18 @@ async fn unscanned_image_with_and_without_block_unscanned() {
         v.error
     );
     assert_eq!(v.code, 403);
-    // No blockUnscanned rule applies elsewhere: admitted silently.
+    // No blockUnscanned rule applies elsewhere: admitted, with only the registry's warning
+    // that no trust policy is configured.
     let v = env
         .admit(&workload("Deployment", "web", "dev-shop", &[&un.0]), &[])
         .await;
     assert!(v.allowed, "{}", v.error);
-    assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+    assert_eq!(
+        v.warnings,
+        [format!("vulngate: {}: {UNSIGNED}", un.0)],
+        "{:?}",
+        v.warnings
+    );
     assert!(v.annotations.is_empty(), "{:?}", v.annotations);
     assert_eq!(v.calls, 1);
     env.stop().await;
