@@ -410,6 +410,37 @@ async fn unscanned_image_with_and_without_block_unscanned() {
     env.stop().await;
 }
 
+/// Issue 17 item 9: with `registry: {}` (no trust policy), a newer clean unsigned report attached
+/// to the vulnerable image does not turn deny into allow (the worst case over all of the image's
+/// reports counts), and the merged unsigned report is a warning the API server passes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_clean_unsigned_report_does_not_clear_a_vulnerable_image() {
+    let mut env = Env::start().await;
+    let (img, digest) = env.debian.clone();
+    let now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let clean = format!(
+        r#"{{"SchemaVersion":2,"CreatedAt":"{now}","ArtifactName":"app","ArtifactType":"container_image","Results":[]}}"#
+    );
+    let reg = &env.reg;
+    reg.oras_attach(&digest, REPORT_TYPE, clean.as_bytes(), Some(&now));
+    let v = env
+        .admit(&workload("Deployment", "web", "prod-shop", &[&img]), &[])
+        .await;
+    assert!(!v.allowed, "allowed: {:?}", v.warnings);
+    assert!(
+        v.error
+            .starts_with(&denied_prefix(&env.debian, "deny-critical-prod")),
+        "{}",
+        v.error
+    );
+    assert!(
+        v.warnings.iter().any(|w| w.contains("(unsigned) merged")),
+        "{:?}",
+        v.warnings
+    );
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn excluded_namespaces_are_never_sent() {
     let mut env = Env::start().await;
