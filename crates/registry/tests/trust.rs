@@ -127,31 +127,34 @@ fn rewrite_tag_index(reg: &Registry, subject: &str, keep: impl Fn(&serde_json::V
 /// the newer signed vulnerable one (the old code took the newest by annotation and stopped).
 #[tokio::test]
 async fn rollback_by_index_created_annotation_is_refused() {
-    let reg = Registry::start(Kind::Distribution);
-    let crt = reg.notation_cert("vulngate-test");
-    let digest = reg.push_image("v1", "rollback");
-    let old = reg.oras_attach(
-        &digest,
-        REPORT_TYPE,
-        &clean_report(Some(&days_ago(3))),
-        Some("2099-01-01T00:00:00Z"),
-    );
-    reg.notation_sign(&old);
-    let new = reg.oras_attach(
-        &digest,
-        REPORT_TYPE,
-        &trivy_report("CVE-2024-1001", &days_ago(1)),
-        Some(&days_ago(1)),
-    );
-    reg.notation_sign(&new);
-    let l = lookup(notation_policy(&reg, &crt, &[]), &image(&reg, &digest)).await;
-    assert_eq!(ids(&l), ["CVE-2024-1001"]);
-    let f = l.report.as_ref().expect("found");
-    assert!(f.identity.verified);
-    // Named by the signed scan time, never by the annotation.
-    assert_eq!(f.identity.digest.as_deref(), Some(new.as_str()));
-    assert!(f.identity.created.expect("scan time") < chrono::Utc::now());
-    assert_eq!(f.reports.len(), 2);
+    // Tag schema (docker-registry) and referrers API (ferro-oci-server).
+    for kind in [Kind::Distribution, Kind::Ferro] {
+        let reg = Registry::start(kind);
+        let crt = reg.notation_cert("vulngate-test");
+        let digest = reg.push_image("v1", "rollback");
+        let old = reg.oras_attach(
+            &digest,
+            REPORT_TYPE,
+            &clean_report(Some(&days_ago(3))),
+            Some("2099-01-01T00:00:00Z"),
+        );
+        reg.notation_sign(&old);
+        let new = reg.oras_attach(
+            &digest,
+            REPORT_TYPE,
+            &trivy_report("CVE-2024-1001", &days_ago(1)),
+            Some(&days_ago(1)),
+        );
+        reg.notation_sign(&new);
+        let l = lookup(notation_policy(&reg, &crt, &[]), &image(&reg, &digest)).await;
+        assert_eq!(ids(&l), ["CVE-2024-1001"]);
+        let f = l.report.as_ref().expect("found");
+        assert!(f.identity.verified);
+        // Named by the signed scan time, never by the annotation.
+        assert_eq!(f.identity.digest.as_deref(), Some(new.as_str()));
+        assert!(f.identity.created.expect("scan time") < chrono::Utc::now());
+        assert_eq!(f.reports.len(), 2);
+    }
 }
 
 /// The newer vulnerable report dropped from the index: only the older clean one is left. Its
@@ -266,6 +269,32 @@ async fn junk_referrers_do_not_hide_the_signature() {
         }
         other => panic!("expected the cap to reach the failure policy, got {other:?}"),
     }
+}
+
+/// The same on the referrers API (ferro-oci-server).
+#[tokio::test]
+async fn junk_referrers_do_not_hide_the_signature_on_the_referrers_api() {
+    let reg = Registry::start(Kind::Ferro);
+    let crt = reg.notation_cert("vulngate-test");
+    let digest = reg.push_image("v1", "junk");
+    let art = reg.oras_attach(
+        &digest,
+        REPORT_TYPE,
+        &trivy_report("CVE-2024-2001", &days_ago(1)),
+        None,
+    );
+    for i in 0..16 {
+        reg.oras_attach(
+            &art,
+            "application/vnd.example.junk",
+            format!("junk {i}").as_bytes(),
+            None,
+        );
+    }
+    reg.notation_sign(&art);
+    let l = lookup(notation_policy(&reg, &crt, &[]), &image(&reg, &digest)).await;
+    assert_eq!(ids(&l), ["CVE-2024-2001"]);
+    assert!(l.report.as_ref().expect("found").identity.verified);
 }
 
 /// 32 unsigned reports dated 2099 pushed after the signed vulnerable one: the old code checked
