@@ -777,6 +777,7 @@ async fn finish(state: &State, job: &mut Job, lookups: Lookups) {
                     pinned.set_digest(d);
                 }
                 lookup_source_warnings(req, img, &a.warnings, &mut lookup_warnings);
+                state.metrics.lookup_warnings(a.warnings.len());
                 let subject = match &a.subject {
                     Ok(report) => Subject::Report(report),
                     Err(reason) => Subject::Unscanned(reason),

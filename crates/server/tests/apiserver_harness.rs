@@ -212,6 +212,7 @@ struct Env {
     debian: (String, String), // (image, digest): 1 critical, 1 low
     alpine: (String, String), // 4 medium
     unscanned: (String, String),
+    metrics: vulngate_server::metrics::Metrics,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<vulngate_server::Result<()>>>,
 }
@@ -244,6 +245,7 @@ impl Env {
             ..Default::default()
         });
         let server = Server::from_config(cfg.clone()).unwrap();
+        let metrics = server.metrics().clone();
         let tls = vulngate_server::tls::setup(&cfg).unwrap();
         let ca = tls.ca_file.clone().expect("self-signed CA bundle");
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.unwrap();
@@ -260,6 +262,7 @@ impl Env {
             debian,
             alpine,
             unscanned,
+            metrics,
             stop: Some(stop_tx),
             task: Some(task),
         }
@@ -438,6 +441,8 @@ async fn a_newer_clean_unsigned_report_does_not_clear_a_vulnerable_image() {
         "{:?}",
         v.warnings
     );
+    // Counted: the no-trust-policy warning and the merged report.
+    assert!(env.metrics.lookup_warnings_total() >= 2);
     env.stop().await;
 }
 
