@@ -386,6 +386,22 @@ pub struct InstallArgs {
     /// With --tls-secret: the CA bundle (PEM) for the webhook's caBundle.
     #[arg(long, value_name = "FILE", requires = "tls_secret")]
     pub ca_bundle: Option<PathBuf>,
+    /// PEM root certificate(s) of the Notation signers of findings reports (repeatable):
+    /// the rendered trust policy requires reports signed under them (or by --cosign-public-key).
+    #[arg(long, value_name = "FILE")]
+    pub notation_trust_store: Vec<PathBuf>,
+    /// A Notation trusted identity, `x509.subject: C=.., ST=.., O=..` (repeatable; default: any
+    /// certificate under --notation-trust-store).
+    #[arg(long, value_name = "IDENTITY", requires = "notation_trust_store")]
+    pub notation_trusted_identity: Vec<String>,
+    /// cosign public key(s) of the signers of findings reports (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub cosign_public_key: Vec<PathBuf>,
+    /// Accept unsigned findings reports (no trust policy: the worst case over all of an image's
+    /// reports counts, and every lookup warns). Without it, --notation-trust-store or
+    /// --cosign-public-key is required.
+    #[arg(long, conflicts_with_all = ["notation_trust_store", "cosign_public_key"])]
+    pub allow_unsigned_reports: bool,
     /// Write a kustomize base (one file per resource group and kustomization.yaml) to DIR
     /// instead of printing; needs --tls-secret (the base holds no private key).
     #[arg(long, value_name = "DIR")]

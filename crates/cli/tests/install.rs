@@ -17,7 +17,23 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `vulngate install ARGS`, with `--allow-unsigned-reports` unless ARGS name trust material
+/// (or use [`run_exact`]).
 fn run(args: &[&str]) -> Output {
+    let trust = args.iter().any(|a| {
+        matches!(
+            *a,
+            "--notation-trust-store" | "--cosign-public-key" | "--allow-unsigned-reports"
+        )
+    });
+    let mut v: Vec<&str> = args.to_vec();
+    if !trust {
+        v.push("--allow-unsigned-reports");
+    }
+    run_exact(&v)
+}
+
+fn run_exact(args: &[&str]) -> Output {
     Command::new(bin())
         .arg("install")
         .args(args)
@@ -875,6 +891,7 @@ fn deploy_base_is_what_install_renders() {
     let out = run(&[
         "--tls-secret",
         "vulngate-tls",
+        "--allow-unsigned-reports",
         "--write-kustomize",
         fresh.to_str().expect("path"),
     ]);
@@ -902,7 +919,7 @@ fn deploy_base_is_what_install_renders() {
     }
     let hint = "deploy/base is out of date: regenerate it with \
                 `UPDATE_DEPLOY=1 cargo test -p vulngate --test install deploy_base` \
-                (or vulngate install --tls-secret vulngate-tls --write-kustomize deploy/base)";
+                (or vulngate install --tls-secret vulngate-tls --allow-unsigned-reports --write-kustomize deploy/base)";
     assert_eq!(list(&base), list(&fresh), "{hint}");
     for f in list(&fresh) {
         let want = std::fs::read_to_string(fresh.join(&f)).expect("read");
@@ -1054,4 +1071,111 @@ fn the_api_servers_webhook_plugin_calls_vulngate_through_the_rendered_configurat
             .contains("failed calling webhook"),
         "{r}"
     );
+}
+
+/// Findings reports must be signed unless the operator says otherwise (issue 17 item 9): no
+/// trust material and no --allow-unsigned-reports is an error; with material, the rendered
+/// trust policy requires a signature by it, and the files are mounted where it points.
+#[test]
+fn the_rendered_trust_policy_requires_signed_reports() {
+    let out = run_exact(&[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("findings reports must be signed") && err.contains("--allow-unsigned-reports"),
+        "{err}"
+    );
+
+    let data = repo_root().join("crates/registry/tests/data/manifests");
+    let crt = data.join("notation-vulngate-test.crt");
+    let key = data.join("cosign.pub");
+    let identity = "x509.subject: C=US, ST=WA, O=vulngate";
+    let (docs, stderr) = install(&[
+        "--notation-trust-store",
+        crt.to_str().expect("path"),
+        "--notation-trusted-identity",
+        identity,
+        "--cosign-public-key",
+        key.to_str().expect("path"),
+    ]);
+    assert!(
+        stderr.contains("findings reports must be signed"),
+        "{stderr}"
+    );
+    let cm = find(&docs, "ConfigMap");
+    let text = cm["data"]["vulngate.yaml"].as_str().expect("config");
+    assert!(text.contains("# Findings reports must be signed"), "{text}");
+    let cfg: Value = serde_yaml_ng::from_str(text).expect("yaml");
+    let policy = &cfg["registry"]["trustPolicies"][0];
+    assert_eq!(policy["scope"], "*");
+    assert_eq!(policy["require"], "any");
+    assert_eq!(
+        policy["notation"]["trustStore"],
+        json!(["/etc/vulngate/trust/notation-root-0.pem"])
+    );
+    assert_eq!(policy["notation"]["trustedIdentities"], json!([identity]));
+    assert_eq!(
+        policy["cosign"]["publicKeys"],
+        json!(["/etc/vulngate/trust/cosign-0.pub"])
+    );
+    assert_eq!(
+        cm["data"]["cosign-0.pub"].as_str(),
+        Some(std::fs::read_to_string(&key).expect("read").as_str())
+    );
+    // Each file is mounted (subPath) where the policy points.
+    let dep = find(&docs, "Deployment");
+    let mounts = dep["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .clone();
+    for (k, path) in [
+        (
+            "notation-root-0.pem",
+            "/etc/vulngate/trust/notation-root-0.pem",
+        ),
+        ("cosign-0.pub", "/etc/vulngate/trust/cosign-0.pub"),
+    ] {
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m["subPath"] == k && m["mountPath"] == path && m["name"] == "config"),
+            "{mounts:?}"
+        );
+    }
+    // The section loads as the server will, with the files where the mounts put them.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut section = cfg["registry"].clone();
+    for (k, field, list) in [
+        ("notation-root-0.pem", "notation", "trustStore"),
+        ("cosign-0.pub", "cosign", "publicKeys"),
+    ] {
+        let f = dir.path().join(k);
+        std::fs::write(&f, cm["data"][k].as_str().expect("data")).expect("write");
+        section["trustPolicies"][0][field][list] = json!([f]);
+    }
+    let rc: vulngate_registry::RegistryConfig = serde_json::from_value(section).expect("section");
+    vulngate_registry::RegistryClient::new(rc).expect("the rendered trust policy loads");
+
+    // An invalid identity is refused at install time.
+    let out = run_exact(&[
+        "--notation-trust-store",
+        crt.to_str().expect("path"),
+        "--notation-trusted-identity",
+        "x509.subject: O=vulngate",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lacks C"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // --allow-unsigned-reports: no trust policy, and it says so.
+    let (docs, stderr) = install(&["--allow-unsigned-reports"]);
+    assert!(stderr.contains("accepted unsigned"), "{stderr}");
+    let text = find(&docs, "ConfigMap")["data"]["vulngate.yaml"]
+        .as_str()
+        .expect("config")
+        .to_string();
+    assert!(text.contains("accepted UNSIGNED"), "{text}");
 }

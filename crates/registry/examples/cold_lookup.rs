@@ -58,6 +58,7 @@ fn signed_config(host: &str, notation: Option<PathBuf>, cosign: Option<PathBuf>)
         require: None, // any configured signature
         notation: notation.map(|c| NotationTrust {
             trust_store: vec![c],
+            ..Default::default()
         }),
         cosign: cosign.map(|k| CosignTrust {
             public_keys: vec![k],

@@ -103,8 +103,16 @@ pub struct Limits {
     pub manifest_bytes: u64,
     /// Largest findings report accepted (default 64 MiB).
     pub report_bytes: u64,
-    /// Most referrers considered per subject (default 512; pages followed until then).
+    /// Most referrers of any type listed per subject (default 512; every page of the referrers
+    /// API is followed). More: the lookup fails and the failure policy decides.
     pub max_referrers: usize,
+    /// Most findings artifacts (after filtering by artifact type) evaluated per image (default
+    /// 64). Every one of them is pulled and verified, and the worst case over them counts; more:
+    /// the failure policy decides.
+    pub max_findings_artifacts: usize,
+    /// Most signature candidates (after filtering by artifact type) checked per findings
+    /// artifact (default 16). More: the failure policy decides.
+    pub max_signatures: usize,
 }
 
 impl Default for Limits {
@@ -113,6 +121,8 @@ impl Default for Limits {
             manifest_bytes: 4 << 20,
             report_bytes: 64 << 20,
             max_referrers: 512,
+            max_findings_artifacts: 64,
+            max_signatures: 16,
         }
     }
 }
@@ -163,14 +173,21 @@ pub struct TrustPolicy {
     pub cosign: Option<CosignTrust>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NotationTrust {
     /// PEM files of trusted root (CA) certificates.
     pub trust_store: Vec<PathBuf>,
+    /// Which signing certificates under those roots may sign reports for this scope, as the
+    /// Notary Project trust policy defines `trustedIdentities`:
+    /// `"x509.subject: C=US, ST=WA, O=acme, OU=scanners"` (C, ST and O required; the signing
+    /// certificate's subject must hold every attribute of one entry) or `"*"`. Empty: any
+    /// certificate that chains to the trust store.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_identities: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CosignTrust {
     /// PEM public keys (`cosign.pub`: ECDSA P-256/P-384, RSA or Ed25519).

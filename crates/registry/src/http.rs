@@ -702,6 +702,13 @@ impl Repo<'_> {
                 out.truncate(max);
                 break;
             }
+            if page == 15 && link.is_some() {
+                return Err(Error::Invalid {
+                    what,
+                    reason: "more than 16 pages of referrers: not all of them can be checked"
+                        .into(),
+                });
+            }
             match link {
                 Some(next) => {
                     url = url.join(&next).map_err(|_| Error::Invalid {

@@ -25,6 +25,7 @@ mod guard;
 mod http;
 mod lookup;
 pub mod oci;
+mod select;
 pub mod verify;
 
 use glob::Pattern;
@@ -52,6 +53,9 @@ pub struct Found {
     pub artifact_type: String,
     /// What verified it (`notation: ...`, `cosign: ...`); empty when unverified.
     pub signatures: Vec<String>,
+    /// Digests of every findings report merged into `report` (the worst case over all the
+    /// image's reports; `identity.digest`, the one with the newest signed scan time, first).
+    pub reports: Vec<String>,
 }
 
 /// One platform of a multi-arch image (in `platform: all` mode).
@@ -70,7 +74,7 @@ pub struct Lookup {
     pub digest: Option<String>,
     /// The selected platform manifest of an index (single-platform mode).
     pub platform_digest: Option<String>,
-    /// The newest valid findings report attached to the image (for an index: to the index or
+    /// The worst case over the valid findings reports attached to the image (for an index: to the index or
     /// the selected platform manifest), or why there is none. In `platform: all` mode, the
     /// reports attached to the index itself; see `platforms` for each platform.
     pub report: Result<Found, UnscannedReason>,
@@ -106,6 +110,15 @@ impl RegistryClient {
         if cfg.limits.manifest_bytes == 0 || cfg.limits.report_bytes == 0 {
             return Err(Error::Config("limits must be positive".into()));
         }
+        if cfg.limits.max_referrers == 0
+            || cfg.limits.max_findings_artifacts == 0
+            || cfg.limits.max_signatures == 0
+        {
+            return Err(Error::Config(
+                "limits.maxReferrers, maxFindingsArtifacts and maxSignatures must be positive"
+                    .into(),
+            ));
+        }
         if cfg.accepted_artifact_types.is_empty() {
             return Err(Error::Config("acceptedArtifactTypes is empty".into()));
         }
@@ -119,14 +132,24 @@ impl RegistryClient {
                 .as_ref()
                 .map(|n| n.trust_store.clone())
                 .unwrap_or_default();
+            let identities = p
+                .notation
+                .as_ref()
+                .map(|n| n.trusted_identities.clone())
+                .unwrap_or_default();
             let keys = p
                 .cosign
                 .as_ref()
                 .map(|c| c.public_keys.clone())
                 .unwrap_or_default();
-            let trust =
-                TrustMaterial::load(&roots, &keys, p.notation.is_some(), p.cosign.is_some())
-                    .map_err(|e| Error::Config(format!("trustPolicies[{i}]: {e}")))?;
+            let trust = TrustMaterial::load(
+                &roots,
+                &identities,
+                &keys,
+                p.notation.is_some(),
+                p.cosign.is_some(),
+            )
+            .map_err(|e| Error::Config(format!("trustPolicies[{i}]: {e}")))?;
             let has = trust.has_notation || trust.has_cosign;
             let require = p
                 .require

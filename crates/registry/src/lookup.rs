@@ -2,9 +2,8 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use vulngate_core::findings::{self, Parsed};
-use vulngate_core::model::{ReportIdentity, VexStatement};
 use vulngate_core::{ImageRef, UnscannedReason};
 
 use crate::auth::Credentials;
@@ -12,6 +11,7 @@ use crate::config::{PlatformSelector, Require};
 use crate::error::Error;
 use crate::http::Repo;
 use crate::oci::{self, Descriptor, Manifest};
+use crate::select::{self, Content, Evaluated, Verdict};
 use crate::verify::{self, Target};
 use crate::{Found, Lookup, PlatformLookup, Policy, RegistryClient};
 
@@ -35,16 +35,8 @@ enum Trust<'a> {
 struct Candidate {
     desc: Descriptor,
     artifact_type: String,
-    created: Option<DateTime<Utc>>,
     /// The image manifest / index digest it is attached to.
     subject: String,
-}
-
-/// What one artifact turned out to be.
-#[derive(Debug, Clone)]
-enum Evaluated {
-    Report(Box<Found>),
-    Vex(Vec<VexStatement>),
 }
 
 /// Per-lookup state: caches so no manifest is fetched twice.
@@ -56,6 +48,17 @@ struct Ctx<'a> {
     referrers: HashMap<String, Vec<Descriptor>>,
     evaluated: HashMap<String, Result<Evaluated, UnscannedReason>>,
     warnings: Vec<String>,
+}
+
+/// Why the signatures of an artifact did not verify.
+#[derive(Debug)]
+enum SignatureError {
+    /// More signature candidates than `limits.maxSignatures`: the failure policy decides.
+    TooMany(String),
+    /// The signatures could not be listed: the failure policy decides.
+    Unavailable(String),
+    /// Missing, invalid or untrusted.
+    Other(String),
 }
 
 fn unavailable(e: &Error) -> UnscannedReason {
@@ -72,12 +75,6 @@ fn artifact_error(e: &Error) -> UnscannedReason {
         | Error::Invalid { .. } => UnscannedReason::Unverified(e.to_string()),
         _ => UnscannedReason::RegistryUnavailable(e.to_string()),
     }
-}
-
-fn parse_created(a: &std::collections::BTreeMap<String, String>) -> Option<DateTime<Utc>> {
-    a.get(oci::ANN_CREATED)
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|d| d.with_timezone(&Utc))
 }
 
 impl Ctx<'_> {
@@ -98,7 +95,9 @@ impl Ctx<'_> {
         Ok(out)
     }
 
-    /// Referrers through the API, else the `sha256-<hex>` tag schema index.
+    /// Referrers through the API (every page), else the `sha256-<hex>` tag schema index (one
+    /// document, read up to `limit` bytes). More than `max` referrers is an error: a list cut
+    /// short could hide the one that matters, so the caller's failure policy decides.
     async fn referrers(
         &mut self,
         digest: &str,
@@ -108,8 +107,25 @@ impl Ctx<'_> {
         if let Some(r) = self.referrers.get(digest) {
             return Ok(r.clone());
         }
-        let list = match self.repo.referrers_api(digest, None, limit, max).await? {
-            Some(l) => l,
+        let too_many = |n: &str| {
+            Error::Invalid {
+            what: format!("referrers of {}@{digest}", self.repo.name),
+            reason: format!(
+                "{n} referrers, more than limits.maxReferrers ({max}): not all of them can be checked"
+            ),
+        }
+        };
+        let list = match self
+            .repo
+            .referrers_api(digest, None, limit, max.saturating_add(1))
+            .await?
+        {
+            Some(l) => {
+                if l.len() > max {
+                    return Err(too_many("over"));
+                }
+                l
+            }
             None => {
                 match self
                     .repo
@@ -122,9 +138,10 @@ impl Ctx<'_> {
                                 what: format!("referrers tag index of {digest}"),
                                 reason: format!("not an OCI index: {e}"),
                             })?;
-                        let mut m = idx.manifests;
-                        m.truncate(max);
-                        m
+                        if idx.manifests.len() > max {
+                            return Err(too_many(&idx.manifests.len().to_string()));
+                        }
+                        idx.manifests
                     }
                     Err(e) if e.is_not_found() => Vec::new(),
                     Err(e) => return Err(e),
@@ -323,7 +340,8 @@ impl RegistryClient {
         }
     }
 
-    /// Discovers, sorts and evaluates the findings artifacts attached to `subjects`.
+    /// Discovers and evaluates every findings artifact attached to `subjects`, and merges them
+    /// (worst case; see [`select`]).
     async fn find_report(
         &self,
         ctx: &mut Ctx<'_>,
@@ -331,8 +349,8 @@ impl RegistryClient {
         subjects: &[String],
     ) -> Result<Found, UnscannedReason> {
         let limits = &self.cfg.limits;
-        let mut candidates = Vec::new();
-        let mut unclassified: Option<UnscannedReason> = None;
+        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut errors: Vec<UnscannedReason> = Vec::new();
         for s in subjects {
             let refs = ctx
                 .referrers(s, limits.manifest_bytes, limits.max_referrers)
@@ -343,33 +361,36 @@ impl RegistryClient {
                 match self.classify(ctx, d, s).await {
                     Ok(Some(c)) => candidates.push(c),
                     Ok(None) => {}
-                    // A dangling or unreadable referrer must not hide the others.
-                    Err(e) => {
-                        ctx.warnings
-                            .push(format!("referrer {digest} of {s} skipped: {e}"));
-                        unclassified.get_or_insert_with(|| artifact_error(&e));
-                    }
+                    // A dangling or unreadable referrer must not hide the others; a registry
+                    // that cannot answer leaves the view incomplete: the failure policy decides.
+                    Err(e) => match artifact_error(&e) {
+                        UnscannedReason::RegistryUnavailable(_) if !e.is_not_found() => {
+                            return Err(UnscannedReason::RegistryUnavailable(format!(
+                                "referrer {digest} of {s}: {e}"
+                            )))
+                        }
+                        reason => {
+                            ctx.warnings
+                                .push(format!("referrer {digest} of {s} skipped: {e}"));
+                            errors.push(reason);
+                        }
+                    },
                 }
             }
         }
-        // Newest first by the created annotation (undated last), digest as a stable tie-break.
-        candidates.sort_by(|a, b| {
-            b.created
-                .cmp(&a.created)
-                .then_with(|| a.desc.digest.cmp(&b.desc.digest))
-        });
+        candidates.sort_by(|a, b| a.desc.digest.cmp(&b.desc.digest));
         candidates.dedup_by(|a, b| a.desc.digest == b.desc.digest);
-
-        let mut vex = Vec::new();
-        let mut best: Option<(Option<DateTime<Utc>>, Found)> = None;
-        let mut first_failure: Option<UnscannedReason> = None;
-        for c in candidates.iter().take(32) {
-            if let Some((created, _)) = &best {
-                // Only same-dated candidates can still win (by scan time inside the report).
-                if c.created != *created && c.artifact_type != oci::OPENVEX {
-                    continue;
-                }
-            }
+        // Filtered by type above; a cap that would drop candidates is the failure policy's call.
+        if candidates.len() > limits.max_findings_artifacts {
+            return Err(UnscannedReason::RegistryUnavailable(format!(
+                "{} has {} findings artifacts attached, more than limits.maxFindingsArtifacts ({}): not all of them can be checked",
+                ctx.image_name,
+                candidates.len(),
+                limits.max_findings_artifacts
+            )));
+        }
+        let mut items = Vec::new();
+        for c in &candidates {
             let r = match ctx.evaluated.get(&c.desc.digest) {
                 Some(r) => r.clone(),
                 None => {
@@ -379,36 +400,20 @@ impl RegistryClient {
                 }
             };
             match r {
-                Ok(Evaluated::Vex(v)) => vex.extend(v),
-                Ok(Evaluated::Report(f)) => {
-                    let better = match &best {
-                        None => true,
-                        Some((_, b)) => f.report.created > b.report.created,
-                    };
-                    if better {
-                        best = Some((c.created, *f));
-                    }
+                Ok(e) => items.push(e),
+                Err(UnscannedReason::RegistryUnavailable(d)) => {
+                    return Err(UnscannedReason::RegistryUnavailable(d))
                 }
                 Err(reason) => {
-                    if first_failure.is_none() {
-                        first_failure = Some(reason.clone());
-                    }
                     ctx.warnings.push(format!(
                         "findings artifact {} ({}) skipped: {reason}",
                         c.desc.digest, c.artifact_type
                     ));
+                    errors.push(reason);
                 }
             }
         }
-        match best {
-            Some((_, mut f)) => {
-                f.vex = vex;
-                Ok(f)
-            }
-            None => Err(first_failure
-                .or(unclassified)
-                .unwrap_or(UnscannedReason::NoReport)),
-        }
+        select::merge(items, &errors, Utc::now(), &mut ctx.warnings)
     }
 
     /// Decides whether a referrer is a findings artifact; fetches its manifest when the
@@ -455,7 +460,6 @@ impl RegistryClient {
             }
         }
         Ok(Some(Candidate {
-            created: parse_created(&annotations),
             desc: d,
             artifact_type: at,
             subject: subject.to_string(),
@@ -520,34 +524,25 @@ impl RegistryClient {
             .map_err(|e| artifact_error(&e))?;
 
         // Verify, as the policy requires.
-        let (verified, signatures, content) = self.verify(ctx, trust, c, &m, &blob).await?;
+        let (verdict, content) = self.verify(ctx, trust, c, &m, &blob).await?;
 
         let parsed = findings::parse(&content).map_err(|e| {
             UnscannedReason::InvalidReport(format!("artifact {}: {e}", c.desc.digest))
         })?;
-        Ok(match parsed {
-            Parsed::Vex(v) => Evaluated::Vex(v),
-            Parsed::Report(report) => {
-                let identity = ReportIdentity {
-                    digest: Some(c.desc.digest.clone()),
-                    format: Some(report.format),
-                    scanner: Some(report.scanner.clone()),
-                    created: report.created.or(c.created),
-                    verified,
-                };
-                Evaluated::Report(Box::new(Found {
-                    report,
-                    identity,
-                    vex: Vec::new(),
-                    attached_to: c.subject.clone(),
-                    artifact_type: c.artifact_type.clone(),
-                    signatures,
-                }))
-            }
+        Ok(Evaluated {
+            digest: c.desc.digest.clone(),
+            artifact_type: c.artifact_type.clone(),
+            subject: c.subject.clone(),
+            content: match parsed {
+                Parsed::Vex(v) => Content::Vex(v),
+                Parsed::Report(r) => Content::Report(Box::new(r)),
+            },
+            verdict,
         })
     }
 
-    /// Returns (verified, what verified it, the bytes to parse).
+    /// Returns what verification said and the bytes to parse. A failed verification is a
+    /// [`Verdict::Failed`] (its findings may still count, worst case), not an error.
     async fn verify(
         &self,
         ctx: &mut Ctx<'_>,
@@ -555,7 +550,7 @@ impl RegistryClient {
         c: &Candidate,
         m: &Manifest,
         blob: &[u8],
-    ) -> Result<(bool, Vec<String>, Vec<u8>), UnscannedReason> {
+    ) -> Result<(Verdict, Vec<u8>), UnscannedReason> {
         let is_bundle = c.artifact_type == oci::SIGSTORE_BUNDLE_V03;
         // The findings inside a bundle are its DSSE envelope.
         let content = if is_bundle {
@@ -576,15 +571,15 @@ impl RegistryClient {
             blob.to_vec()
         };
         let policy = match trust {
-            Trust::Unconfigured => return Ok((false, Vec::new(), content)),
+            Trust::Unconfigured => return Ok((Verdict::Unsigned, content)),
             Trust::Uncovered => {
-                return Err(UnscannedReason::Unverified(format!(
-                    "no trust policy covers {}",
-                    ctx.image_name
-                )))
+                return Ok((
+                    Verdict::Failed(format!("no trust policy covers {}", ctx.image_name)),
+                    content,
+                ))
             }
             Trust::Policy(p) if p.require == Require::None => {
-                return Ok((false, Vec::new(), content))
+                return Ok((Verdict::Unsigned, content))
             }
             Trust::Policy(p) => *p,
         };
@@ -598,24 +593,30 @@ impl RegistryClient {
         if policy.trust.has_notation {
             match self.verify_notation(ctx, policy, &target).await {
                 Ok(s) => ok.push(s),
-                Err(e) => failures.push(format!("notation: {e}")),
+                Err(SignatureError::Other(e)) => failures.push(format!("notation: {e}")),
+                Err(SignatureError::TooMany(e) | SignatureError::Unavailable(e)) => {
+                    return Err(UnscannedReason::RegistryUnavailable(e))
+                }
             }
         }
         let mut content = content;
         if policy.trust.has_cosign {
             let r = if is_bundle {
-                verify::verify_cosign_bundle(blob, &policy.trust.cosign_keys, &c.subject).map(
-                    |st| {
+                verify::verify_cosign_bundle(blob, &policy.trust.cosign_keys, &c.subject)
+                    .map(|st| {
                         content = st.envelope_json.clone();
                         format!("cosign: attestation signed by {}", st.key)
-                    },
-                )
+                    })
+                    .map_err(SignatureError::Other)
             } else {
                 self.verify_cosign_signatures(ctx, policy, &target).await
             };
             match r {
                 Ok(s) => ok.push(s),
-                Err(e) => failures.push(format!("cosign: {e}")),
+                Err(SignatureError::Other(e)) => failures.push(format!("cosign: {e}")),
+                Err(SignatureError::TooMany(e) | SignatureError::Unavailable(e)) => {
+                    return Err(UnscannedReason::RegistryUnavailable(e))
+                }
             }
         }
         let configured =
@@ -626,13 +627,16 @@ impl RegistryClient {
             Require::All => ok.len() == configured,
         };
         if pass {
-            Ok((true, ok, content))
+            Ok((Verdict::Verified(ok), content))
         } else {
-            Err(UnscannedReason::Unverified(format!(
-                "artifact {}: {}",
-                c.desc.digest,
-                failures.join("; ")
-            )))
+            Ok((
+                Verdict::Failed(format!(
+                    "artifact {}: {}",
+                    c.desc.digest,
+                    failures.join("; ")
+                )),
+                content,
+            ))
         }
     }
 
@@ -642,22 +646,35 @@ impl RegistryClient {
         ctx: &mut Ctx<'_>,
         target: &str,
         want: &str,
-    ) -> Result<Vec<(String, Manifest)>, String> {
+    ) -> Result<Vec<(String, Manifest)>, SignatureError> {
         let limits = &self.cfg.limits;
         let refs = ctx
             .referrers(target, limits.manifest_bytes, limits.max_referrers)
             .await
-            .map_err(|e| format!("listing signatures: {e}"))?;
+            .map_err(|e| {
+                SignatureError::Unavailable(format!("listing signatures of {target}: {e}"))
+            })?;
+        // Filter by type first (free for typed descriptors); the cap counts only candidates.
+        let candidates: Vec<Descriptor> = refs
+            .into_iter()
+            .filter(|d| {
+                let at = d.artifact_type.as_deref().unwrap_or_default();
+                at.is_empty() || at == oci::OCI_EMPTY || at == want
+            })
+            .collect();
+        if candidates.len() > limits.max_signatures {
+            return Err(SignatureError::TooMany(format!(
+                "{} signature candidates of type {want} attached to {target}, more than limits.maxSignatures ({}): not all of them can be checked",
+                candidates.len(),
+                limits.max_signatures
+            )));
+        }
         let mut out = Vec::new();
-        for d in refs.into_iter().take(16) {
-            let at = d.artifact_type.clone().unwrap_or_default();
-            if !(at.is_empty() || at == oci::OCI_EMPTY || at == want) {
-                continue;
-            }
+        for d in candidates {
             let (m, size) = ctx
                 .manifest(&d.digest, limits.manifest_bytes)
                 .await
-                .map_err(|e| format!("signature manifest: {e}"))?;
+                .map_err(|e| SignatureError::Other(format!("signature manifest: {e}")))?;
             if m.effective_artifact_type() != Some(want) {
                 continue;
             }
@@ -674,12 +691,14 @@ impl RegistryClient {
         ctx: &mut Ctx<'_>,
         policy: &Policy,
         target: &Target<'_>,
-    ) -> Result<String, String> {
+    ) -> Result<String, SignatureError> {
         let sigs = self
             .signature_manifests(ctx, target.digest, oci::NOTATION_SIGNATURE)
             .await?;
         if sigs.is_empty() {
-            return Err("no Notary Project signature attached".into());
+            return Err(SignatureError::Other(
+                "no Notary Project signature attached".into(),
+            ));
         }
         let mut reasons = Vec::new();
         for (digest, m) in sigs {
@@ -709,7 +728,9 @@ impl RegistryClient {
                     &policy.trust.notation_roots,
                     target,
                     Utc::now(),
-                ) {
+                )
+                .and_then(|v| policy.trust.notation_identities.check(&v.leaf).map(|()| v))
+                {
                     Ok(v) => {
                         return Ok(format!(
                             "notation: signature {digest} (signed {})",
@@ -720,7 +741,7 @@ impl RegistryClient {
                 }
             }
         }
-        Err(reasons.join("; "))
+        Err(SignatureError::Other(reasons.join("; ")))
     }
 
     async fn verify_cosign_signatures(
@@ -728,7 +749,7 @@ impl RegistryClient {
         ctx: &mut Ctx<'_>,
         policy: &Policy,
         target: &Target<'_>,
-    ) -> Result<String, String> {
+    ) -> Result<String, SignatureError> {
         let keys = &policy.trust.cosign_keys;
         let mut reasons = Vec::new();
         let sigs = self
@@ -810,9 +831,9 @@ impl RegistryClient {
             Err(e) => reasons.push(format!("{tag}: {e}")),
         }
         if reasons.is_empty() {
-            Err("no cosign signature attached".into())
+            Err(SignatureError::Other("no cosign signature attached".into()))
         } else {
-            Err(reasons.join("; "))
+            Err(SignatureError::Other(reasons.join("; ")))
         }
     }
 }

@@ -80,6 +80,8 @@ impl CosignKey {
 #[derive(Debug, Clone, Default)]
 pub struct TrustMaterial {
     pub notation_roots: Vec<CertificateDer<'static>>,
+    /// Which signing certificates (below the roots) may sign for the policy's scope.
+    pub notation_identities: TrustedIdentities,
     pub cosign_keys: Vec<CosignKey>,
     pub has_notation: bool,
     pub has_cosign: bool,
@@ -88,6 +90,7 @@ pub struct TrustMaterial {
 impl TrustMaterial {
     pub fn load(
         roots: &[PathBuf],
+        identities: &[String],
         keys: &[PathBuf],
         notation: bool,
         cosign: bool,
@@ -95,6 +98,8 @@ impl TrustMaterial {
         let mut m = TrustMaterial {
             has_notation: notation,
             has_cosign: cosign,
+            notation_identities: TrustedIdentities::parse(identities)
+                .map_err(|e| Error::Config(format!("notation.trustedIdentities: {e}")))?,
             ..TrustMaterial::default()
         };
         for p in roots {
@@ -200,6 +205,144 @@ struct TargetArtifact {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotationVerified {
     pub signing_time: DateTime<Utc>,
+    /// The signing (leaf) certificate, DER.
+    pub leaf: CertificateDer<'static>,
+}
+
+/// Notary Project `trustedIdentities` (trust store and trust policy specification): `*`, or
+/// `x509.subject: C=.., ST=.., O=..[, ...]` entries; a signing certificate is trusted when its
+/// subject holds every attribute of one entry (a partial DN matches a fuller subject).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TrustedIdentities {
+    /// Any certificate that chains to the trust store (`*`, or none configured).
+    #[default]
+    Any,
+    /// At least one entry must match the leaf's subject.
+    Subjects(Vec<Vec<(String, String)>>),
+}
+
+/// Short names of the DN attribute types, by OID.
+const DN_ATTRS: &[(&str, &str)] = &[
+    ("2.5.4.3", "CN"),
+    ("2.5.4.6", "C"),
+    ("2.5.4.7", "L"),
+    ("2.5.4.8", "ST"),
+    ("2.5.4.9", "STREET"),
+    ("2.5.4.10", "O"),
+    ("2.5.4.11", "OU"),
+    ("2.5.4.5", "SERIALNUMBER"),
+    ("0.9.2342.19200300.100.1.25", "DC"),
+    ("1.2.840.113549.1.9.1", "EMAILADDRESS"),
+];
+
+/// Splits a DN string at unescaped `,` and unescapes `\,`, `\;`, `\\` and `\ `.
+fn parse_dn(dn: &str) -> std::result::Result<Vec<(String, String)>, String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut chars = dn.chars();
+    // Each part keeps a marker of escaped leading/trailing spaces by unescaping after trim.
+    let mut raw_parts = Vec::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(n) => {
+                    cur.push('\\');
+                    cur.push(n);
+                }
+                None => return Err(format!("{dn:?}: trailing backslash")),
+            },
+            ',' => raw_parts.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    raw_parts.push(cur);
+    for p in raw_parts {
+        let p = p.trim();
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| format!("{dn:?}: {p:?} is not TYPE=value"))?;
+        let k = k.trim().to_ascii_uppercase();
+        let v = v.trim_start();
+        let mut val = String::new();
+        let mut it = v.chars();
+        while let Some(c) = it.next() {
+            if c == '\\' {
+                if let Some(n) = it.next() {
+                    val.push(n);
+                }
+            } else {
+                val.push(c);
+            }
+        }
+        if k.is_empty() || val.is_empty() {
+            return Err(format!("{dn:?}: empty attribute in {p:?}"));
+        }
+        if !DN_ATTRS.iter().any(|(_, n)| *n == k) {
+            return Err(format!("{dn:?}: unknown attribute type {k:?}"));
+        }
+        parts.push((k, val));
+    }
+    Ok(parts)
+}
+
+impl TrustedIdentities {
+    /// Parses the policy's list; empty or `["*"]` is [`TrustedIdentities::Any`].
+    pub fn parse(list: &[String]) -> std::result::Result<TrustedIdentities, String> {
+        if list.is_empty() || (list.len() == 1 && list[0].trim() == "*") {
+            return Ok(TrustedIdentities::Any);
+        }
+        let mut out = Vec::new();
+        for item in list {
+            if item.trim() == "*" {
+                return Err("\"*\" must be the only entry".into());
+            }
+            let dn = item.trim().strip_prefix("x509.subject:").ok_or_else(|| {
+                format!("{item:?}: expected \"x509.subject: C=.., ST=.., O=..\" or \"*\"")
+            })?;
+            let attrs = parse_dn(dn)?;
+            for need in ["C", "ST", "O"] {
+                if !attrs.iter().any(|(k, _)| k == need) {
+                    return Err(format!("{item:?}: lacks {need} (C, ST and O are required)"));
+                }
+            }
+            out.push(attrs);
+        }
+        Ok(TrustedIdentities::Subjects(out))
+    }
+
+    /// Whether the signing certificate's subject is a trusted identity.
+    pub fn check(&self, leaf: &CertificateDer<'_>) -> std::result::Result<(), String> {
+        let TrustedIdentities::Subjects(list) = self else {
+            return Ok(());
+        };
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
+            .map_err(|e| format!("signing certificate: {e}"))?;
+        let mut subject: Vec<(String, String)> = Vec::new();
+        for rdn in cert.subject().iter() {
+            for a in rdn.iter() {
+                let oid = a.attr_type().to_id_string();
+                let name = DN_ATTRS
+                    .iter()
+                    .find(|(o, _)| *o == oid)
+                    .map(|(_, n)| n.to_string())
+                    .unwrap_or(oid);
+                let value = a
+                    .as_str()
+                    .map_err(|e| format!("signing certificate subject: {e}"))?;
+                subject.push((name, value.to_string()));
+            }
+        }
+        if list
+            .iter()
+            .any(|want| want.iter().all(|w| subject.contains(w)))
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "signing certificate subject {:?} is not a trusted identity of this trust policy",
+            cert.subject().to_string()
+        ))
+    }
 }
 
 fn jws_alg(name: &str) -> Option<(&'static dyn SignatureVerificationAlgorithm, bool)> {
@@ -245,8 +388,13 @@ const KNOWN_CRIT: &[&str] = &["io.cncf.notary.signingScheme", "io.cncf.notary.ex
 
 /// Verifies a Notary Project JWS envelope (`application/jose+json`) over `target`:
 /// the signature with the leaf certificate of `x5c`, the chain to one of `roots` with the
-/// code-signing EKU at the signing time, the critical headers, expiry, and that the payload's
-/// target descriptor is `target`.
+/// code-signing EKU, the critical headers, expiry, and that the payload's target descriptor is
+/// `target`.
+///
+/// The chain is checked at `now`, the verification time: without a trusted timestamp (RFC 3161
+/// countersignature, which the `notary.x509` scheme does not carry) the signer's own
+/// `signingTime` proves nothing, and a signature whose certificate has expired is invalid
+/// (Notary Project trust policy specification, "Authentic timestamp").
 pub fn verify_notation_jws(
     envelope: &[u8],
     roots: &[CertificateDer<'_>],
@@ -332,7 +480,7 @@ pub fn verify_notation_jws(
         .iter()
         .filter_map(|r| webpki::anchor_from_trusted_cert(r).ok())
         .collect();
-    let secs = u64::try_from(signing_time.timestamp()).map_err(|_| "signing time before 1970")?;
+    let secs = u64::try_from(now.timestamp()).map_err(|_| "verification time before 1970")?;
     let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
     leaf.verify_for_usage(
         webpki::ALL_VERIFICATION_ALGS,
@@ -343,7 +491,12 @@ pub fn verify_notation_jws(
         None,
         None,
     )
-    .map_err(|e| format!("certificate chain not trusted at signing time {signing_time}: {e:?}"))?;
+    .map_err(|e| {
+        format!(
+            "certificate chain not trusted at verification time {} (signature not timestamped; signingTime {signing_time} is not trusted): {e:?}",
+            now.to_rfc3339()
+        )
+    })?;
 
     let payload = b64url(&jws.payload).map_err(|e| format!("payload: {e}"))?;
     let p: NotaryPayload = serde_json::from_slice(&payload)
@@ -366,7 +519,10 @@ pub fn verify_notation_jws(
             ));
         }
     }
-    Ok(NotationVerified { signing_time })
+    Ok(NotationVerified {
+        signing_time,
+        leaf: leaf_der.clone().into_owned(),
+    })
 }
 
 // -------------------------------------------------------------------------------------------------

@@ -621,6 +621,7 @@ async fn cose_notation_envelopes_are_reported_unsupported() {
         require: None,
         notation: Some(vulngate_registry::config::NotationTrust {
             trust_store: vec![format!("{DIR}notation-vulngate-test.crt").into()],
+            ..Default::default()
         }),
         cosign: None,
     });

@@ -46,9 +46,9 @@ fn report_target() -> Target<'static> {
 }
 
 fn now() -> DateTime<Utc> {
-    // Within the test certificate's one-day validity is not needed: validity is checked at the
-    // signing time. Use a time a year later to prove it.
-    "2027-11-28T00:00:00Z".parse().expect("time")
+    // Within the test certificate's one-day validity: without a trusted timestamp the chain is
+    // checked at the verification time.
+    "2026-11-28T12:00:00Z".parse().expect("time")
 }
 
 #[test]
@@ -149,15 +149,18 @@ fn cosign_legacy_dsse_and_simplesigning() {
 }
 
 #[test]
-fn notation_jws_verifies_at_signing_time() {
-    let v = verify_notation_jws(
-        &read("notation-signature.envelope.jws.json"),
-        &roots(),
-        &report_target(),
-        now(),
-    )
-    .expect("verifies");
+fn notation_jws_verifies_at_verification_time() {
+    let env = read("notation-signature.envelope.jws.json");
+    let v = verify_notation_jws(&env, &roots(), &report_target(), now()).expect("verifies");
     assert_eq!(v.signing_time.to_rfc3339(), "2026-11-28T03:02:00+00:00");
+    // A year later the certificate has expired: its signingTime (inside the validity) is the
+    // signer's own claim, not a trusted timestamp, and does not save it.
+    let later = "2027-11-28T00:00:00Z".parse().expect("time");
+    let e = verify_notation_jws(&env, &roots(), &report_target(), later).expect_err("expired");
+    assert!(
+        e.contains("verification time") && e.contains("CertExpired"),
+        "{e}"
+    );
 }
 
 #[test]

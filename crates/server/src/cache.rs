@@ -24,6 +24,8 @@ pub struct Analyzed {
     /// The digest the reference resolves to, when known.
     pub digest: Option<String>,
     pub subject: Result<Arc<AnalyzedReport>, UnscannedReason>,
+    /// The source's warnings about the lookup (see [`crate::SourceLookup::warnings`]).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -175,5 +177,6 @@ async fn fetch_with(
     Ok(Analyzed {
         digest: l.digest,
         subject,
+        warnings: l.warnings,
     })
 }

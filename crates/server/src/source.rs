@@ -35,6 +35,9 @@ pub struct SourceLookup {
     pub digest: Option<String>,
     /// The report, or why the image has none (no report, untrusted, unparseable).
     pub report: Result<FoundReport, UnscannedReason>,
+    /// What the operator should know about the lookup (reports dropped, unverified or merged,
+    /// no trust policy): logged and returned as admission warnings.
+    pub warnings: Vec<String>,
 }
 
 /// The source could not answer (unreachable, internal error). The failure policy decides;
@@ -282,10 +285,12 @@ impl FindingsSource for LocalFindings {
                 Some(e) => SourceLookup {
                     digest: e.digest.clone().or(image.digest.clone()),
                     report: e.report.clone(),
+                    warnings: Vec::new(),
                 },
                 None => SourceLookup {
                     digest: image.digest.clone(),
                     report: Err(UnscannedReason::NoReport),
+                    warnings: Vec::new(),
                 },
             })
         })
@@ -327,9 +332,11 @@ impl FindingsSource for RegistrySource {
                 Err(reason) => Ok(SourceLookup {
                     digest: l.digest,
                     report: Err(reason),
+                    warnings: l.warnings,
                 }),
                 Ok(found) => Ok(SourceLookup {
                     digest: l.digest,
+                    warnings: l.warnings,
                     report: Ok(FoundReport {
                         report: found.report,
                         identity: found.identity,

@@ -108,6 +108,9 @@ pub(crate) struct Verdict {
     pub decision: Decision,
     pub rule_snapshot: Option<serde_json::Value>,
     pub failure: Option<LookupFailure>,
+    /// The registry's warnings about this image's lookup (reports dropped, unverified or
+    /// merged), for the log, the metric and the response warnings.
+    pub warnings: Vec<String>,
 }
 
 /// What every verdict of one review (or one scan) is judged with.
@@ -129,8 +132,13 @@ impl Judge<'_> {
     pub fn verdict(&self, image: &str, lookup: Option<Lookup>, r: Option<ImageRef>) -> Verdict {
         let lookup =
             lookup.unwrap_or_else(|| Err(LookupFailure::Source(SourceError("task failed".into()))));
+        let mut warnings = Vec::new();
         let (decision, failure) = match (lookup, r) {
             (Ok(a), Some(mut pinned)) => {
+                for w in &a.warnings {
+                    tracing::warn!(image = %image, warning = %w, "findings lookup warning");
+                }
+                warnings.clone_from(&a.warnings);
                 // Pinned to the digest the lookup resolved (in place, not copied).
                 if self.pin_resolved {
                     if let Some(d) = &a.digest {
@@ -155,6 +163,7 @@ impl Judge<'_> {
             rule_snapshot: rule_snapshot(self.rules, &decision),
             decision,
             failure,
+            warnings,
         }
     }
 

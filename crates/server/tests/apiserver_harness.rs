@@ -45,6 +45,10 @@ spec:
   conditions: [{ severity: high, maxCount: 0 }]
 "#;
 
+/// The registry's warning when no trust policy is configured.
+const UNSIGNED: &str =
+    "no trust policy configured: findings artifacts are accepted unsigned (verified: false)";
+
 fn tools_dir() -> PathBuf {
     std::env::var_os("VULNGATE_TOOLS_DIR")
         .map(PathBuf::from)
@@ -208,6 +212,7 @@ struct Env {
     debian: (String, String), // (image, digest): 1 critical, 1 low
     alpine: (String, String), // 4 medium
     unscanned: (String, String),
+    metrics: vulngate_server::metrics::Metrics,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<vulngate_server::Result<()>>>,
 }
@@ -240,6 +245,7 @@ impl Env {
             ..Default::default()
         });
         let server = Server::from_config(cfg.clone()).unwrap();
+        let metrics = server.metrics().clone();
         let tls = vulngate_server::tls::setup(&cfg).unwrap();
         let ca = tls.ca_file.clone().expect("self-signed CA bundle");
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.unwrap();
@@ -256,6 +262,7 @@ impl Env {
             debian,
             alpine,
             unscanned,
+            metrics,
             stop: Some(stop_tx),
             task: Some(task),
         }
@@ -319,16 +326,18 @@ async fn vulnerable_deployment_denied_and_audited_one_admitted_with_warning() {
         .await;
     assert!(v.allowed, "{}", v.error);
     let reason = engine_reason("trivy/debian-buster.json", &img, &digest, "dev-shop");
+    // The registry has no trust policy (`registry: {}`): every answer says so.
     assert_eq!(
         v.warnings,
-        [format!(
-            "{img}@{digest}: audited by rule \"audit-high\": {reason}"
-        )]
+        [
+            format!("{img}@{digest}: audited by rule \"audit-high\": {reason}"),
+            format!("vulngate: {img}: {UNSIGNED}")
+        ]
     );
     assert_eq!(v.annotations[&format!("{WEBHOOK}/decision")], "audit");
     assert_eq!(v.annotations[&format!("{WEBHOOK}/rule")], "audit-high");
 
-    // Medium findings only: admitted, no warning, no annotation.
+    // Medium findings only: admitted, no annotation, only the registry's warning.
     let v = env
         .admit(
             &workload("Deployment", "web", "prod-shop", &[&env.alpine.0]),
@@ -336,7 +345,12 @@ async fn vulnerable_deployment_denied_and_audited_one_admitted_with_warning() {
         )
         .await;
     assert!(v.allowed, "{}", v.error);
-    assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+    assert_eq!(
+        v.warnings,
+        [format!("vulngate: {}: {UNSIGNED}", env.alpine.0)],
+        "{:?}",
+        v.warnings
+    );
     assert!(v.annotations.is_empty(), "{:?}", v.annotations);
     assert_eq!(v.calls, 1);
 
@@ -382,14 +396,53 @@ async fn unscanned_image_with_and_without_block_unscanned() {
         v.error
     );
     assert_eq!(v.code, 403);
-    // No blockUnscanned rule applies elsewhere: admitted silently.
+    // No blockUnscanned rule applies elsewhere: admitted, with only the registry's warning
+    // that no trust policy is configured.
     let v = env
         .admit(&workload("Deployment", "web", "dev-shop", &[&un.0]), &[])
         .await;
     assert!(v.allowed, "{}", v.error);
-    assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+    assert_eq!(
+        v.warnings,
+        [format!("vulngate: {}: {UNSIGNED}", un.0)],
+        "{:?}",
+        v.warnings
+    );
     assert!(v.annotations.is_empty(), "{:?}", v.annotations);
     assert_eq!(v.calls, 1);
+    env.stop().await;
+}
+
+/// Issue 17 item 9: with `registry: {}` (no trust policy), a newer clean unsigned report attached
+/// to the vulnerable image does not turn deny into allow (the worst case over all of the image's
+/// reports counts), and the merged unsigned report is a warning the API server passes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_clean_unsigned_report_does_not_clear_a_vulnerable_image() {
+    let mut env = Env::start().await;
+    let (img, digest) = env.debian.clone();
+    let now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let clean = format!(
+        r#"{{"SchemaVersion":2,"CreatedAt":"{now}","ArtifactName":"app","ArtifactType":"container_image","Results":[]}}"#
+    );
+    let reg = &env.reg;
+    reg.oras_attach(&digest, REPORT_TYPE, clean.as_bytes(), Some(&now));
+    let v = env
+        .admit(&workload("Deployment", "web", "prod-shop", &[&img]), &[])
+        .await;
+    assert!(!v.allowed, "allowed: {:?}", v.warnings);
+    assert!(
+        v.error
+            .starts_with(&denied_prefix(&env.debian, "deny-critical-prod")),
+        "{}",
+        v.error
+    );
+    assert!(
+        v.warnings.iter().any(|w| w.contains("(unsigned) merged")),
+        "{:?}",
+        v.warnings
+    );
+    // Counted: the no-trust-policy warning and the merged report.
+    assert!(env.metrics.lookup_warnings_total() >= 2);
     env.stop().await;
 }
 

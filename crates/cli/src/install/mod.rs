@@ -43,6 +43,9 @@ use sha2::Digest;
 use crate::{InstallArgs, WebhookFailurePolicy};
 
 pub mod pki;
+mod trust;
+
+use trust::{registry_section, trust_files, trust_keys, TRUST_DIR};
 
 /// The PolicyReport and ClusterPolicyReport CRDs (`wgpolicyk8s.io/v1alpha2`), written by hand
 /// from the wg-policy API types: no Rust type exists for them.
@@ -274,8 +277,9 @@ fn config_text(args: &InstallArgs) -> Result<String> {
         if let Some(t) = m.get_mut("tls").and_then(|k| k.as_object_mut()) {
             t.retain(|_, val| val.as_array().is_none_or(|a| !a.is_empty()));
         }
-        // Registry lookups on their defaults (anonymous; pull secrets from the cluster).
-        m.insert("registry".into(), serde_json::json!({}));
+        // Registry lookups on their defaults (anonymous; pull secrets from the cluster), with
+        // a trust policy that requires signed reports unless --allow-unsigned-reports.
+        m.insert("registry".into(), registry_section(args));
         if let Some(store) = &args.store {
             // The alert store's URL; the password stays out of it ($VULNGATE_STORE_PASSWORD).
             m.insert("store".into(), serde_json::Value::String(store.clone()));
@@ -293,6 +297,16 @@ fn config_text(args: &InstallArgs) -> Result<String> {
     } else {
         text.push_str(
             "# Alerts: the shared store; its password comes from $VULNGATE_STORE_PASSWORD.\n",
+        );
+    }
+    if args.allow_unsigned_reports {
+        text.push_str(
+            "# Findings reports are accepted UNSIGNED (--allow-unsigned-reports): anyone who can push\n\
+             # to a registry can attach reports; the worst case over all of an image's reports counts.\n",
+        );
+    } else {
+        text.push_str(
+            "# Findings reports must be signed (Notation or cosign): registry.trustPolicies.\n",
         );
     }
     text.push_str(&to_yaml(&v)?);
@@ -394,15 +408,23 @@ fn deployment(args: &InstallArgs, config_hash: &str, tls_secret: &str) -> Deploy
             }),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![
-            // One file (subPath): a changed ConfigMap rolls the pods (config-sha256 below).
-            VolumeMount {
-                sub_path: Some("vulngate.yaml".into()),
-                ..mount("config", CONFIG_PATH, true)
-            },
-            mount("tls", TLS_DIR, true),
-            mount("data", DATA_DIR, false),
-        ]),
+        volume_mounts: Some(
+            vec![
+                // One file (subPath): a changed ConfigMap rolls the pods (config-sha256 below).
+                VolumeMount {
+                    sub_path: Some("vulngate.yaml".into()),
+                    ..mount("config", CONFIG_PATH, true)
+                },
+                mount("tls", TLS_DIR, true),
+                mount("data", DATA_DIR, false),
+            ]
+            .into_iter()
+            .chain(trust_keys(args).into_iter().map(|(k, _)| VolumeMount {
+                sub_path: Some(k.clone()),
+                ..mount("config", &format!("{TRUST_DIR}/{k}"), true)
+            }))
+            .collect(),
+        ),
         ..Default::default()
     };
     let volumes = vec![
@@ -613,17 +635,50 @@ pub fn render(args: &InstallArgs) -> Result<Rendered> {
             }]),
         })?,
     );
+    if !args.allow_unsigned_reports
+        && args.notation_trust_store.is_empty()
+        && args.cosign_public_key.is_empty()
+    {
+        bail!(
+            "findings reports must be signed: give --notation-trust-store FILE and/or \
+             --cosign-public-key FILE (the rendered trust policy requires a signature by them), \
+             or --allow-unsigned-reports to accept unsigned reports"
+        );
+    }
     let config = config_text(args)?;
+    let trust = trust_files(args)?;
     let config_hash = {
-        let d = sha2::Sha256::digest(config.as_bytes());
-        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        let mut h = sha2::Sha256::new();
+        h.update(config.as_bytes());
+        for (k, v) in &trust {
+            h.update(k.as_bytes());
+            h.update(v.as_bytes());
+        }
+        h.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     };
+    if args.allow_unsigned_reports {
+        out.notes.push(
+            "warning: --allow-unsigned-reports: findings reports are accepted unsigned (anyone who \
+             can push can attach them; the worst case over all of an image's reports counts)"
+                .into(),
+        );
+    } else {
+        out.notes.push(format!(
+            "note: findings reports must be signed: the trust policy requires a signature by {}",
+            trust.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let mut config_data = BTreeMap::from([("vulngate.yaml".to_string(), config)]);
+    config_data.extend(trust);
     push(
         "config.yaml",
         "vulngate.yaml, mounted at /etc/vulngate/vulngate.yaml.",
         value(&ConfigMap {
             metadata: meta(CONFIG_MAP, Some(ns)),
-            data: Some(BTreeMap::from([("vulngate.yaml".to_string(), config)])),
+            data: Some(config_data),
             ..Default::default()
         })?,
     );
@@ -895,7 +950,7 @@ pub fn kustomize_files(rendered: &Rendered, command: &str) -> Result<Vec<(String
 
 /// The command line that regenerates `deploy/base`.
 pub const BASE_COMMAND: &str =
-    "vulngate install --tls-secret vulngate-tls --write-kustomize deploy/base";
+    "vulngate install --tls-secret vulngate-tls --allow-unsigned-reports --write-kustomize deploy/base";
 
 pub fn run(args: InstallArgs) -> Result<ExitCode> {
     if args.write_kustomize.is_some() && args.tls_secret.is_none() {

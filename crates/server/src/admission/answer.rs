@@ -132,8 +132,35 @@ pub(crate) fn respond(
         }
         _ => {}
     }
+    for v in verdicts {
+        lookup_warnings(&v.decision.image, &v.warnings, &mut warnings);
+    }
     if !warnings.is_empty() {
         resp.warnings = Some(warnings);
+    }
+}
+
+/// Adds the registry's warnings about an image's lookup (reports dropped, unverified or
+/// merged; logged in full by the verdict) to the response warnings: at most 8 per image, each
+/// cut at 240 characters.
+fn lookup_warnings(img: &str, from: &[String], out: &mut Vec<String>) {
+    for w in from.iter().take(8) {
+        let mut w = format!("vulngate: {img}: {w}");
+        if w.len() > 240 {
+            let mut cut = 237;
+            while !w.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            w.truncate(cut);
+            w.push_str("...");
+        }
+        out.push(w);
+    }
+    if from.len() > 8 {
+        out.push(format!(
+            "vulngate: {img}: {} more lookup warnings in the log",
+            from.len() - 8
+        ));
     }
 }
 

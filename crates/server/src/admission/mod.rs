@@ -210,6 +210,9 @@ pub(crate) async fn decide(state: &State, mut job: Box<Job>) -> Answer {
     )
     .await;
 
+    state
+        .metrics
+        .lookup_warnings(verdicts.iter().map(|v| v.warnings.len()).sum());
     answer::respond(
         resp,
         &verdicts,

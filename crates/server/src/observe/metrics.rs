@@ -125,6 +125,7 @@ struct Inner {
     cache_hits: Counter,
     cache_misses: Counter,
     source_failures: Family<Labels, Counter>,
+    lookup_warnings: Counter,
     alerts_written: Family<Labels, Counter>,
     alert_failures: Counter,
     rules_reload_failures: Counter,
@@ -188,6 +189,12 @@ impl Metrics {
             "findings_source_failures",
             "Images whose findings could not be obtained, by cause (error, deadline)",
             source_failures.clone(),
+        );
+        let lookup_warnings = Counter::default();
+        registry.register(
+            "findings_lookup_warnings",
+            "Registry lookup warnings returned with admission responses (reports merged unsigned or unverified, artifacts dropped, no trust policy)",
+            lookup_warnings.clone(),
         );
         let alerts_written = Family::<Labels, Counter>::default();
         registry.register(
@@ -266,6 +273,7 @@ impl Metrics {
             cache_hits,
             cache_misses,
             source_failures,
+            lookup_warnings,
             alerts_written,
             alert_failures,
             rules_reload_failures,
@@ -323,6 +331,15 @@ impl Metrics {
             .source_failures
             .get_or_create(&vec![("cause", cause.to_string())])
             .inc();
+    }
+
+    pub fn lookup_warnings(&self, n: usize) {
+        self.0.lookup_warnings.inc_by(n as u64);
+    }
+
+    /// `vulngate_findings_lookup_warnings_total`.
+    pub fn lookup_warnings_total(&self) -> u64 {
+        self.0.lookup_warnings.get()
     }
 
     pub fn alert_written(&self, action: &str) {
