@@ -553,8 +553,8 @@ fn the_default_rule_is_rendered_as_a_security_rule() {
     // As a rule file (`vulngate rules lint`, `check --rules`): the same rule set version as
     // serve's default.
     let text = serde_yaml_ng::to_string(object).expect("yaml");
-    let parsed = RuleSet::new(RuleSet::parse_yaml(&text, "rules.yaml").expect("parses"))
-        .expect("rule set");
+    let parsed =
+        RuleSet::new(RuleSet::parse_yaml(&text, "rules.yaml").expect("parses")).expect("rule set");
     assert_eq!(parsed.rules()[0].spec, want.spec);
     assert_eq!(parsed.version(), defaults.version());
 
@@ -563,7 +563,10 @@ fn the_default_rule_is_rendered_as_a_security_rule() {
     let props = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
         ["properties"];
     for key in object["spec"].as_object().expect("spec").keys() {
-        assert!(props.get(key).is_some(), "spec.{key} is not in the CRD schema");
+        assert!(
+            props.get(key).is_some(),
+            "spec.{key} is not in the CRD schema"
+        );
     }
 
     // Removable: --no-default-rule leaves it out (upgrades after editing or deleting it).

@@ -812,10 +812,8 @@ fn default_security_rule() -> Result<serde_json::Value> {
         .first()
         .ok_or_else(|| anyhow!("the built-in default rule set is empty"))?;
     let mut doc = rule.to_doc();
-    doc.metadata.labels = BTreeMap::from([(
-        "app.kubernetes.io/part-of".to_string(),
-        NAME.to_string(),
-    )]);
+    doc.metadata.labels =
+        BTreeMap::from([("app.kubernetes.io/part-of".to_string(), NAME.to_string())]);
     value(&doc)
 }
 
