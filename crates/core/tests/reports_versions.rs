@@ -329,3 +329,195 @@ fn sarif_trivy_template_era_alpine_310() {
     );
     assert!(r.findings.iter().all(|f| f.cvss.is_none()));
 }
+
+#[test]
+fn grype_json_of_2021() {
+    // Before `fix {versions, state}` and `cvss[]`: `fixedInVersion` and `cvssV3` (cvssV2 unused).
+    let r = report_of(&data("grype/imgs-2021.json"));
+    assert_eq!(r.format, ReportFormat::Grype);
+    assert_eq!(r.scanner.name, "grype");
+    assert_eq!(r.scanner.version.as_deref(), Some("[not provided]"));
+    assert_eq!(r.created, None);
+    assert_eq!(
+        r.subject_digest.as_deref(),
+        Some("sha256:ee4cdbd03ad61d95aeb4d32e06452840d23ed37390fc6f1ae9a0cb5626282c32")
+    );
+    assert_eq!(r.artifact_name.as_deref(), Some("user-input"));
+    let got: Vec<(&str, Severity, Option<f32>, Vec<&str>, FixState)> = r
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.id.as_str(),
+                f.severity,
+                f.cvss,
+                f.fixed_versions.iter().map(String::as_str).collect(),
+                f.fix_state,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "CVE-1999-0001",
+                Severity::Low,
+                Some(4.0),
+                vec!["the-next-version"],
+                FixState::Fixed
+            ),
+            (
+                "CVE-1999-0002",
+                Severity::Critical,
+                None,
+                vec![],
+                FixState::Unknown
+            ),
+            (
+                "CVE-1999-0003",
+                Severity::High,
+                None,
+                vec!["the-other-next-version"],
+                FixState::Fixed
+            ),
+        ]
+    );
+    assert!(r.findings.iter().all(|f| f.package.name == "package-1"
+        && f.package.version.as_deref() == Some("1.1.1")
+        && f.package.kind.as_deref() == Some("deb")
+        && f.package.purl.is_none()));
+}
+
+#[test]
+fn grype_sarif_of_2021() {
+    // Driver "Anchore Grype Scan", `<id>-<package>` rule ids, severity only from security-severity.
+    let r = report_of(&data("grype/image-2021.sarif"));
+    assert_eq!(r.format, ReportFormat::Sarif);
+    assert_eq!(r.scanner.name, "Anchore Grype Scan");
+    assert_eq!(r.scanner.version.as_deref(), Some("0.0.0-dev"));
+    let got: Vec<(
+        &str,
+        Severity,
+        Option<f32>,
+        &str,
+        Option<&str>,
+        Option<&str>,
+    )> = r
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.id.as_str(),
+                f.severity,
+                f.cvss,
+                f.package.name.as_str(),
+                f.package.version.as_deref(),
+                f.package.kind.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "CVE-1999-0001",
+                Severity::Low,
+                Some(1.0),
+                "package-1",
+                Some("1.0.1"),
+                Some("deb")
+            ),
+            (
+                "CVE-1999-0002",
+                Severity::Critical,
+                Some(9.0),
+                "package-2",
+                Some("2.0.1"),
+                Some("deb")
+            ),
+        ]
+    );
+    assert!(r
+        .findings
+        .iter()
+        .all(|f| f.fixed_versions.is_empty() && f.fix_state == FixState::Unknown));
+}
+
+#[test]
+fn trivy_json_before_schema_version_2() {
+    // Trivy before 0.20 printed a bare list of results.
+    let r = report_of(&data("trivy/centos-7-critical-legacy.json"));
+    assert_eq!(r.format, ReportFormat::Trivy);
+    assert_eq!(r.scanner.name, "trivy");
+    assert_eq!(r.scanner.version, None);
+    assert_eq!(r.created, None, "no scan time: stale for maxReportAge");
+    assert_eq!(r.subject_digest, None);
+    assert_eq!(
+        r.artifact_name.as_deref(),
+        Some("testdata/fixtures/centos-7.tar.gz")
+    );
+    let got: Vec<(&str, &str, &str, &str)> = r
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.id.as_str(),
+                f.package.name.as_str(),
+                f.package.version.as_deref().unwrap_or_default(),
+                f.fixed_versions[0].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "CVE-2018-14618",
+                "curl",
+                "7.29.0-51.el7",
+                "7.29.0-51.el7_6.3"
+            ),
+            (
+                "CVE-2018-14618",
+                "libcurl",
+                "7.29.0-51.el7",
+                "7.29.0-51.el7_6.3"
+            ),
+            (
+                "CVE-2019-3855",
+                "libssh2",
+                "1.4.3-12.el7",
+                "1.4.3-12.el7_6.2"
+            ),
+            ("CVE-2018-15686", "systemd", "219-62.el7_6.5", "219-67.el7"),
+            (
+                "CVE-2018-15686",
+                "systemd-libs",
+                "219-62.el7_6.5",
+                "219-67.el7"
+            ),
+            (
+                "CVE-2019-12735",
+                "vim-minimal",
+                "2:7.4.160-5.el7",
+                "2:7.4.160-6.el7_6"
+            ),
+        ]
+    );
+    assert!(r.findings.iter().all(|f| f.severity == Severity::Critical
+        && f.fix_state == FixState::Fixed
+        && f.cvss.is_none()));
+    // 6 findings, 4 vulnerabilities.
+    let analyzed = AnalyzedReport::new(&r, ReportIdentity::default(), &[], None);
+    assert_eq!(analyzed.counts.get(Severity::Critical), 4);
+
+    // Other arrays are still no known format.
+    for other in [&b"[]"[..], b"[{\"id\": 1}]", b"[{\"Target\": \"x\"}, 2]"] {
+        let e = error_of(other);
+        assert_eq!(e.format, "unknown", "{e}");
+    }
+    // A damaged legacy report names the format and the place.
+    let e = error_of(br#"[{"Target": "x", "Vulnerabilities": [{"PkgName": "a"}]}]"#);
+    assert_eq!(e.format, "trivy");
+    assert!(e.path.starts_with("$[0].Vulnerabilities[0]"), "{e}");
+}
