@@ -3,6 +3,9 @@
 //! tests/data/reports/NOTICE), the shapes of Trivy's 0.15-era SARIF template, UNKNOWN severities in
 //! SARIF, and cosign vulnerability attestations without a scan result.
 
+// Expected findings are written as tuples of their fields, one per row.
+#![allow(clippy::type_complexity)]
+
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
