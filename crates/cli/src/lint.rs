@@ -5,7 +5,10 @@
 //! synthetic report that fulfils it and a request that is in the deny rule's scope (alone,
 //! and combined with each audit rule's scope) are evaluated with both precedences; when the
 //! default precedence decides audit and the strictest decides deny by that rule, the audit
-//! rule shadows it.
+//! rule shadows it. A count condition is probed with its vulnerabilities at its severity, and
+//! with the most severe one raised to each higher severity: an audit rule on critical decides at
+//! the first critical, before a deny rule on `medium, maxCount: 3` has counted its fourth
+//! vulnerability further down the walk (docs/rules.md, "Audit rules that decide first").
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -380,8 +383,45 @@ fn package_for(globs: &[String]) -> String {
     "probe-package".into()
 }
 
+/// Sets of vulnerabilities that fulfil `c`, each with a description. For a count condition: its
+/// `maxCount + 1` vulnerabilities at its severity, then the same count with the most severe one
+/// raised to each higher severity (an audit rule on a higher severity fires at that first
+/// vulnerability, before the deny rule's count is reached further down the walk).
+fn probe_findings(rule: &Rule, c: &Condition) -> Vec<(Vec<Finding>, String)> {
+    let Some((findings, what)) = probe_findings_at(rule, c) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let n = findings.len();
+    if let (false, Some(base)) = (
+        c.is_cve_list() || n < 2,
+        findings.first().map(|f| f.severity),
+    ) {
+        for higher in [
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ] {
+            if higher.rank() <= base.rank() {
+                continue;
+            }
+            let mut mixed = findings.clone();
+            mixed[0].severity = higher;
+            let what = what.replacen(
+                &format!("{n} {base} "),
+                &format!("1 {higher} and {} {base} ", n - 1),
+                1,
+            );
+            out.push((mixed, what));
+        }
+    }
+    out.insert(0, (findings, what));
+    out
+}
+
 /// Vulnerabilities that fulfil `c`, and a description of them.
-fn probe_findings(rule: &Rule, c: &Condition) -> Option<(Vec<Finding>, String)> {
+fn probe_findings_at(rule: &Rule, c: &Condition) -> Option<(Vec<Finding>, String)> {
     let fixable = c.fix_available != Some(false);
     let cvss = c.cvss_at_least.map_or(9.9, |m| m.max(9.9));
     let package = package_for(&c.packages);
@@ -468,10 +508,12 @@ fn shadowed(rules: &RuleSet, now: DateTime<Utc>) -> Vec<Warning> {
                 scopes.push(deny.spec.scope.iter().chain(a.spec.scope.iter()).collect());
             }
         }
-        for c in &deny.spec.conditions {
-            let Some((findings, what)) = probe_findings(deny, c) else {
-                continue;
-            };
+        for (findings, what) in deny
+            .spec
+            .conditions
+            .iter()
+            .flat_map(|c| probe_findings(deny, c))
+        {
             let report = FindingsReport {
                 format: ReportFormat::Trivy,
                 subject_digest: None,

@@ -366,6 +366,10 @@ pub struct InstallArgs {
     /// Kyverno or policy-reporter installed them).
     #[arg(long)]
     pub policy_report_crds: bool,
+    /// Leave out the default SecurityRule (audit high and critical); for upgrades of a cluster
+    /// where it was edited or deleted.
+    #[arg(long)]
+    pub no_default_rule: bool,
     /// Existing CA certificate (PEM) to sign the serving certificate with.
     #[arg(
         long,

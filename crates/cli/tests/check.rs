@@ -866,6 +866,11 @@ fn sarif_has_one_result_per_audited_or_denied_image() {
     assert_eq!(runs.len(), 1);
     let driver = &runs[0]["tool"]["driver"];
     assert_eq!(driver["name"], "vulngate");
+    // The project's URL (the workspace's `repository`), never an empty string.
+    assert_eq!(
+        driver["informationUri"],
+        "https://github.com/vulngate/vulngate"
+    );
     let rule_ids: Vec<&str> = driver["rules"]
         .as_array()
         .unwrap()

@@ -99,6 +99,7 @@ fn every_kind_is_rendered_in_apply_order() {
             "PodDisruptionBudget",
             "NetworkPolicy",
             "ValidatingWebhookConfiguration",
+            "SecurityRule",
         ]
     );
     assert_eq!(find(&docs, "Namespace")["metadata"]["name"], "vulngate");
@@ -110,6 +111,7 @@ fn every_kind_is_rendered_in_apply_order() {
             "ClusterRole",
             "ClusterRoleBinding",
             "ValidatingWebhookConfiguration",
+            "SecurityRule",
         ]
         .contains(&kind);
         assert_eq!(
@@ -544,6 +546,60 @@ fn the_security_rule_crd_is_the_generated_one() {
     let want = serde_json::to_value(vulngate_core::rules::SecurityRule::crd()).expect("json");
     assert_eq!(crds[0], &want);
     assert_eq!(crds[0]["metadata"]["name"], "securityrules.vulngate.io");
+}
+
+/// Issue 18, item 6: a fresh install enforces from the first minute. The rendered SecurityRule is
+/// serve's built-in default rule (`RuleSet::default_rules`), read the way the webhook reads
+/// cluster rules, and can be left out.
+#[test]
+fn the_default_rule_is_rendered_as_a_security_rule() {
+    use vulngate_core::rules::RuleSet;
+    let (docs, _) = install(&[]);
+    let object = find(&docs, "SecurityRule");
+    assert_eq!(object["apiVersion"], "vulngate.io/v1");
+    assert_eq!(object["metadata"]["name"], "default-audit-high-critical");
+    assert!(object["metadata"]["namespace"].is_null(), "cluster-scoped");
+    let defaults = RuleSet::default_rules();
+    let want = &defaults.rules()[0];
+
+    // As the webhook reads it from the cluster (a dynamic object, its spec parsed strictly).
+    let dynamic: kube::core::DynamicObject =
+        serde_json::from_value(object.clone()).expect("a Kubernetes object");
+    let rule = vulngate_server::cluster::rules::parse("default-audit-high-critical", &dynamic)
+        .expect("the rendered rule is valid");
+    assert_eq!(rule.name, want.name);
+    assert_eq!(rule.spec, want.spec);
+    // What it says, spelled out: audit, any vulnerability of high or critical severity.
+    assert_eq!(
+        object["spec"],
+        json!({
+            "action": "audit",
+            "conditions": [{"severity": "high", "maxCount": 0}],
+            "description": "Default rule: audit images with high or critical vulnerabilities"
+        })
+    );
+    // As a rule file (`vulngate rules lint`, `check --rules`): the same rule set version as
+    // serve's default.
+    let text = serde_yaml_ng::to_string(object).expect("yaml");
+    let parsed =
+        RuleSet::new(RuleSet::parse_yaml(&text, "rules.yaml").expect("parses")).expect("rule set");
+    assert_eq!(parsed.rules()[0].spec, want.spec);
+    assert_eq!(parsed.version(), defaults.version());
+
+    // The SecurityRule CRD's schema accepts it: every spec key is a property of the schema.
+    let crd = serde_json::to_value(vulngate_core::rules::SecurityRule::crd()).expect("json");
+    let props = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        ["properties"];
+    for key in object["spec"].as_object().expect("spec").keys() {
+        assert!(
+            props.get(key).is_some(),
+            "spec.{key} is not in the CRD schema"
+        );
+    }
+
+    // Removable: --no-default-rule leaves it out (upgrades after editing or deleting it).
+    let (docs, _) = install(&["--no-default-rule"]);
+    assert!(docs.iter().all(|d| d["kind"] != "SecurityRule"));
 }
 
 /// Every schema node of a structural schema has a type (or preserves unknown fields).

@@ -292,6 +292,71 @@ fn shadowing_within_an_audit_rules_scope_is_found() {
     );
 }
 
+/// Issue 18, item 8: an audit rule on critical before a deny rule on medium with maxCount 3. The
+/// deny rule can decide (an image with 4 medium vulnerabilities is denied: it never-fires is not
+/// reported), but the audit rule decides first for an image with a critical among them
+/// (crates/core/tests/audit_before_deny.rs shows both decisions): reported as shadowed.
+#[test]
+fn audit_on_critical_shadows_deny_on_medium_with_max_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = [
+        rule(
+            "audit-critical",
+            "  action: audit\n  conditions: [{ severity: critical, maxCount: 0 }]\n",
+        ),
+        rule(
+            "deny-medium",
+            "  action: deny\n  conditions: [{ severity: medium, maxCount: 3 }]\n",
+        ),
+    ]
+    .concat();
+    let file = write(&dir, "rules.yaml", &text);
+    let run = lint(&["--rules", &file, "--output", "json", "--now", NOW]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let w = warnings(&run);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_eq!(
+        (w[0].0.as_str(), w[0].1.as_str()),
+        ("shadowed", "deny-medium")
+    );
+    assert_eq!(
+        w[0].2,
+        "audit rule audit-critical decides before deny rule deny-medium for an image with 1 critical and 3 medium vulnerabilities (CVSS 9.9, fixable, package probe-package); use precedence: strictest or tighten audit-critical"
+    );
+
+    // The deny rule first: the same (the precedence puts deny rules first anyway).
+    let text = [
+        rule(
+            "deny-medium",
+            "  action: deny\n  conditions: [{ severity: medium, maxCount: 3 }]\n",
+        ),
+        rule(
+            "audit-critical",
+            "  action: audit\n  conditions: [{ severity: critical, maxCount: 0 }]\n",
+        ),
+    ]
+    .concat();
+    let file = write(&dir, "rules2.yaml", &text);
+    let run = lint(&["--rules", &file, "--output", "json", "--now", NOW]);
+    assert_eq!(warnings(&run).len(), 1, "{}", run.stdout);
+
+    // maxCount 0: at the critical the deny rule has already counted it and goes first: clean.
+    let text = [
+        rule(
+            "audit-critical",
+            "  action: audit\n  conditions: [{ severity: critical, maxCount: 0 }]\n",
+        ),
+        rule(
+            "deny-medium",
+            "  action: deny\n  conditions: [{ severity: medium, maxCount: 0 }]\n",
+        ),
+    ]
+    .concat();
+    let file = write(&dir, "rules3.yaml", &text);
+    let run = lint(&["--rules", &file, "--output", "json", "--now", NOW]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+}
+
 #[test]
 fn schema_errors_exit_2_naming_file_document_rule_and_field() {
     let dir = tempfile::tempdir().unwrap();

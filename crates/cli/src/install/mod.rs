@@ -895,7 +895,30 @@ pub fn render(args: &InstallArgs) -> Result<Rendered> {
             }]),
         })?,
     );
+    if !args.no_default_rule {
+        push(
+            "rules.yaml",
+            "The default rule (what `vulngate serve` runs without rules): audit images with high or\n\
+             critical vulnerabilities, in force from the first minute. Edit or delete it like any\n\
+             SecurityRule (then upgrade with --no-default-rule, or apply would restore it).",
+            default_security_rule()?,
+        );
+    }
     Ok(out)
+}
+
+/// The built-in default rule of `vulngate serve` (`RuleSet::default_rules`, the one definition) as
+/// a SecurityRule object.
+fn default_security_rule() -> Result<serde_json::Value> {
+    let defaults = vulngate_core::rules::RuleSet::default_rules();
+    let rule = defaults
+        .rules()
+        .first()
+        .ok_or_else(|| anyhow!("the built-in default rule set is empty"))?;
+    let mut doc = rule.to_doc();
+    doc.metadata.labels =
+        BTreeMap::from([("app.kubernetes.io/part-of".to_string(), NAME.to_string())]);
+    value(&doc)
 }
 
 fn write_ca(dir: &Path, cert: &str, key: &str) -> Result<()> {

@@ -4,7 +4,9 @@
 //! `relatedVulnerabilities[].id` (deduplicated, without the id itself), so a GHSA match keeps its CVE
 //! as an alias; severity = `vulnerability.severity`; cvss = the highest `metrics.baseScore` of the v3.x
 //! and v4 `cvss[]` entries of the vulnerability and of its related vulnerabilities; fix from
-//! `vulnerability.fix {versions, state}`; package from `artifact`. Scanner from `descriptor`
+//! `vulnerability.fix {versions, state}`; package from `artifact`. Reports of 2021 Grype releases
+//! have `vulnerability.fixedInVersion` (one version) and `vulnerability.cvssV3.baseScore` instead of
+//! `fix` and `cvss[]`: read the same way (`cvssV2` is not used). Scanner from `descriptor`
 //! (db = the database build time when given); subject digest from `source.target.manifestDigest`.
 
 use serde::Deserialize;
@@ -42,6 +44,12 @@ struct Vulnerability {
     cvss: Option<Vec<Cvss>>,
     #[serde(default)]
     fix: Option<Fix>,
+    /// Grype before the `fix` object (2021): one fixed version.
+    #[serde(rename = "fixedInVersion", default)]
+    fixed_in_version: Option<String>,
+    /// Grype before the `cvss[]` list (2021): the CVSS v3 score (`cvssV2` is never used).
+    #[serde(rename = "cvssV3", default)]
+    cvss_v3: Option<Metrics>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,13 +182,20 @@ fn convert(report: Report) -> Result<FindingsReport, Fail> {
         let id = v.id.trim().to_string();
         let mut aliases = Vec::new();
         let mut cvss = best_cvss(v.cvss.as_ref());
+        cvss = max_cvss(
+            cvss,
+            v.cvss_v3
+                .as_ref()
+                .and_then(|m| m.base_score)
+                .and_then(cvss_score),
+        );
         for r in m.related.iter().flatten() {
             push_alias(&mut aliases, &id, r.id.as_deref().unwrap_or_default());
             cvss = max_cvss(cvss, best_cvss(r.cvss.as_ref()));
         }
         let (versions, state) = match v.fix {
             Some(f) => (f.versions.unwrap_or_default(), f.state),
-            None => (Vec::new(), None),
+            None => (v.fixed_in_version.into_iter().collect(), None),
         };
         let fixed_versions: Vec<String> = versions
             .iter()

@@ -239,6 +239,13 @@ pub(crate) fn parse_bare_predicate(bytes: &[u8]) -> Result<Parsed, ParseError> {
     let kind = match value.get("scanner").and_then(|s| s.get("result")) {
         Some(Value::Array(_)) => PredicateKind::Vulns,
         Some(Value::Object(_) | Value::String(_)) => PredicateKind::CosignVuln,
+        Some(Value::Null) => {
+            return Err(Fail::new(
+                "$.scanner.result",
+                "scanner.result is null: the predicate's scanner section carries no scan result",
+            )
+            .with_format("in-toto"))
+        }
         _ => {
             return Err(Fail::new(
                 "$.scanner",
@@ -410,10 +417,22 @@ fn is_cvss_method(method: Option<&str>) -> bool {
 fn vulns_predicate(predicate: &Value, path: &str) -> Result<FindingsReport, Fail> {
     let p: VulnsPredicate = common::from_value(predicate).map_err(|f| f.nested(path, ""))?;
     let Some(results) = p.scanner.result else {
-        return Err(Fail::new(
-            format!("{path}.scanner"),
-            "scanner.result is missing (an empty list means no vulnerabilities; an absent one is not a scan)",
-        ));
+        let null = predicate
+            .get("scanner")
+            .and_then(|s| s.get("result"))
+            .is_some_and(Value::is_null);
+        return Err(if null {
+            Fail::new(
+                format!("{path}.scanner.result"),
+                "scanner.result is null: the scanner section carries no scan result (an empty list means \
+                 no vulnerabilities; null is not a scan)",
+            )
+        } else {
+            Fail::new(
+                format!("{path}.scanner"),
+                "scanner.result is missing (an empty list means no vulnerabilities; an absent one is not a scan)",
+            )
+        });
     };
     let created = ScanMetadata::created(p.metadata.as_ref(), path)?;
     let uri = non_empty(p.scanner.uri.as_deref());
@@ -556,12 +575,23 @@ struct CosignScanner {
 fn cosign_predicate(predicate: &Value, path: &str) -> Result<FindingsReport, Fail> {
     let p: CosignPredicate = common::from_value(predicate).map_err(|f| f.nested(path, ""))?;
     let result_path = format!("{path}.scanner.result");
-    let Some(result) = predicate.get("scanner").and_then(|s| s.get("result")) else {
-        return Err(Fail::new(
-            format!("{path}.scanner"),
-            "scanner.result (the wrapped scanner report) is missing",
-        ));
-    };
+    let result =
+        match predicate.get("scanner").and_then(|s| s.get("result")) {
+            None => {
+                return Err(Fail::new(
+                    format!("{path}.scanner"),
+                    "scanner.result (the wrapped scanner report) is missing",
+                ))
+            }
+            // The scanner section says there is no result: not a scan (a clean scan still wraps the
+            // scanner's report, with no findings in it).
+            Some(Value::Null) => return Err(Fail::new(
+                result_path,
+                "scanner.result is null: the attestation's scanner section carries no scan result \
+                 (a clean scan still wraps the scanner's report)",
+            )),
+            Some(result) => result,
+        };
     let holder;
     let result = match result {
         Value::String(s) => {

@@ -27,7 +27,7 @@ use crate::model::{FindingsReport, ReportFormat, VexStatement};
 use common::Fail;
 
 /// The formats [`parse`] accepts, for messages.
-pub const SUPPORTED_FORMATS: &str = "Trivy JSON (SchemaVersion 2), Grype JSON, SARIF 2.1.0 (Trivy, Grype), \
+pub const SUPPORTED_FORMATS: &str = "Trivy JSON (SchemaVersion 2, and the result list of releases before 0.20), Grype JSON, SARIF 2.1.0 (Trivy, Grype), \
      CycloneDX 1.4-1.7 with vulnerabilities, in-toto Statements (bare or in a DSSE envelope) with predicate \
      https://in-toto.io/attestation/vulns/v0.2, https://cosign.sigstore.dev/attestation/vuln/v1 (wrapping a \
      Trivy or Grype report) or OpenVEX, and OpenVEX 0.2 documents";
@@ -123,6 +123,8 @@ pub fn parse_vex(bytes: &[u8]) -> Result<Vec<VexStatement>, ParseError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Trivy,
+    /// Trivy before SchemaVersion 2 (releases before 0.20): a bare list of results.
+    TrivyLegacy,
     Grype,
     Sarif,
     Cyclonedx,
@@ -135,7 +137,7 @@ enum Kind {
 impl Kind {
     fn name(self) -> &'static str {
         match self {
-            Kind::Trivy => "trivy",
+            Kind::Trivy | Kind::TrivyLegacy => "trivy",
             Kind::Grype => "grype",
             Kind::Sarif => "sarif",
             Kind::Cyclonedx => "cyclonedx",
@@ -151,6 +153,9 @@ fn run(kind: Kind, bytes: &[u8], hint: Option<&str>) -> Result<Parsed, ParseErro
     let name = kind.name();
     match kind {
         Kind::Trivy => trivy::parse_slice(bytes)
+            .map(Parsed::Report)
+            .map_err(|f| f.with_format(name)),
+        Kind::TrivyLegacy => trivy::parse_legacy_slice(bytes)
             .map(Parsed::Report)
             .map_err(|f| f.with_format(name)),
         Kind::Grype => grype::parse_slice(bytes)
@@ -407,6 +412,9 @@ fn detect(bytes: &[u8]) -> Result<(Kind, Option<String>), ParseError> {
     if probe.has(Key::Scanner) {
         return Ok((Kind::BarePredicate, hint));
     }
+    if is_trivy_legacy(bytes) {
+        return Ok((Kind::TrivyLegacy, hint));
+    }
 
     Err(unknown(match error {
         Some(e) if e.is_eof() => format!(
@@ -418,6 +426,21 @@ fn detect(bytes: &[u8]) -> Result<(Kind, Option<String>), ParseError> {
         Some(e) => format!("unrecognised report format: not a JSON object ({e}); supported formats: {SUPPORTED_FORMATS}"),
         None => format!("unrecognised report format; supported formats: {SUPPORTED_FORMATS}"),
     }))
+}
+
+/// A non-empty JSON array of objects whose first one has Trivy's `Target` key: the report of a
+/// Trivy release before SchemaVersion 2. (Only arrays are read twice: no other format is one.)
+fn is_trivy_legacy(bytes: &[u8]) -> bool {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
+        return false;
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Array(items)) => {
+            items.first().and_then(|i| i.get("Target")).is_some()
+                && items.iter().all(Value::is_object)
+        }
+        _ => false,
+    }
 }
 
 /// Extensions of report files in a findings directory (`vulngate check --findings-dir`, the

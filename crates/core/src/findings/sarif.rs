@@ -7,7 +7,10 @@
 //! Severity, from structured fields only, in this order: a severity word in the rule's
 //! `properties.tags` (Trivy puts its primary severity there: `["vulnerability", "security", "HIGH"]`),
 //! then `properties["security-severity"]` through [`Severity::from_cvss`], then the result's (or the
-//! rule's default) `level` (error -> high, warning -> medium, note -> low). Grype's SARIF carries its
+//! rule's default) `level` (error -> high, warning -> medium, note -> low). A tag that says UNKNOWN
+//! (and no other severity word) keeps the finding unknown: the level is never used for it (Trivy
+//! writes `note` for UNKNOWN as for LOW), and for Trivy, whose tag is its primary severity, neither
+//! is `security-severity`; other tools' `security-severity` still applies. Grype's SARIF carries its
 //! own severity word only in prose (help text, descriptions), so its findings get the severity of
 //! their `security-severity`, which Grype fills with the best CVSS score it has.
 //!
@@ -24,7 +27,11 @@
 //!
 //! Vulnerability id: the rule id. Grype's rule ids are `<vuln id>-<package name>`; the real id is the
 //! value of the help text's `Vulnerability <id>` line when the rule id starts with it, else the rule id
-//! with the `-<package name>` suffix removed. Trivy's old template ids `[HIGH] CVE-...` lose the prefix.
+//! with the `-<package name>` suffix removed. Trivy's old template ids lose what is not the id:
+//! `[HIGH] CVE-...` the prefix, `CVE-2019-1234/pkgname` (0.15 era) the `/<package>` suffix (the
+//! package name when no label gives one), `<target>: <package>-<version> CVE-...` everything before
+//! the help text's id. So the same CVE in two packages is one vulnerability, and allowlists, VEX
+//! and `cveIds` match it.
 //! Trivy's misconfiguration, secret and license results (tagged so) are not vulnerabilities: skipped.
 
 use std::collections::HashMap;
@@ -310,11 +317,17 @@ fn finding(raw_id: &str, rule: Option<&Rule>, result: &SarifResult, trivy: bool)
     let props = [result_props, rule_props];
 
     // Severity: tag word, then security-severity, then level.
-    let tag_severity = props
+    let tag_words: Vec<Severity> = props
         .iter()
         .flat_map(|p| tag_strings(*p))
         .filter_map(Severity::parse_word)
-        .find(|s| *s != Severity::Unknown);
+        .collect();
+    let tag_severity = tag_words.iter().copied().find(|s| *s != Severity::Unknown);
+    // A tag that says UNKNOWN is the scanner saying it has no severity. Trivy's level for it is
+    // `note`, the same as for LOW, so the level must not turn it into low; for Trivy the tag is the
+    // primary severity (as `Severity` in its JSON), so its made-up `security-severity` does not
+    // either.
+    let tag_unknown = tag_severity.is_none() && tag_words.contains(&Severity::Unknown);
     let security_severity = props
         .iter()
         .find_map(|p| {
@@ -331,8 +344,13 @@ fn finding(raw_id: &str, rule: Option<&Rule>, result: &SarifResult, trivy: bool)
         })
         .and_then(level_severity);
     let severity = tag_severity
+        .or_else(|| (tag_unknown && trivy).then_some(Severity::Unknown))
         .or_else(|| security_severity.map(Severity::from_cvss))
-        .or(level)
+        .or(if tag_unknown {
+            Some(Severity::Unknown)
+        } else {
+            level
+        })
         .unwrap_or_default();
 
     let explicit_cvss = props
@@ -368,10 +386,9 @@ fn finding(raw_id: &str, rule: Option<&Rule>, result: &SarifResult, trivy: bool)
             .and_then(|v| v.iter().find_map(|s| non_empty(Some(s))))
     });
     let parsed_purl = purl.as_deref().and_then(parse_purl);
-    let name = label("Package: ")
+    let labelled_name = label("Package: ")
         .map(str::to_string)
-        .or_else(|| parsed_purl.as_ref().map(|p| p.name.clone()))
-        .unwrap_or_default();
+        .or_else(|| parsed_purl.as_ref().map(|p| p.name.clone()));
     let version = label("Installed Version: ")
         .or_else(|| label("Version: "))
         .map(str::to_string)
@@ -383,11 +400,12 @@ fn finding(raw_id: &str, rule: Option<&Rule>, result: &SarifResult, trivy: bool)
     let fixed_versions =
         split_versions(label("Fixed Version: ").or_else(|| label("Fix Version: ")));
 
-    let id = vulnerability_id(
+    let (id, id_package) = vulnerability_id(
         strip_severity_prefix(raw_id),
-        labelled_line(help, "Vulnerability "),
-        &name,
+        labelled_line(help, "Vulnerability ").or_else(|| labelled_line(message, "Vulnerability ")),
+        labelled_name.as_deref().unwrap_or_default(),
     );
+    let name = labelled_name.or(id_package).unwrap_or_default();
     Finding {
         id,
         aliases: Vec::new(),
@@ -408,26 +426,62 @@ fn finding(raw_id: &str, rule: Option<&Rule>, result: &SarifResult, trivy: bool)
     }
 }
 
-/// The vulnerability id of a rule id (see the module docs for Grype's `<id>-<package>` rule ids).
-fn vulnerability_id(rule_id: &str, help_id: Option<&str>, package: &str) -> String {
+/// The vulnerability id of a rule id (see the module docs), and the package name the rule id
+/// carries when it is `<vulnerability id>/<package>` and no label names the package.
+fn vulnerability_id(
+    rule_id: &str,
+    help_id: Option<&str>,
+    package: &str,
+) -> (String, Option<String>) {
     if let Some(help_id) = help_id {
-        if rule_id == help_id
+        let after = rule_id.strip_prefix(help_id);
+        if after.is_some_and(|rest| rest.is_empty() || rest.starts_with(['-', '/']))
             || rule_id
-                .strip_prefix(help_id)
-                .is_some_and(|rest| rest.starts_with('-'))
+                .strip_suffix(help_id)
+                .is_some_and(|head| head.ends_with(' '))
         {
-            return help_id.to_string();
+            let id_package = after
+                .and_then(|rest| rest.strip_prefix('/'))
+                .filter(|p| package.is_empty() && !p.trim().is_empty())
+                .map(|p| p.trim().to_string());
+            return (help_id.to_string(), id_package);
         }
     }
     if !package.is_empty() {
         if let Some(stripped) = rule_id
             .strip_suffix(package)
-            .and_then(|r| r.strip_suffix('-'))
+            .and_then(|r| r.strip_suffix(['-', '/']))
         {
             if !stripped.is_empty() {
-                return stripped.to_string();
+                return (stripped.to_string(), None);
             }
         }
     }
-    rule_id.to_string()
+    // Trivy 0.15-era template ids `CVE-2019-1234/pkgname`, without any label naming the package.
+    if let Some((id, pkg)) = rule_id.split_once('/') {
+        if looks_like_vulnerability_id(id) && !pkg.trim().is_empty() {
+            let id_package = package.is_empty().then(|| pkg.trim().to_string());
+            return (id.to_string(), id_package);
+        }
+    }
+    (rule_id.to_string(), None)
+}
+
+/// Whether `s` has the shape of a vulnerability id of a public database: an upper-case prefix, a
+/// dash, then letters, digits and separators with at least one digit (`CVE-2019-1234`,
+/// `GHSA-jfh8-c2jp-5v3q`, `RUSTSEC-2023-0071`, `GO-2024-2575`, `ALAS2-2021-1234`).
+fn looks_like_vulnerability_id(s: &str) -> bool {
+    let Some((prefix, rest)) = s.split_once('-') else {
+        return false;
+    };
+    prefix.len() >= 2
+        && prefix.starts_with(|c: char| c.is_ascii_uppercase())
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && !rest.is_empty()
+        && rest.chars().any(|c| c.is_ascii_digit())
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._:".contains(c))
 }

@@ -1,4 +1,5 @@
-//! Trivy JSON reports (`trivy image --format json`, SchemaVersion 2).
+//! Trivy JSON reports (`trivy image --format json`, SchemaVersion 2), and the bare result list of
+//! releases before 0.20 (same vulnerability fields; no scan time, version or digest).
 //!
 //! Mapping: one finding per `Results[].Vulnerabilities[]`. `Severity` is Trivy's primary severity and
 //! wins over `VendorSeverity`; `cvss` is the highest `V3Score`/`V40Score` over the `CVSS` sources
@@ -31,6 +32,18 @@ struct Report {
     metadata: Option<Metadata>,
     #[serde(rename = "Results", default)]
     results: Option<Vec<ResultEntry>>,
+}
+
+/// One result of a report of Trivy before SchemaVersion 2 (releases before 0.20), which printed a
+/// bare list of these.
+#[derive(Debug, Deserialize)]
+struct LegacyResult {
+    #[serde(rename = "Target")]
+    target: String,
+    #[serde(rename = "Type", default)]
+    kind: Option<String>,
+    #[serde(rename = "Vulnerabilities", default)]
+    vulnerabilities: Option<Vec<Vulnerability>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,24 +181,7 @@ fn convert(report: Report, require_schema_version: bool) -> Result<FindingsRepor
         .and_then(|d| d.iter().find_map(|r| digest_of_reference(r)));
     let mut findings = Vec::new();
     for result in report.results.unwrap_or_default() {
-        let kind = non_empty(result.kind.as_deref());
-        for v in result.vulnerabilities.unwrap_or_default() {
-            let fixed_versions = split_versions(v.fixed_version.as_deref());
-            findings.push(Finding {
-                fix_state: fix_state(v.status.as_deref(), !fixed_versions.is_empty()),
-                id: v.id.trim().to_string(),
-                aliases: Vec::new(),
-                severity: v.severity.as_deref().map(severity_word).unwrap_or_default(),
-                cvss: v.cvss.and_then(|c| c.0),
-                package: Package {
-                    name: v.pkg_name.unwrap_or_default(),
-                    version: non_empty(v.installed_version.as_deref()),
-                    purl: v.pkg_identifier.and_then(|p| non_empty(p.purl.as_deref())),
-                    kind: kind.clone(),
-                },
-                fixed_versions,
-            });
-        }
+        push_findings(&mut findings, result.kind, result.vulnerabilities);
     }
     Ok(FindingsReport {
         format: ReportFormat::Trivy,
@@ -200,4 +196,58 @@ fn convert(report: Report, require_schema_version: bool) -> Result<FindingsRepor
         findings,
         vex: Vec::new(),
     })
+}
+
+/// Parses the report of a Trivy release before SchemaVersion 2: a list of results (`Target`,
+/// `Type`, `Vulnerabilities`), with no scan time, scanner version or image digest (so a rule with
+/// `maxReportAge` treats it as stale). The vulnerabilities have the fields of SchemaVersion 2.
+pub(crate) fn parse_legacy_slice(bytes: &[u8]) -> Result<FindingsReport, Fail> {
+    let results: Vec<LegacyResult> = common::from_slice(bytes)?;
+    let artifact_name = results.first().and_then(|r| {
+        // `image:tag (os version)`: the artifact is the part before the OS.
+        let t = r.target.trim();
+        non_empty(Some(t.rsplit_once(" (").map_or(t, |(a, _)| a)))
+    });
+    let mut findings = Vec::new();
+    for result in results {
+        push_findings(&mut findings, result.kind, result.vulnerabilities);
+    }
+    Ok(FindingsReport {
+        format: ReportFormat::Trivy,
+        subject_digest: None,
+        artifact_name,
+        scanner: Scanner {
+            name: "trivy".to_string(),
+            version: None,
+            db: None,
+        },
+        created: None,
+        findings,
+        vex: Vec::new(),
+    })
+}
+
+fn push_findings(
+    findings: &mut Vec<Finding>,
+    kind: Option<String>,
+    vulnerabilities: Option<Vec<Vulnerability>>,
+) {
+    let kind = non_empty(kind.as_deref());
+    for v in vulnerabilities.unwrap_or_default() {
+        let fixed_versions = split_versions(v.fixed_version.as_deref());
+        findings.push(Finding {
+            fix_state: fix_state(v.status.as_deref(), !fixed_versions.is_empty()),
+            id: v.id.trim().to_string(),
+            aliases: Vec::new(),
+            severity: v.severity.as_deref().map(severity_word).unwrap_or_default(),
+            cvss: v.cvss.and_then(|c| c.0),
+            package: Package {
+                name: v.pkg_name.unwrap_or_default(),
+                version: non_empty(v.installed_version.as_deref()),
+                purl: v.pkg_identifier.and_then(|p| non_empty(p.purl.as_deref())),
+                kind: kind.clone(),
+            },
+            fixed_versions,
+        });
+    }
 }
