@@ -92,6 +92,8 @@ fn every_kind_is_rendered_in_apply_order() {
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
             "ConfigMap",
             "Secret",
             "Service",
@@ -206,10 +208,22 @@ fn rbac_is_exactly_the_listed_rules() {
         binding["subjects"],
         json!([{"kind": "ServiceAccount", "name": "vulngate", "namespace": "vulngate"}])
     );
-    // No namespaced Role is needed.
-    assert!(!docs
-        .iter()
-        .any(|d| d["kind"] == "Role" || d["kind"] == "RoleBinding"));
+    // One namespaced Role: leader election, on Leases in vulngate's namespace only.
+    let roles: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Role").collect();
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0]["metadata"]["namespace"], "vulngate");
+    assert_eq!(
+        roles[0]["rules"],
+        json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                "verbs": ["get", "create", "patch", "update"]}])
+    );
+    let rb = find(&docs, "RoleBinding");
+    assert_eq!(rb["roleRef"]["kind"], "Role");
+    assert_eq!(rb["roleRef"]["name"], "vulngate-leader-election");
+    assert_eq!(
+        rb["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "vulngate", "namespace": "vulngate"}])
+    );
 }
 
 #[test]
@@ -530,6 +544,10 @@ fn a_store_url_is_rendered_with_its_password_from_a_secret() {
     let env = &find(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"];
     assert_eq!(
         env[1],
+        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+    );
+    assert_eq!(
+        env[2],
         json!({"name": "VULNGATE_STORE_PASSWORD", "valueFrom": {"secretKeyRef":
               {"name": "vulngate-store", "key": "password", "optional": false}}})
     );

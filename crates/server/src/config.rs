@@ -205,6 +205,47 @@ pub struct KubernetesConfig {
     /// How long credentials read from Secrets are kept before they are read again.
     #[serde(with = "duration_str")]
     pub pull_secrets_ttl: Duration,
+    /// One re-evaluator among the replicas: a `coordination.k8s.io/v1` Lease elects the replica
+    /// that re-evaluates running workloads and writes PolicyReports (every replica answers the
+    /// webhook).
+    pub leader_election: LeaderElectionConfig,
+}
+
+/// The Lease that elects the re-evaluating replica (`kubernetes.leaderElection`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct LeaderElectionConfig {
+    /// Off: every replica re-evaluates (a single replica, or tests).
+    pub enabled: bool,
+    /// The Lease's name.
+    pub lease_name: String,
+    /// The Lease's namespace (default `$POD_NAMESPACE`, else `vulngate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// This replica's identity in the Lease (default `$POD_NAME`, else the host name and the
+    /// process id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// How long a held Lease stays valid without renewal: a leader that died is replaced after
+    /// at most this long plus one retry.
+    #[serde(with = "duration_str")]
+    pub lease_duration: Duration,
+    /// How long before the Lease expires the leader renews it (also the tolerated clock skew).
+    #[serde(with = "duration_str")]
+    pub renew_grace: Duration,
+}
+
+impl Default for LeaderElectionConfig {
+    fn default() -> Self {
+        LeaderElectionConfig {
+            enabled: true,
+            lease_name: "vulngate-reevaluation".to_string(),
+            namespace: None,
+            identity: None,
+            lease_duration: Duration::from_secs(10),
+            renew_grace: Duration::from_secs(4),
+        }
+    }
 }
 
 impl Default for KubernetesConfig {
@@ -218,6 +259,7 @@ impl Default for KubernetesConfig {
             rescan_lookups_per_second: 20,
             pull_secrets: true,
             pull_secrets_ttl: Duration::from_secs(300),
+            leader_election: LeaderElectionConfig::default(),
         }
     }
 }
@@ -467,6 +509,39 @@ impl Config {
                     "kubernetes.rescanLookupsPerSecond".into(),
                     "must be at least 1".into(),
                 ));
+            }
+            let le = &k.leader_election;
+            if le.enabled {
+                let whole = |d: Duration| d.subsec_nanos() == 0;
+                if le.lease_duration < Duration::from_secs(2)
+                    || le.lease_duration > Duration::from_secs(300)
+                    || !whole(le.lease_duration)
+                {
+                    return Err((
+                        "kubernetes.leaderElection.leaseDuration".into(),
+                        "must be whole seconds between 2s and 300s".into(),
+                    ));
+                }
+                if le.renew_grace.is_zero()
+                    || le.renew_grace >= le.lease_duration
+                    || !whole(le.renew_grace)
+                {
+                    return Err((
+                        "kubernetes.leaderElection.renewGrace".into(),
+                        "must be whole seconds, at least 1s and less than leaseDuration".into(),
+                    ));
+                }
+                if le.lease_name.is_empty()
+                    || le.lease_name.len() > 253
+                    || !le.lease_name.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                    })
+                {
+                    return Err((
+                        "kubernetes.leaderElection.leaseName".into(),
+                        "must be a DNS subdomain name (lowercase letters, digits, '-', '.')".into(),
+                    ));
+                }
             }
         }
         Ok(())

@@ -241,13 +241,22 @@ impl Server {
             .then(|| Arc::new(cluster::reports::PolicyReports::new(client.clone())) as _);
         let sinks: Vec<Arc<dyn cluster::ResultSink>> = reports.iter().cloned().collect();
         let rescan = cluster::rescan::Rescanner::new(self, client.clone(), sinks);
-        if let Some(t) = rescan.spawn() {
+        // Only the replica holding the Lease re-evaluates (and so writes PolicyReports and
+        // runtime alerts); an election is started only when there is a re-evaluation to lead.
+        let election = (k.leader_election.enabled && !k.rescan_interval.is_zero())
+            .then(|| cluster::leader::start(client.clone(), &k.leader_election));
+        let leadership = election
+            .as_ref()
+            .map(|e| e.leadership.clone())
+            .unwrap_or_else(cluster::leader::Leadership::always);
+        if let Some(t) = rescan.spawn_led(leadership) {
             tasks.push(t);
         }
         cluster::ClusterTasks {
             tasks,
             client,
             reports,
+            election,
         }
     }
 
@@ -312,7 +321,7 @@ impl Server {
     ) -> Result<()> {
         let addr: Option<SocketAddr> = listener.local_addr().ok();
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
-        let (this, _cluster) = match self.state.config.kubernetes.clone() {
+        let (this, mut cluster_tasks) = match self.state.config.kubernetes.clone() {
             Some(k) => {
                 let client = cluster::client(&k).await.map_err(|e| Error::Config {
                     location: "kubernetes".into(),
@@ -374,6 +383,11 @@ impl Server {
             }
         })
         .await;
+        // Hand the re-evaluation over at once instead of after the Lease expires.
+        if let Some(election) = cluster_tasks.as_mut().and_then(|c| c.election.take()) {
+            election.stop().await;
+        }
+        drop(cluster_tasks);
         Ok(())
     }
 }

@@ -29,7 +29,9 @@ use k8s_openapi::api::networking::v1::{
     NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
@@ -55,6 +57,7 @@ pub const POLICY_REPORT_CRDS: &str =
 /// The name of the Service, ServiceAccount, Deployment and cluster RBAC objects.
 pub const NAME: &str = "vulngate";
 const CONFIG_MAP: &str = "vulngate-config";
+const LEADER_ROLE: &str = "vulngate-leader-election";
 /// The default name of the TLS Secret.
 pub const TLS_SECRET: &str = "vulngate-tls";
 const PORT: i32 = 8443;
@@ -319,17 +322,22 @@ fn quantity(s: &str) -> Quantity {
 
 fn deployment(args: &InstallArgs, config_hash: &str, tls_secret: &str) -> Deployment {
     let selector = BTreeMap::from([("app.kubernetes.io/name".to_string(), NAME.to_string())]);
-    let mut env = vec![EnvVar {
-        name: "POD_NAMESPACE".into(),
+    let field_env = |name: &str, path: &str| EnvVar {
+        name: name.into(),
         value_from: Some(EnvVarSource {
             field_ref: Some(ObjectFieldSelector {
-                field_path: "metadata.namespace".into(),
+                field_path: path.into(),
                 ..Default::default()
             }),
             ..Default::default()
         }),
         ..Default::default()
-    }];
+    };
+    // POD_NAME: the replica's identity in the leader Lease and in Events.
+    let mut env = vec![
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        field_env("POD_NAME", "metadata.name"),
+    ];
     if let Some(secret) = &args.store_password_secret {
         env.push(EnvVar {
             name: "VULNGATE_STORE_PASSWORD".into(),
@@ -645,6 +653,39 @@ pub fn render(args: &InstallArgs) -> Result<Rendered> {
              or --allow-unsigned-reports to accept unsigned reports"
         );
     }
+    push(
+        "rbac.yaml",
+        "Leader election, in vulngate's namespace only: leases get/create/patch/update on the one \
+         Lease (`kubernetes.leaderElection.leaseName`) that elects the replica that re-evaluates \
+         running workloads and writes PolicyReports.",
+        value(&Role {
+            metadata: meta(LEADER_ROLE, Some(ns)),
+            rules: Some(vec![PolicyRule {
+                api_groups: Some(vec!["coordination.k8s.io".into()]),
+                resources: Some(strings(&["leases"])),
+                verbs: strings(&["get", "create", "patch", "update"]),
+                ..Default::default()
+            }]),
+        })?,
+    );
+    push(
+        "rbac.yaml",
+        "Grants the leader-election Role to vulngate's service account.",
+        value(&RoleBinding {
+            metadata: meta(LEADER_ROLE, Some(ns)),
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: "Role".into(),
+                name: LEADER_ROLE.into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: NAME.into(),
+                namespace: Some(ns.into()),
+                ..Default::default()
+            }]),
+        })?,
+    );
     let config = config_text(args)?;
     let trust = trust_files(args)?;
     let config_hash = {

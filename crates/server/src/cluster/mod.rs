@@ -1,12 +1,14 @@
 //! Kubernetes integration (the `kubernetes` section of vulngate.yaml): `SecurityRule` custom
 //! resources as rules (`rules`), PolicyReports (`reports`), Events (`events`), continuous
-//! re-evaluation of running Pods (`rescan`) and registry credentials from image pull
+//! re-evaluation of running Pods (`rescan`) by the replica that holds the leader Lease
+//! (`leader`), and registry credentials from image pull
 //! secrets (`pull_secrets`).
 //!
 //! Everything here talks to the API server through one `kube::Client`; tests give it a real
 //! apiextensions-apiserver (custom resources) or an in-process fake (core resources).
 
 pub mod events;
+pub mod leader;
 pub mod pull_secrets;
 pub mod rescan;
 
@@ -58,6 +60,8 @@ pub struct ClusterTasks {
     pub client: kube::Client,
     /// The PolicyReport writer (when `policyReports` is on).
     pub reports: Option<Arc<dyn ResultSink>>,
+    /// The leader election (when `leaderElection.enabled`); dropping it releases the Lease.
+    pub election: Option<leader::Election>,
 }
 
 impl std::fmt::Debug for ClusterTasks {
@@ -65,6 +69,7 @@ impl std::fmt::Debug for ClusterTasks {
         f.debug_struct("ClusterTasks")
             .field("tasks", &self.tasks.len())
             .field("reports", &self.reports)
+            .field("election", &self.election)
             .finish_non_exhaustive()
     }
 }

@@ -27,6 +27,7 @@ use vulngate_core::image::is_valid_digest;
 use vulngate_core::{Decision, ImageRef, Outcome, RequestContext};
 
 use super::events::{EventSpec, Regarding, REASON_RUNTIME_AUDIT, REASON_RUNTIME_DENY};
+use super::leader::Leadership;
 use super::pull_secrets::PullSecretRefs;
 use super::{ImageResult, ResultSink};
 use crate::alerts::{Alert, AlertAction, AlertOrigin};
@@ -131,6 +132,13 @@ impl Rescanner {
     /// Runs the loop: a scan now, then every `rescanInterval`, on [`trigger`](Self::trigger)
     /// and when the rule set version changed. None when `rescanInterval` is 0.
     pub fn spawn(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.spawn_led(Leadership::always())
+    }
+
+    /// [`spawn`](Self::spawn), scanning only while `leadership` says this replica is the
+    /// leader: a follower waits, and a scan is cut short when leadership is lost (nothing more
+    /// is written by this replica; the new leader scans from the start).
+    pub fn spawn_led(&self, mut leadership: Leadership) -> Option<tokio::task::JoinHandle<()>> {
         let interval = self
             .inner
             .state
@@ -144,8 +152,19 @@ impl Rescanner {
             let mut check = tokio::time::interval(VERSION_CHECK);
             check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                if let Err(e) = this.scan_once().await {
-                    tracing::warn!(error = %e, "re-evaluation of running workloads failed");
+                leadership.until_leader().await;
+                tracing::info!("re-evaluating running workloads");
+                let mut lost = leadership.clone();
+                tokio::select! {
+                    res = this.scan_once() => {
+                        if let Err(e) = res {
+                            tracing::warn!(error = %e, "re-evaluation of running workloads failed");
+                        }
+                    }
+                    _ = lost.until_lost() => {
+                        tracing::info!("re-evaluation stopped: this replica is no longer the leader");
+                        continue;
+                    }
                 }
                 let next = Instant::now() + interval;
                 loop {
@@ -157,6 +176,8 @@ impl Rescanner {
                                 break;
                             }
                         }
+                        // Lost, then won again: the new term starts with a scan.
+                        _ = lost.until_lost() => break,
                     }
                 }
             }
