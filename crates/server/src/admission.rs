@@ -749,6 +749,8 @@ async fn lookup_images(
 /// Evaluates the looked-up images, records the alerts (before answering), logs one line per
 /// image and fills `job.resp`.
 async fn finish(state: &State, job: &mut Job, lookups: Lookups) {
+    // The store is waited for until the request deadline at most (then the journal).
+    let deadline = job.deadline;
     let Job {
         rv: req,
         object,
@@ -824,8 +826,8 @@ async fn finish(state: &State, job: &mut Job, lookups: Lookups) {
             break_glass.clone(),
         ));
     }
-    let alerts_ok = match state.alerts.record_async(alerts.clone()).await {
-        Ok(()) => {
+    let alerts_ok = match state.alerts.record_within(alerts.clone(), deadline).await {
+        Ok(_) => {
             for a in &alerts {
                 state.metrics.alert_written(a.action.as_str());
             }

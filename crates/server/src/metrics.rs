@@ -135,6 +135,7 @@ struct Inner {
     rescan_duration: Histogram,
     rescan_lookup_errors: Counter,
     events: Family<Labels, Counter>,
+    alert_store: crate::alerts::AlertMetrics,
     decision_counters: [std::sync::OnceLock<Counter>; FREQUENT_DECISIONS.len()],
     request_counters: [std::sync::OnceLock<Counter>; FREQUENT_RESPONSES.len()],
 }
@@ -256,6 +257,7 @@ impl Metrics {
             events,
             decision_counters: Default::default(),
             request_counters: Default::default(),
+            alert_store: crate::alerts::AlertMetrics::register(&mut registry),
             registry,
             decisions,
             requests,
@@ -292,6 +294,11 @@ impl Metrics {
             &i.request_counters,
         );
         i.latency.observe(seconds);
+    }
+
+    /// The alert writer's and journal's metrics (defined in `alerts::metrics`).
+    pub fn alert_store(&self) -> &crate::alerts::AlertMetrics {
+        &self.0.alert_store
     }
 
     pub fn cache_hit(&self) {
