@@ -46,6 +46,8 @@ pub struct Config {
     pub store: StoreUrl,
     /// File holding the PostgreSQL password (else `VULNGATE_STORE_PASSWORD`, `PGPASSWORD`).
     pub store_password_file: Option<PathBuf>,
+    /// The alert writer: queue, group commit, local journal (docs/configuration.md).
+    pub alert_writer: crate::alerts::AlertWriterConfig,
     pub tls: TlsConfig,
     /// Rule file or directory of `*.yaml`/`*.yml` files. None: the built-in default rule.
     pub rules: Option<PathBuf>,
@@ -273,6 +275,7 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             store: StoreUrl::Sqlite,
             store_password_file: None,
+            alert_writer: Default::default(),
             tls: TlsConfig::default(),
             rules: None,
             rules_reload_interval: Duration::from_secs(5),
@@ -482,6 +485,7 @@ impl Config {
                 "must be between 1s and 30s (the webhook timeout range)".into(),
             ));
         }
+        self.alert_writer.validate()?;
         if self.max_request_bytes < 1024 {
             return Err(("maxRequestBytes".into(), "must be at least 1024".into()));
         }

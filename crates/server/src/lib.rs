@@ -131,6 +131,11 @@ impl Server {
                 message,
             })?;
         let metrics = Metrics::new();
+        let alerts = alerts.start_writer(
+            &config.alert_writer,
+            &config.data_dir,
+            metrics.alert_store().clone(),
+        )?;
         let mode = config.kubernetes.as_ref().map(|k| k.rules_from);
         let rules = ActiveRules::load_with_mode(config.rules.as_deref(), mode, metrics.clone())?;
         // With rules from the cluster, not ready (no admission) until they are synced.

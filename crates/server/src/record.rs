@@ -23,6 +23,8 @@ pub(crate) struct Admitted<'a> {
     pub dry_run: bool,
     /// The break-glass annotation's value, when break-glass applies.
     pub break_glass: Option<&'a str>,
+    /// Until when the answer may wait for the store (then the alerts go to the journal).
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 /// What [`admission`] recorded, per verdict (same order).
@@ -85,7 +87,7 @@ pub(crate) async fn admission(state: &State, req: &Admitted<'_>, verdicts: &[Ver
     if req.dry_run {
         recorded.alert_ids.iter_mut().for_each(|id| *id = None);
     } else if !alerts.is_empty() {
-        recorded.ok = write_alerts(state, req.uid, alerts).await;
+        recorded.ok = write_alerts(state, req.uid, alerts, req.deadline).await;
     }
 
     // One structured log line per image decision.
@@ -115,9 +117,24 @@ pub(crate) async fn admission(state: &State, req: &Admitted<'_>, verdicts: &[Ver
     recorded
 }
 
-/// Writes `alerts` to the store; counts them; on failure logs them whole (not silently lost).
-async fn write_alerts(state: &State, uid: &str, alerts: Vec<Alert>) -> bool {
-    match state.alerts.record_async(alerts.clone()).await {
+/// Writes `alerts` to the store, waiting for it until `deadline` at most (then the journal;
+/// without a deadline, `alertWriter.writeTimeout`); counts them; on failure logs them whole
+/// (not silently lost).
+async fn write_alerts(
+    state: &State,
+    uid: &str,
+    alerts: Vec<Alert>,
+    deadline: Option<tokio::time::Instant>,
+) -> bool {
+    let written = match deadline {
+        Some(d) => state
+            .alerts
+            .record_within(alerts.clone(), d)
+            .await
+            .map(|_| ()),
+        None => state.alerts.record_async(alerts.clone()).await,
+    };
+    match written {
         Ok(()) => {
             for a in &alerts {
                 state.metrics.alert_written(a.action.as_str());
@@ -189,7 +206,7 @@ pub(crate) async fn unreadable(state: &State, u: Unreadable) -> bool {
         dry_run: false,
         break_glass: None,
     };
-    write_alerts(state, &u.uid, vec![alert]).await
+    write_alerts(state, &u.uid, vec![alert], None).await
 }
 
 /// Queues a Kubernetes Event (never blocks: the answer is already decided).

@@ -656,6 +656,8 @@ async fn alert_write_failure_follows_failure_policy(
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), Some(RULES));
     cfg.failure_policy = policy;
+    // No journal either (with one, the alert is journaled: tests/alert_writer.rs).
+    cfg.alert_writer.journal_max_bytes = 0;
     let store = AlertStore::from_backend(Arc::new(BrokenStore));
     let server = Server::with_parts(cfg, TestSource::new(), store).unwrap();
     // Audited: the alert cannot be recorded.

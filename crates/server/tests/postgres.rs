@@ -429,6 +429,8 @@ async fn webhook_with_postgres_down_follows_the_failure_policy(
     cfg.failure_policy = policy;
     cfg.store = server.url().parse().expect("store url");
     cfg.store_password_file = Some(server.password_file());
+    // No journal: the failure policy decides (with one: the test below).
+    cfg.alert_writer.journal_max_bytes = 0;
     let webhook = Server::with_source(cfg, TestSource::new()).expect("server");
 
     // Up: audited and denied requests are recorded.
@@ -645,4 +647,49 @@ fn tls_verify_full_against_a_tls_only_server() {
         e.contains("pg_hba.conf") && e.contains("no encryption"),
         "{e}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_down_alerts_are_journaled_and_replayed_when_it_is_back() {
+    let mut server = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path(), Some(RULES));
+    cfg.store = server.url().parse().expect("store url");
+    cfg.store_password_file = Some(server.password_file());
+    cfg.alert_writer.replay_interval = std::time::Duration::from_millis(200);
+    let webhook = Server::with_source(cfg, TestSource::new()).expect("server");
+
+    server.stop();
+    // Down: answered as decided (no 503), the alerts journaled.
+    let audit = admit(&webhook, &create(&deployment("dev", &[DEBIAN]))).await;
+    assert!(audit.allowed, "{:?}", audit.result);
+    let deny = admit(&webhook, &create(&deployment("prod-shop", &[DEBIAN]))).await;
+    assert!(!deny.allowed);
+    assert_eq!(deny.result.code, 403);
+    assert_eq!(webhook.metrics().alert_store().journaled(), 2);
+    assert_eq!(webhook.metrics().alert_failures(), 0);
+
+    // Back: both replayed into PostgreSQL, once each.
+    server.restart();
+    let ids = [
+        audit.audit_annotations["alert-id"].clone(),
+        deny.audit_annotations["alert-id"].clone(),
+    ];
+    let mut replayed = false;
+    for _ in 0..300 {
+        if ids
+            .iter()
+            .all(|id| webhook.alerts().get(id).ok().flatten().is_some())
+        {
+            replayed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(replayed, "journaled alerts not replayed into PostgreSQL");
+    let all = webhook
+        .alerts()
+        .list(&AlertFilter::default())
+        .expect("list");
+    assert_eq!(all.len(), 2, "duplicates or strays: {all:?}");
 }

@@ -163,8 +163,11 @@ pub(crate) async fn decide(state: &State, mut job: Box<Job>) -> Answer {
         break_glass,
         images,
         resp,
+        deadline,
         ..
     } = &mut *job;
+    // The store is waited for until the lookup deadline at most (then the journal).
+    let store_deadline = deadline.at;
     let (rv, object, kind, ctx) = (&*rv, &*object, *kind, &*ctx);
 
     // Evaluate.
@@ -205,6 +208,7 @@ pub(crate) async fn decide(state: &State, mut job: Box<Job>) -> Answer {
             ctx,
             dry_run: rv.dry_run,
             break_glass: break_glass.as_deref(),
+            deadline: Some(store_deadline),
         },
         &verdicts,
     )

@@ -7,23 +7,29 @@
 //! Both have the same tables, columns and migration numbers (side by side in the private
 //! `migrations` module).
 
+pub mod journal;
+pub mod metrics;
 mod migrations;
 pub mod postgres;
 pub mod sqlite;
+pub mod writer;
 
 use std::fmt::Debug;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use metrics::AlertMetrics;
 pub use postgres::{PostgresBackend, PostgresUrl};
 pub use sqlite::SqliteBackend;
 use vulngate_core::engine::{SeverityCounts, Vulnerability};
 use vulngate_core::model::ReportIdentity;
 use vulngate_core::{Outcome, UnscannedReason};
+pub use writer::{AlertWriterConfig, Durable};
 
 /// File name of the SQLite database in the data directory.
 pub const SQLITE_FILE: &str = "alerts.db";
@@ -187,6 +193,15 @@ pub enum AlertError {
     /// carries the password.
     #[error("alert database {url}: {message}")]
     Postgres { url: String, message: String },
+    #[error(transparent)]
+    Journal(journal::JournalError),
+    /// Neither the store (`store`: why) nor the journal took the alerts.
+    #[error("alerts not durable: {store}, and {journal}")]
+    NotDurable {
+        store: String,
+        #[source]
+        journal: journal::JournalError,
+    },
     #[error("alert store: {0}")]
     Other(String),
 }
@@ -239,16 +254,26 @@ impl<'de> Deserialize<'de> for StoreUrl {
 
 /// Alert storage.
 pub trait AlertBackend: Send + Sync + Debug {
-    /// Records alerts atomically (all or none) and durably.
+    /// Records alerts atomically (all or none) and durably; an id already stored is an error.
     fn record(&self, alerts: &[Alert]) -> Result<(), AlertError>;
+    /// Records, atomically and durably in one transaction, the alerts whose id is not stored
+    /// yet, and returns how many were new: what the writer (many requests' alerts per
+    /// transaction) and the journal replay (maybe already stored) call. The default is
+    /// [`record`](Self::record), which is not idempotent: the SQLite and PostgreSQL stores
+    /// override it.
+    fn record_new(&self, alerts: &[Alert]) -> Result<usize, AlertError> {
+        self.record(alerts).map(|()| alerts.len())
+    }
     fn list(&self, filter: &AlertFilter) -> Result<Vec<Alert>, AlertError>;
     fn get(&self, id: &str) -> Result<Option<Alert>, AlertError>;
 }
 
-/// The alert store.
+/// The alert store. Reads go to the backend; the webhook's writes go through the writer
+/// (see [`start_writer`](Self::start_writer) and [`record_within`](Self::record_within)).
 #[derive(Debug, Clone)]
 pub struct AlertStore {
     backend: Arc<dyn AlertBackend>,
+    writer: Option<Arc<writer::Writer>>,
 }
 
 impl AlertStore {
@@ -280,7 +305,29 @@ impl AlertStore {
     }
 
     pub fn from_backend(backend: Arc<dyn AlertBackend>) -> AlertStore {
-        AlertStore { backend }
+        AlertStore {
+            backend,
+            writer: None,
+        }
+    }
+
+    /// This store with its writer running: a thread with a bounded queue and group commit,
+    /// and the journal `alerts.journal` in `data_dir` (replayed now and every
+    /// `replayInterval`). Already started: unchanged.
+    pub fn start_writer(
+        self,
+        cfg: &AlertWriterConfig,
+        data_dir: &Path,
+        metrics: AlertMetrics,
+    ) -> Result<AlertStore, AlertError> {
+        if self.writer.is_some() {
+            return Ok(self);
+        }
+        let w = writer::Writer::start(self.backend.clone(), cfg, data_dir, metrics)?;
+        Ok(AlertStore {
+            backend: self.backend,
+            writer: Some(Arc::new(w)),
+        })
     }
 
     pub fn record(&self, alerts: &[Alert]) -> Result<(), AlertError> {
@@ -290,15 +337,38 @@ impl AlertStore {
         self.backend.record(alerts)
     }
 
-    /// [`record`](Self::record) on the blocking thread pool.
-    pub async fn record_async(&self, alerts: Vec<Alert>) -> Result<(), AlertError> {
+    /// Makes `alerts` durable without waiting past `deadline` for the store: with the writer
+    /// started, committed by it (group commit) if it can before `deadline`, else appended to
+    /// the journal and fsync'd (replayed into the store later). Err only when neither took
+    /// them (journal full or off, disk error): the caller applies its failure policy. Without
+    /// a writer: [`record`](Self::record) on the blocking pool, bounded by nothing but the
+    /// backend.
+    pub async fn record_within(
+        &self,
+        alerts: Vec<Alert>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Durable, AlertError> {
         if alerts.is_empty() {
-            return Ok(());
+            return Ok(Durable::Stored);
+        }
+        if let Some(w) = &self.writer {
+            return w.record(alerts, deadline).await;
         }
         let backend = self.backend.clone();
         tokio::task::spawn_blocking(move || backend.record(&alerts))
             .await
-            .map_err(|e| AlertError::Other(format!("writer task failed: {e}")))?
+            .map_err(|e| AlertError::Other(format!("writer task failed: {e}")))??;
+        Ok(Durable::Stored)
+    }
+
+    /// [`record_within`](Self::record_within) with `alertWriter.writeTimeout` as the deadline
+    /// (for writers without a request deadline, such as the runtime re-evaluation).
+    pub async fn record_async(&self, alerts: Vec<Alert>) -> Result<(), AlertError> {
+        let deadline = match &self.writer {
+            Some(w) => w.default_deadline(),
+            None => tokio::time::Instant::now() + Duration::from_secs(3600),
+        };
+        self.record_within(alerts, deadline).await.map(|_| ())
     }
 
     /// Alerts matching `filter`, newest first.

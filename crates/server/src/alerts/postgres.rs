@@ -13,7 +13,8 @@
 //! so the next call connects afresh. Every call is bounded by [`OPERATION_TIMEOUT`] (an
 //! unreachable server must not hold the admission answer past the webhook's deadline).
 //!
-//! Writes: one transaction per `record` (all alerts or none) with `synchronous_commit = on`
+//! Writes: one transaction per `record`/`record_new` call (all alerts or none; the writer
+//! groups many requests' alerts into one call, `record_new` skips ids already stored) with `synchronous_commit = on`
 //! for that transaction, so a commit has reached the server's WAL on disk before the webhook
 //! answers, whatever the server's default. Migrations run under a transaction-level advisory
 //! lock, so replicas starting together apply each migration exactly once.
@@ -528,7 +529,8 @@ impl Inner {
         Ok(())
     }
 
-    async fn record(&self, alerts: &[Alert]) -> Result<(), AlertError> {
+    /// One transaction; `or_ignore`: skip ids already stored. Returns the rows inserted.
+    async fn record(&self, alerts: &[Alert], or_ignore: bool) -> Result<usize, AlertError> {
         let mut lease = self.lease().await?;
         let client = lease.client()?;
         let tx = client.transaction().await.map_err(|e| self.err(e))?;
@@ -536,45 +538,52 @@ impl Inner {
             .await
             .map_err(|e| self.err(e))?;
         let stmt = tx
-            .prepare(
+            .prepare(&format!(
                 "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name, operation,
                                      user_name, image, digest, rule, dry_run, data, origin)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-            )
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15){}",
+                if or_ignore {
+                    " ON CONFLICT (id) DO NOTHING"
+                } else {
+                    ""
+                }
+            ))
             .await
             .map_err(|e| self.err(e))?;
+        let mut inserted = 0;
         for a in alerts {
             let data = serde_json::to_string(a).map_err(|e| AlertError::Corrupt {
                 id: a.id.clone(),
                 message: e.to_string(),
             })?;
             let time = rfc3339(a.time);
-            tx.execute(
-                &stmt,
-                &[
-                    &a.id,
-                    &time,
-                    &a.action.as_str(),
-                    &a.cluster,
-                    &a.namespace,
-                    &a.kind,
-                    &a.name,
-                    &a.operation,
-                    &a.user,
-                    &a.image,
-                    &a.digest,
-                    &a.rule,
-                    &a.dry_run,
-                    &data,
-                    &a.origin.as_str(),
-                ],
-            )
-            .await
-            .map_err(|e| self.err(e))?;
+            inserted += tx
+                .execute(
+                    &stmt,
+                    &[
+                        &a.id,
+                        &time,
+                        &a.action.as_str(),
+                        &a.cluster,
+                        &a.namespace,
+                        &a.kind,
+                        &a.name,
+                        &a.operation,
+                        &a.user,
+                        &a.image,
+                        &a.digest,
+                        &a.rule,
+                        &a.dry_run,
+                        &data,
+                        &a.origin.as_str(),
+                    ],
+                )
+                .await
+                .map_err(|e| self.err(e))?;
         }
         tx.commit().await.map_err(|e| self.err(e))?;
         lease.release();
-        Ok(())
+        Ok(inserted as usize)
     }
 
     async fn list(&self, f: &AlertFilter) -> Result<Vec<Alert>, AlertError> {
@@ -646,7 +655,13 @@ impl AlertBackend for PostgresBackend {
     fn record(&self, alerts: &[Alert]) -> Result<(), AlertError> {
         let inner = self.inner.clone();
         let alerts = alerts.to_vec();
-        self.run(async move { inner.record(&alerts).await })
+        self.run(async move { inner.record(&alerts, false).await.map(|_| ()) })
+    }
+
+    fn record_new(&self, alerts: &[Alert]) -> Result<usize, AlertError> {
+        let inner = self.inner.clone();
+        let alerts = alerts.to_vec();
+        self.run(async move { inner.record(&alerts, true).await })
     }
 
     fn list(&self, filter: &AlertFilter) -> Result<Vec<Alert>, AlertError> {

@@ -1,5 +1,6 @@
 //! The SQLite store: one file in the data directory, WAL mode with `synchronous=FULL` (a
-//! committed alert survives a crash), one connection behind a mutex.
+//! committed alert survives a crash), one connection behind a mutex. Writes take the write
+//! lock at `BEGIN` (`IMMEDIATE`), so a locked database fails the transaction before any work.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -88,40 +89,65 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), AlertError> {
     Ok(())
 }
 
+impl SqliteBackend {
+    /// One transaction; `or_ignore`: skip ids already stored. Returns the rows inserted.
+    fn insert(&self, alerts: &[Alert], or_ignore: bool) -> Result<usize, AlertError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let verb = if or_ignore {
+            "INSERT OR IGNORE"
+        } else {
+            "INSERT"
+        };
+        let mut inserted = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "{verb} INTO alerts (id, time, action, cluster, namespace, kind, name,
+                        operation, user_name, image, digest, rule, dry_run, data, origin)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                ))
+                .map_err(|e| self.err(e))?;
+            for a in alerts {
+                let data = serde_json::to_string(a).map_err(|e| AlertError::Corrupt {
+                    id: a.id.clone(),
+                    message: e.to_string(),
+                })?;
+                inserted += stmt
+                    .execute(params![
+                        a.id,
+                        rfc3339(a.time),
+                        a.action.as_str(),
+                        a.cluster,
+                        a.namespace,
+                        a.kind,
+                        a.name,
+                        a.operation,
+                        a.user,
+                        a.image,
+                        a.digest,
+                        a.rule,
+                        a.dry_run,
+                        data,
+                        a.origin.as_str()
+                    ])
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(inserted)
+    }
+}
+
 impl AlertBackend for SqliteBackend {
     fn record(&self, alerts: &[Alert]) -> Result<(), AlertError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        for a in alerts {
-            let data = serde_json::to_string(a).map_err(|e| AlertError::Corrupt {
-                id: a.id.clone(),
-                message: e.to_string(),
-            })?;
-            tx.execute(
-                "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name, operation,
-                                     user_name, image, digest, rule, dry_run, data, origin)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                params![
-                    a.id,
-                    rfc3339(a.time),
-                    a.action.as_str(),
-                    a.cluster,
-                    a.namespace,
-                    a.kind,
-                    a.name,
-                    a.operation,
-                    a.user,
-                    a.image,
-                    a.digest,
-                    a.rule,
-                    a.dry_run,
-                    data,
-                    a.origin.as_str()
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-        }
-        tx.commit().map_err(|e| self.err(e))
+        self.insert(alerts, false).map(|_| ())
+    }
+
+    fn record_new(&self, alerts: &[Alert]) -> Result<usize, AlertError> {
+        self.insert(alerts, true)
     }
 
     fn list(&self, f: &AlertFilter) -> Result<Vec<Alert>, AlertError> {

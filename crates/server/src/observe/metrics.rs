@@ -136,6 +136,7 @@ struct Inner {
     rescan_duration: Histogram,
     rescan_lookup_errors: Counter,
     events: Family<Labels, Counter>,
+    alert_store: crate::alerts::AlertMetrics,
     decision_counters: [std::sync::OnceLock<Counter>; FREQUENT_DECISIONS.len()],
     request_counters: [std::sync::OnceLock<Counter>; FREQUENT_RESPONSES.len()],
     http: crate::http::HttpMetrics,
@@ -266,6 +267,7 @@ impl Metrics {
             events,
             decision_counters: Default::default(),
             request_counters: Default::default(),
+            alert_store: crate::alerts::AlertMetrics::register(&mut registry),
             registry,
             decisions,
             requests,
@@ -308,6 +310,11 @@ impl Metrics {
     /// The listeners' connection metrics.
     pub fn http(&self) -> &crate::http::HttpMetrics {
         &self.0.http
+    }
+
+    /// The alert writer's and journal's metrics (defined in `alerts::metrics`).
+    pub fn alert_store(&self) -> &crate::alerts::AlertMetrics {
+        &self.0.alert_store
     }
 
     pub fn cache_hit(&self) {
