@@ -21,6 +21,15 @@ pub struct Vulnerability {
     /// Every finding of it names a fixed version.
     pub fix_available: bool,
     pub packages: Vec<AffectedPackage>,
+    /// The earliest publication date any of its findings gives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<DateTime<Utc>>,
+    /// Set on a decision's copy when the KEV catalog lists it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_exploited: Option<crate::exploit::KevEntry>,
+    /// Set on a decision's copy when the EPSS scores have it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epss: Option<crate::exploit::EpssScore>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,6 +234,7 @@ impl AnalyzedReport {
             let mut severity = Severity::Unknown;
             let mut cvss: Option<f32> = None;
             let mut fix_available = true;
+            let mut published: Option<DateTime<Utc>> = None;
             let mut packages: Vec<AffectedPackage> = Vec::new();
             for fi in members {
                 let f = kept[*fi];
@@ -239,6 +249,11 @@ impl AnalyzedReport {
                     }
                 }
                 fix_available &= f.has_fix();
+                if let Some(p) = f.published {
+                    if published.is_none_or(|q| p < q) {
+                        published = Some(p);
+                    }
+                }
                 let known = packages.iter().any(|p| {
                     p.name == f.package.name
                         && p.installed == f.package.version
@@ -262,6 +277,9 @@ impl AnalyzedReport {
                 cvss,
                 fix_available,
                 packages,
+                published,
+                known_exploited: None,
+                epss: None,
             });
         }
         vulnerabilities.sort_by(|a, b| {

@@ -3,10 +3,38 @@
 
 use chrono::{DateTime, Utc};
 
-use super::analyze::{AnalyzedReport, Vulnerability};
+use super::analyze::AnalyzedReport;
 use super::scope::op_matches;
+use super::RequestContext;
+use crate::cel::Scope;
+use crate::exploit::Catalogs;
+use crate::image::ImageRef;
 use crate::model::Severity;
 use crate::rules::{is_live, Condition, ExemptionField, Op, Rule};
+
+/// Everything a condition is evaluated against, besides the rule.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Inputs<'a> {
+    pub r: &'a AnalyzedReport,
+    pub catalogs: &'a Catalogs,
+    pub image: &'a ImageRef,
+    pub ctx: &'a RequestContext,
+    pub now: DateTime<Utc>,
+}
+
+impl<'a> Inputs<'a> {
+    fn cel_scope(&self, c: &Condition) -> Option<Scope<'a>> {
+        c.cel.as_ref().map(|_| {
+            Scope::new(
+                &self.r.vulnerabilities,
+                self.catalogs,
+                self.image,
+                self.ctx,
+                self.now,
+            )
+        })
+    }
+}
 
 /// Vulnerabilities this rule ignores (live allowances and live `cve` exemptions), as sorted
 /// indices into the report's vulnerabilities (a short list: a rule allows a few ids).
@@ -36,7 +64,17 @@ fn ignored_by(rule: &Rule, r: &AnalyzedReport, now: DateTime<Utc>) -> Vec<usize>
     ignored
 }
 
-fn passes_filters(rule: &Rule, ci: usize, c: &Condition, v: &Vulnerability) -> bool {
+/// Whether vulnerability `vi` passes condition `ci`'s filters. `cel` is the condition's CEL
+/// scope (built once per walk) when it has a CEL expression.
+fn passes_filters(
+    rule: &Rule,
+    ci: usize,
+    c: &Condition,
+    vi: usize,
+    inp: &Inputs<'_>,
+    cel: Option<&Scope<'_>>,
+) -> bool {
+    let v = &inp.r.vulnerabilities[vi];
     if let Some(want) = c.fix_available {
         if v.fix_available != want {
             return false;
@@ -57,7 +95,44 @@ fn passes_filters(rule: &Rule, ci: usize, c: &Condition, v: &Vulnerability) -> b
             return false;
         }
     }
+    if let Some(age) = c.published_before {
+        // Unknown date: counts (the conservative side).
+        if v.published
+            .is_some_and(|p| inp.now.signed_duration_since(p) < age.0)
+        {
+            return false;
+        }
+    }
+    if let Some(want) = c.known_exploited {
+        if inp.catalogs.kev_of(v).is_some() != want {
+            return false;
+        }
+    }
+    if c.epss_at_least.is_some() || c.epss_percentile_at_least.is_some() {
+        let Some((_, s)) = inp.catalogs.epss_of(v) else {
+            return false;
+        };
+        if c.epss_at_least.is_some_and(|min| s.score < min)
+            || c.epss_percentile_at_least
+                .is_some_and(|min| s.percentile < min)
+        {
+            return false;
+        }
+    }
+    if let (Some(Some(cond)), Some(scope)) = (rule.cel.get(ci), cel) {
+        // An expression that fails counts the vulnerability (never a silent allow).
+        if let Ok(false) = scope.eval(cond, vi) {
+            return false;
+        }
+    }
     true
+}
+
+/// The error condition `ci`'s CEL expression gives for vulnerability `vi`, if it fails.
+fn cel_error(rule: &Rule, ci: usize, vi: usize, inp: &Inputs<'_>) -> Option<String> {
+    let cond = rule.cel.get(ci)?.as_ref()?;
+    let scope = inp.cel_scope(&rule.spec.conditions[ci])?;
+    scope.eval(cond, vi).err()
 }
 
 /// How many vulnerabilities a count condition counted when it was fulfilled, and the first
@@ -72,25 +147,22 @@ const SHOWN: usize = 5;
 
 /// The first point of the walk at which `rule` fires: (vulnerability index, condition index,
 /// what was counted up to it).
-pub(super) fn fire_point(
-    rule: &Rule,
-    r: &AnalyzedReport,
-    now: DateTime<Utc>,
-) -> Option<(usize, usize, Counted)> {
-    let ignored = ignored_by(rule, r, now);
+pub(super) fn fire_point(rule: &Rule, inp: &Inputs<'_>) -> Option<(usize, usize, Counted)> {
+    let r = inp.r;
+    let ignored = ignored_by(rule, r, inp.now);
     let counts = |i: usize| ignored.binary_search(&i).is_err();
     let mut best: Option<(usize, usize, Counted)> = None;
     for (ci, c) in rule.spec.conditions.iter().enumerate() {
         // Only an earlier vulnerability can beat the best so far (a later condition at the
         // same vulnerability comes after it).
         let limit = best.as_ref().map(|b| b.0).unwrap_or(usize::MAX);
+        let scope = inp.cel_scope(c);
+        let scope = scope.as_ref();
         let hit = if c.is_cve_list() {
             c.cve_ids
                 .iter()
                 .filter_map(|id| r.find(id))
-                .filter(|i| {
-                    *i < limit && counts(*i) && passes_filters(rule, ci, c, &r.vulnerabilities[*i])
-                })
+                .filter(|i| *i < limit && counts(*i) && passes_filters(rule, ci, c, *i, inp, scope))
                 .min()
                 .map(|i| {
                     (
@@ -101,7 +173,7 @@ pub(super) fn fire_point(
                         },
                     )
                 })
-        } else if c.cvss_at_least.is_none() && c.packages.is_empty() {
+        } else if c.only_fix_filter() {
             count_by_position(c, r, &ignored, limit)
         } else {
             let min_rank = c.severity.unwrap_or(Severity::Unknown).rank();
@@ -115,7 +187,7 @@ pub(super) fn fire_point(
                 if i >= limit || v.severity.rank() < min_rank {
                     break; // sorted most severe first: nothing later can count
                 }
-                if counts(i) && passes_filters(rule, ci, c, v) {
+                if counts(i) && passes_filters(rule, ci, c, i, inp, scope) {
                     counted.n += 1;
                     if counted.first.len() < SHOWN {
                         counted.first.push(i);
@@ -190,14 +262,34 @@ fn count_by_position(
 }
 
 pub(super) fn count_reason(
-    c: &Condition,
-    v: &Vulnerability,
+    rule: &Rule,
+    ci: usize,
+    vi: usize,
     counted: &Counted,
-    r: &AnalyzedReport,
+    inp: &Inputs<'_>,
 ) -> String {
-    if c.is_cve_list() {
-        return format!("{} is blocked", v.id);
+    let c = &rule.spec.conditions[ci];
+    let r = inp.r;
+    let v = &r.vulnerabilities[vi];
+    let mut text = if c.is_cve_list() {
+        format!("{} is blocked", v.id)
+    } else {
+        count_text(c, counted, r)
+    };
+    if let Some(e) = cel_error(rule, ci, vi, inp) {
+        text.push_str(&format!(
+            "; the CEL expression failed for {} and counts it: {e}",
+            v.id
+        ));
     }
+    if let Some(x) = inp.catalogs.describe(v) {
+        text.push_str("; ");
+        text.push_str(&x);
+    }
+    text
+}
+
+fn count_text(c: &Condition, counted: &Counted, r: &AnalyzedReport) -> String {
     let mut ids: Vec<&str> = counted
         .first
         .iter()
@@ -222,18 +314,7 @@ pub(super) fn count_reason(
     } else {
         format!("{sev} or higher {noun}")
     };
-    let mut filters = Vec::new();
-    match c.fix_available {
-        Some(true) => filters.push("with a fix".to_string()),
-        Some(false) => filters.push("without a fix".to_string()),
-        None => {}
-    }
-    if let Some(x) = c.cvss_at_least {
-        filters.push(format!("with CVSS >= {x}"));
-    }
-    if !c.packages.is_empty() {
-        filters.push(format!("in packages matching {}", c.packages.join(", ")));
-    }
+    let filters = c.filter_phrases(true);
     let filters = if filters.is_empty() {
         String::new()
     } else {

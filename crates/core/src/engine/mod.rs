@@ -28,8 +28,9 @@ use crate::image::ImageRef;
 use crate::model::ReportIdentity;
 use crate::rules::{Action, Precedence, Rule, RuleSet};
 
+use crate::exploit::Catalogs;
 pub use analyze::{AffectedPackage, AnalyzedReport, SeverityCounts, Vulnerability};
-use conditions::{count_reason, fire_point};
+use conditions::{count_reason, fire_point, Inputs};
 use scope::{in_scope, resource_exempt};
 
 /// What the request says about where the image runs (for scope and exemptions).
@@ -48,8 +49,25 @@ pub struct RequestContext {
     pub workload_name: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The requesting user (`userInfo.username`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The requesting user's groups (`userInfo.groups`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+impl RequestContext {
+    /// `NAMESPACE:NAME` when the user is a service account (`system:serviceaccount:NS:NAME`).
+    pub fn service_account(&self) -> Option<&str> {
+        self.user
+            .as_deref()
+            .and_then(|u| u.strip_prefix("system:serviceaccount:"))
+            .filter(|sa| {
+                sa.split_once(':')
+                    .is_some_and(|(ns, n)| !ns.is_empty() && !n.is_empty())
+            })
+    }
 }
 
 /// Why an image has no valid findings artifact.
@@ -175,7 +193,8 @@ pub struct Decision {
     pub rules_version: String,
 }
 
-/// Evaluates `rules` for one image.
+/// Evaluates `rules` for one image, without exploitation catalogs (no vulnerability is known
+/// exploited or has an EPSS score): [`evaluate_with`] and [`Catalogs::NONE`].
 pub fn evaluate(
     rules: &RuleSet,
     precedence: Precedence,
@@ -183,6 +202,19 @@ pub fn evaluate(
     image: &ImageRef,
     subject: Subject<'_>,
     now: DateTime<Utc>,
+) -> Decision {
+    evaluate_with(rules, precedence, ctx, image, subject, now, Catalogs::NONE)
+}
+
+/// Evaluates `rules` for one image, with the KEV catalog and EPSS scores in `catalogs`.
+pub fn evaluate_with(
+    rules: &RuleSet,
+    precedence: Precedence,
+    ctx: &RequestContext,
+    image: &ImageRef,
+    subject: Subject<'_>,
+    now: DateTime<Utc>,
+    catalogs: &Catalogs,
 ) -> Decision {
     // Precedence order: deny rules before audit rules, then the rule set's order.
     let mut applicable: Vec<&Rule> = rules
@@ -204,7 +236,14 @@ pub fn evaluate(
         let stale = report.is_some_and(|r| is_stale(rule, r, now));
         match report {
             Some(r) if !stale => {
-                if let Some((vi, ci, counted)) = fire_point(rule, r, now) {
+                let inp = Inputs {
+                    r,
+                    catalogs,
+                    image,
+                    ctx,
+                    now,
+                };
+                if let Some((vi, ci, counted)) = fire_point(rule, &inp) {
                     let v = &r.vulnerabilities[vi];
                     let cond = &rule.spec.conditions[ci];
                     firings.push((
@@ -220,7 +259,7 @@ pub fn evaluate(
                                 description: cond.describe(),
                             },
                             vulnerability: Some(v.id.clone()),
-                            reason: count_reason(cond, v, &counted, r),
+                            reason: count_reason(rule, ci, vi, &counted, &inp),
                         },
                         Some(vi),
                     ));
@@ -275,7 +314,14 @@ pub fn evaluate(
             vulnerability: f.vulnerability.clone(),
             reason: f.reason.clone(),
             condition: Some(f.condition.clone()),
-            vulnerability_detail: vi.and_then(|i| report.map(|r| r.vulnerabilities[i].clone())),
+            vulnerability_detail: vi.and_then(|i| {
+                report.map(|r| {
+                    let mut v = r.vulnerabilities[i].clone();
+                    v.known_exploited = catalogs.kev_of(&v).map(|(_, e)| e);
+                    v.epss = catalogs.epss_of(&v).map(|(_, s)| s);
+                    v
+                })
+            }),
             unscanned,
             counts,
             report: identity,

@@ -39,6 +39,10 @@ fn field_values(
             Some(v)
         }
         ScopeField::Label => key.and_then(|k| ctx.labels.get(k)).map(|v| vec![v.clone()]),
+        ScopeField::User => one(&ctx.user),
+        // Several values: `equals` is membership, `notEquals` is "in none of them".
+        ScopeField::Group => (!ctx.groups.is_empty()).then(|| ctx.groups.clone()),
+        ScopeField::ServiceAccount => ctx.service_account().map(|s| vec![s.to_string()]),
     }
 }
 

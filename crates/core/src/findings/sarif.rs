@@ -389,6 +389,8 @@ fn finding(raw_id: &str, rule: Option<&Rule>, result: &SarifResult, trivy: bool)
         &name,
     );
     Finding {
+        // SARIF carries no publication date.
+        published: None,
         id,
         aliases: Vec::new(),
         severity,

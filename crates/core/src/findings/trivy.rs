@@ -71,6 +71,8 @@ struct Vulnerability {
     severity: Option<String>,
     #[serde(rename = "CVSS", default)]
     cvss: Option<MaxCvss>,
+    #[serde(rename = "PublishedDate", default)]
+    published_date: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +186,7 @@ fn convert(report: Report, require_schema_version: bool) -> Result<FindingsRepor
                     kind: kind.clone(),
                 },
                 fixed_versions,
+                published: common::published(v.published_date.as_deref()),
             });
         }
     }

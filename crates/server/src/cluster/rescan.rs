@@ -264,6 +264,7 @@ impl Rescanner {
                 workload_name: Some(rp.workload.name.clone()),
                 labels: rp.labels.clone(),
                 user: None,
+                groups: Vec::new(),
             };
             for c in &rp.containers {
                 if state.is_skipped(&c.spec_image) {
