@@ -57,6 +57,45 @@ pub const WORKLOAD_FIELDS: &[&str] = &[
     "serviceAccount",
 ];
 
+/// Longest CEL expression a rule may hold, in bytes.
+pub const MAX_CEL_BYTES: usize = 4096;
+/// Deepest nesting of brackets and unary operators a CEL expression may have.
+pub const MAX_CEL_NESTING: usize = 32;
+
+/// Nesting depth: open brackets outside string literals, plus runs of unary `!` / `-`.
+fn nesting(src: &str) -> usize {
+    let (mut depth, mut max, mut unary) = (0usize, 0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in src.chars() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if c == '!' || c == '-' {
+            unary += 1;
+        } else if !c.is_whitespace() {
+            unary = 0;
+        }
+        max = max.max(depth + unary);
+    }
+    max
+}
+
+const PARSE_STACK_BYTES: usize = 64 << 20;
+
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 
 /// A compiled CEL condition.
@@ -78,10 +117,32 @@ impl CelCondition {
         if source.trim().is_empty() {
             return Err("empty CEL expression".into());
         }
-        let program = ENV.compile(source).map_err(|e| {
-            let text = e.to_string();
-            format!("invalid CEL expression: {}", text.trim())
-        })?;
+        // The parser recurses per nesting level and overflows the stack (an abort, not an
+        // error) on a deeply nested expression: bound the length and the nesting first.
+        if source.len() > MAX_CEL_BYTES {
+            return Err(format!(
+                "CEL expression of {} bytes, more than the limit of {MAX_CEL_BYTES}",
+                source.len()
+            ));
+        }
+        let depth = nesting(source);
+        if depth > MAX_CEL_NESTING {
+            return Err(format!(
+                "CEL expression nested {depth} levels deep, more than the limit of {MAX_CEL_NESTING}"
+            ));
+        }
+        // The parser (ANTLR) takes tens of kilobytes of stack per nesting level in a debug
+        // build: parse on a thread of our own with a stack that the limits above cannot exhaust.
+        let parsed = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("cel-compile".into())
+                .stack_size(PARSE_STACK_BYTES)
+                .spawn_scoped(s, || ENV.compile(source).map_err(|e| e.to_string()))
+                .map_err(|e| format!("cannot start the CEL parser: {e}"))?
+                .join()
+                .map_err(|_| "the CEL parser failed".to_string())?
+        });
+        let program = parsed.map_err(|text| format!("invalid CEL expression: {}", text.trim()))?;
         let mut bound = Vec::new();
         check(&program.expression().expr, &mut bound)?;
         Ok(CelCondition {
