@@ -17,7 +17,8 @@ use tokio::time::Instant;
 use vulngate_core::engine::SeverityCounts;
 use vulngate_core::workload::{self, Workload, WorkloadKind};
 use vulngate_core::{
-    evaluate, Decision, ImageRef, Outcome, RequestContext, RuleSet, Subject, UnscannedReason,
+    evaluate, evaluate_with, Decision, ImageRef, Outcome, RequestContext, RuleSet, Subject,
+    UnscannedReason,
 };
 
 use crate::alerts::{Alert, AlertAction};
@@ -763,6 +764,7 @@ async fn finish(state: &State, job: &mut Job, lookups: Lookups) {
 
     // Evaluate.
     let rules = state.rules.current();
+    let catalogs = state.catalogs.current();
     let now = Utc::now();
     let policy = state.config.failure_policy;
     let mut evaluated: Vec<Evaluated> = Vec::with_capacity(images.len());
@@ -779,7 +781,15 @@ async fn finish(state: &State, job: &mut Job, lookups: Lookups) {
                     Ok(report) => Subject::Report(report),
                     Err(reason) => Subject::Unscanned(reason),
                 };
-                evaluate(&rules, state.config.precedence, ctx, &pinned, subject, now)
+                evaluate_with(
+                    &rules,
+                    state.config.precedence,
+                    ctx,
+                    &pinned,
+                    subject,
+                    now,
+                    &catalogs,
+                )
             }
             (res, r) => {
                 let failure = match res {
