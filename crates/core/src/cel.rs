@@ -318,7 +318,7 @@ fn list<'v>(items: impl Iterator<Item = Box<dyn Val + 'v>>) -> CelList<'v> {
     CelList::from(items.collect::<Vec<_>>())
 }
 
-fn key_of<'i>(idx: &'i dyn Val) -> Result<&'i str, ExecutionError> {
+fn key_of(idx: &dyn Val) -> Result<&str, ExecutionError> {
     idx.downcast_ref::<CelString>()
         .map(|s| s.inner())
         .ok_or_else(|| ExecutionError::UnexpectedType {
