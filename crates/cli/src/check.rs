@@ -12,7 +12,9 @@ use vulngate_core::engine::{AnalyzedReport, Decision, Outcome, RequestContext, S
 use vulngate_core::image::is_valid_digest;
 use vulngate_core::model::{Severity, VexStatement};
 use vulngate_core::workload::{self, ContainerKind, WorkloadError};
-use vulngate_core::{evaluate, ImageRef, RuleSet, UnscannedReason};
+use vulngate_core::{
+    evaluate_with, Catalogs, EpssScores, ImageRef, KevCatalog, RuleSet, UnscannedReason,
+};
 
 use crate::reports::{self, ImageFindings, LoadedReport, Locator, ReportCache};
 use crate::{output, registry, CheckArgs, FailOn};
@@ -113,6 +115,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         vex.extend(reports::load_vex(p)?);
     }
 
+    let catalogs = load_catalogs(&args)?;
     let targets = targets(&args)?;
     // Distinct images, as written (a findings directory names reports after that spelling).
     let mut images: Vec<ImageRef> = Vec::new();
@@ -195,16 +198,17 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         };
         for entry in &src.entries {
             let decision = match &entry.findings {
-                ImageFindings::Report(r) => {
-                    evaluate_report(&rules, precedence, &t, &resolved, src, r, &vex, now)
-                }
-                ImageFindings::Unscanned(reason) => evaluate(
+                ImageFindings::Report(r) => evaluate_report(
+                    &rules, precedence, &t, &resolved, src, r, &vex, now, &catalogs,
+                ),
+                ImageFindings::Unscanned(reason) => evaluate_with(
                     &rules,
                     precedence,
                     &t.ctx,
                     &resolved,
                     Subject::Unscanned(reason),
                     now,
+                    &catalogs,
                 ),
             };
             let severity = decision.vulnerability_detail.as_ref().map(|v| v.severity);
@@ -246,6 +250,7 @@ fn evaluate_report(
     r: &LoadedReport,
     vex: &[VexStatement],
     now: chrono::DateTime<Utc>,
+    catalogs: &Catalogs,
 ) -> Decision {
     let image = if src.registry {
         resolved.clone()
@@ -267,14 +272,45 @@ fn evaluate_report(
     };
     let statements: Vec<VexStatement> = r.vex.iter().chain(vex.iter()).cloned().collect();
     let analyzed = AnalyzedReport::new(&r.report, r.identity.clone(), &statements, Some(&image));
-    evaluate(
+    evaluate_with(
         rules,
         precedence,
         &t.ctx,
         &image,
         Subject::Report(&analyzed),
         now,
+        catalogs,
     )
+}
+
+/// `--kev` and `--epss`, read with their size caps.
+fn load_catalogs(args: &CheckArgs) -> Result<Catalogs> {
+    use std::io::Read;
+    use vulngate_core::exploit::{DEFAULT_EPSS_MAX_BYTES, DEFAULT_KEV_MAX_BYTES};
+    let read = |p: &std::path::Path, limit: u64, flag: &str| -> Result<Vec<u8>> {
+        let f = std::fs::File::open(p).with_context(|| format!("{flag} {}", p.display()))?;
+        let mut bytes = Vec::new();
+        f.take(limit + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("{flag} {}", p.display()))?;
+        if bytes.len() as u64 > limit {
+            bail!("{flag} {}: larger than {limit} bytes", p.display());
+        }
+        Ok(bytes)
+    };
+    let mut catalogs = Catalogs::default();
+    if let Some(p) = &args.kev {
+        let bytes = read(p, DEFAULT_KEV_MAX_BYTES, "--kev")?;
+        let kev = KevCatalog::parse(&bytes).with_context(|| format!("--kev {}", p.display()))?;
+        catalogs.kev = Some(std::sync::Arc::new(kev));
+    }
+    if let Some(p) = &args.epss {
+        let bytes = read(p, DEFAULT_EPSS_MAX_BYTES, "--epss")?;
+        let epss = EpssScores::parse(&bytes, DEFAULT_EPSS_MAX_BYTES)
+            .with_context(|| format!("--epss {}", p.display()))?;
+        catalogs.epss = Some(std::sync::Arc::new(epss));
+    }
+    Ok(catalogs)
 }
 
 /// The images to check: `--image` values first, then the manifests' containers in order.

@@ -163,6 +163,9 @@ fn field_str(f: ScopeField) -> &'static str {
         ScopeField::Registry => "registry",
         ScopeField::Repository => "repository",
         ScopeField::Label => "label",
+        ScopeField::User => "user",
+        ScopeField::Group => "group",
+        ScopeField::ServiceAccount => "serviceAccount",
     }
 }
 
@@ -325,7 +328,13 @@ fn probe_context(
         workload_kind: Some("Deployment".into()),
         workload_name: synth_value(&on(ScopeField::Deployment, None), None),
         labels,
-        user: None,
+        user: synth_value(&on(ScopeField::User, None), None).or_else(|| {
+            synth_value(&on(ScopeField::ServiceAccount, None), None)
+                .map(|sa| format!("system:serviceaccount:{sa}"))
+        }),
+        groups: synth_value(&on(ScopeField::Group, None), None)
+            .into_iter()
+            .collect(),
     };
     let image_sel = on(ScopeField::Image, None);
     let reference = if image_sel.is_empty() {
@@ -436,6 +445,7 @@ fn probe_findings_at(rule: &Rule, c: &Condition) -> Option<(Vec<Finding>, String
             purl: None,
             kind: None,
         },
+        published: None,
         fixed_versions: if fixable {
             vec!["1.0.1".into()]
         } else {

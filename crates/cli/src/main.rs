@@ -243,6 +243,13 @@ pub struct CheckArgs {
     /// at each); `strictest` tries every deny rule before any audit rule.
     #[arg(long, value_enum, default_value_t = PrecedenceArg::Default)]
     pub precedence: PrecedenceArg,
+    /// The CISA KEV catalog (its JSON feed, at most 32 MiB), for `knownExploited` conditions.
+    #[arg(long, value_name = "FILE")]
+    pub kev: Option<PathBuf>,
+    /// FIRST EPSS scores (the CSV, plain or gzip, at most 64 MiB), for `epssAtLeast` and
+    /// `epssPercentileAtLeast` conditions.
+    #[arg(long, value_name = "FILE")]
+    pub epss: Option<PathBuf>,
     /// Never contact a registry: an image without a report is unscanned.
     #[arg(long)]
     pub offline: bool,

@@ -1007,3 +1007,55 @@ spec:
     assert_eq!(out["decision"], "deny");
     assert_eq!(out["images"][0]["rule"], "deny-two-high");
 }
+
+#[test]
+fn kev_and_epss_files_decide_and_appear_in_the_reason() {
+    let args = [
+        "check",
+        "--rules",
+        "examples/exploitation/rules.yaml",
+        "--image",
+        "registry.example.com/shop/web:1.0",
+        "--report",
+        "examples/exploitation/report.json",
+        "-o",
+        "json",
+        "--now",
+        "2026-12-01T00:00:00Z",
+    ];
+    let mut with = args.to_vec();
+    with.extend([
+        "--kev",
+        "examples/exploitation/kev.json",
+        "--epss",
+        "examples/exploitation/epss.csv",
+    ]);
+    let run = vulngate(&with);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let out = run.json();
+    assert_eq!(out["images"][0]["rule"], "deny-known-exploited");
+    let reason = out["images"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("CVE-2021-44228 is in KEV"), "{reason}");
+    assert!(reason.contains("EPSS 0.94"), "{reason}");
+    // Without the catalogs the KEV rule cannot fire; the age rule decides.
+    let run = vulngate(&args);
+    assert_eq!(run.json()["images"][0]["rule"], "deny-old-critical");
+}
+
+#[test]
+fn a_bad_kev_or_epss_file_is_bad_input() {
+    let t = Temp::new();
+    let kev = t.file(
+        "kev.json",
+        r#"{"catalogVersion": "1", "count": 2, "vulnerabilities": [{"cveID": "CVE-2021-44228"}]}"#,
+    );
+    let epss = t.file("epss.csv", "cve,score\nCVE-2021-44228,0.9\n");
+    for (flag, file, want) in [
+        ("--kev", &kev, "count is 2 but the file lists 1"),
+        ("--epss", &epss, "expected the header cve,epss,percentile"),
+    ] {
+        let run = vulngate(&["check", "--image", "x:1", "--offline", flag, file.as_str()]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(run.stderr.contains(want), "{}", run.stderr);
+    }
+}

@@ -347,6 +347,56 @@ fn main() {
         });
         g.finish();
     }
+    // CEL conditions against the same filters written natively: one rule that walks every
+    // high-or-critical vulnerability (maxCount is never reached), so the filter runs ~1,200
+    // times per evaluation.
+    {
+        let one = |cond: &str| {
+            let yaml = format!(
+                "apiVersion: vulngate.io/v1\nkind: SecurityRule\nmetadata: {{ name: r }}\nspec:\n  action: deny\n  conditions: [ {cond} ]\n"
+            );
+            RuleSet::new(RuleSet::parse_yaml(&yaml, "bench").expect("rule")).expect("set")
+        };
+        let native =
+            one("{ severity: high, maxCount: 100000, cvssAtLeast: 9.0, fixAvailable: true }");
+        let cel = one(
+            "{ severity: high, maxCount: 100000, cel: \"vuln.cvss >= 9.0 && vuln.fixAvailable\" }",
+        );
+        let decide = |rules: &RuleSet, a: &AnalyzedReport| {
+            evaluate(
+                rules,
+                Precedence::Default,
+                &ctx,
+                &image,
+                Subject::Report(a),
+                now(),
+            )
+        };
+        assert_eq!(
+            decide(&native, &analyzed).decision,
+            decide(&cel, &analyzed).decision,
+            "CEL and native disagree"
+        );
+        let mut g = c.benchmark_group("cel_vs_native_10k_findings");
+        g.sample_size(30);
+        for (name, rules) in [("native", &native), ("cel", &cel)] {
+            g.bench_function(BenchmarkId::new("evaluate", name), |b| {
+                b.iter(|| decide(black_box(rules), &analyzed))
+            });
+            g.bench_function(BenchmarkId::new("analyze_and_evaluate", name), |b| {
+                b.iter(|| {
+                    let a = AnalyzedReport::new(
+                        black_box(&report),
+                        ReportIdentity::default(),
+                        &[],
+                        Some(&image),
+                    );
+                    decide(rules, &a)
+                })
+            });
+        }
+        g.finish();
+    }
     {
         let mut g = c.benchmark_group("rego_10k_findings_100_rules");
         g.sample_size(10);

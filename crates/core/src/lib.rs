@@ -3,7 +3,9 @@
 //! deterministic function of its inputs.
 #![forbid(unsafe_code)]
 
+pub mod cel;
 pub mod engine;
+pub mod exploit;
 pub mod findings;
 pub mod image;
 pub mod model;
@@ -12,8 +14,10 @@ pub mod vex;
 pub mod workload;
 
 pub use engine::{
-    evaluate, AnalyzedReport, Decision, Outcome, RequestContext, Subject, UnscannedReason,
+    evaluate, evaluate_with, AnalyzedReport, Decision, Outcome, RequestContext, Subject,
+    UnscannedReason,
 };
+pub use exploit::{Catalogs, EpssScores, KevCatalog};
 pub use image::ImageRef;
 pub use model::{Finding, FindingsReport, Severity};
 pub use rules::{Action, Precedence, Rule, RuleSet};

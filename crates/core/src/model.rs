@@ -146,6 +146,10 @@ pub struct Finding {
     pub fixed_versions: Vec<String>,
     #[serde(default)]
     pub fix_state: FixState,
+    /// When the vulnerability was published, as the report says (Trivy `PublishedDate`,
+    /// CycloneDX `published`); `None` when the format does not carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<DateTime<Utc>>,
 }
 
 impl Finding {

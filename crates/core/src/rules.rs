@@ -56,6 +56,13 @@ pub enum ScopeField {
     Registry,
     Repository,
     Label,
+    /// The requesting user (`userInfo.username`). Pods are usually created by a controller:
+    /// see docs/rules.md ("Who deploys").
+    User,
+    /// One of the requesting user's groups (`userInfo.groups`): `equals` is membership.
+    Group,
+    /// `NAMESPACE:NAME` of the requesting service account (`system:serviceaccount:NS:NAME`).
+    ServiceAccount,
 }
 
 /// Fields an exemption can test: the scope fields (but cluster stays available) plus `cve`.
@@ -137,11 +144,87 @@ pub struct Condition {
     /// Only vulnerabilities in a package whose name matches one of these globs count.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<String>,
+    /// `true`: only vulnerabilities in the CISA KEV catalog count; `false`: only the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_exploited: Option<bool>,
+    /// Only vulnerabilities with an EPSS score at least this high count (0.0 to 1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epss_at_least: Option<f32>,
+    /// Only vulnerabilities with an EPSS percentile at least this high count (0.0 to 1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epss_percentile_at_least: Option<f32>,
+    /// Only vulnerabilities for which this CEL expression is true count (variables `vuln`,
+    /// `image`, `workload`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cel: Option<String>,
+    /// Only vulnerabilities published at least this long ago count (unknown date: counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_before: Option<ReportAge>,
 }
 
 impl Condition {
     pub fn is_cve_list(&self) -> bool {
         !self.cve_ids.is_empty()
+    }
+
+    /// Whether the condition uses a filter of its own (exploitation, CEL): such a condition is
+    /// complete without severity or maxCount (it counts more than 0 of any severity).
+    pub fn has_standalone_filter(&self) -> bool {
+        self.known_exploited.is_some()
+            || self.epss_at_least.is_some()
+            || self.epss_percentile_at_least.is_some()
+            || self.cel.is_some()
+    }
+
+    /// Whether `fixAvailable` is the only filter (the engine counts such a condition from
+    /// positions, without a walk).
+    pub(crate) fn only_fix_filter(&self) -> bool {
+        self.cvss_at_least.is_none()
+            && self.packages.is_empty()
+            && !self.has_standalone_filter()
+            && self.published_before.is_none()
+    }
+
+    /// The filter phrases (`with a fix`, `CVSS >= 8`, `in KEV`, ...), for messages.
+    pub(crate) fn filter_phrases(&self, verbose: bool) -> Vec<String> {
+        let mut filters = Vec::new();
+        match self.fix_available {
+            Some(true) => filters.push("with a fix".to_string()),
+            Some(false) => filters.push("without a fix".to_string()),
+            None => {}
+        }
+        if let Some(c) = self.cvss_at_least {
+            filters.push(if verbose {
+                format!("with CVSS >= {c}")
+            } else {
+                format!("CVSS >= {c}")
+            });
+        }
+        if !self.packages.is_empty() {
+            filters.push(if verbose {
+                format!("in packages matching {}", self.packages.join(", "))
+            } else {
+                format!("in packages {}", self.packages.join(", "))
+            });
+        }
+        match self.known_exploited {
+            Some(true) => filters.push("in KEV".to_string()),
+            Some(false) => filters.push("not in KEV".to_string()),
+            None => {}
+        }
+        if let Some(x) = self.epss_at_least {
+            filters.push(format!("with EPSS >= {x}"));
+        }
+        if let Some(x) = self.epss_percentile_at_least {
+            filters.push(format!("with EPSS percentile >= {x}"));
+        }
+        if let Some(age) = self.published_before {
+            filters.push(format!("published at least {age} ago"));
+        }
+        if let Some(c) = &self.cel {
+            filters.push(format!("matching CEL {c:?}"));
+        }
+        filters
     }
 
     /// Human summary: `more than 0 critical or higher vulnerabilities`.
@@ -157,18 +240,7 @@ impl Condition {
             };
             format!("more than {} {what}", self.max_count.unwrap_or(0))
         };
-        let mut filters = Vec::new();
-        match self.fix_available {
-            Some(true) => filters.push("with a fix".to_string()),
-            Some(false) => filters.push("without a fix".to_string()),
-            None => {}
-        }
-        if let Some(c) = self.cvss_at_least {
-            filters.push(format!("CVSS >= {c}"));
-        }
-        if !self.packages.is_empty() {
-            filters.push(format!("in packages {}", self.packages.join(", ")));
-        }
+        let filters = self.filter_phrases(false);
         if !filters.is_empty() {
             s.push_str(" (");
             s.push_str(&filters.join(", "));
@@ -405,6 +477,9 @@ pub struct Rule {
     pub source: Option<String>,
     #[serde(skip)]
     pub(crate) package_globs: Vec<Vec<glob::Pattern>>,
+    /// The compiled `cel` of each condition (`None` where it has none).
+    #[serde(skip)]
+    pub(crate) cel: Vec<Option<crate::cel::CelCondition>>,
 }
 
 impl Rule {
@@ -413,6 +488,7 @@ impl Rule {
     pub fn new(name: &str, spec: RuleSpec) -> Result<Rule, FieldError> {
         validate_name(name).map_err(|m| FieldError::new("metadata.name", m))?;
         let mut package_globs = Vec::with_capacity(spec.conditions.len());
+        let mut cel = Vec::with_capacity(spec.conditions.len());
         for (i, c) in spec.conditions.iter().enumerate() {
             let at = |f: &str| format!("spec.conditions[{i}]{f}");
             if c.is_cve_list() {
@@ -427,12 +503,32 @@ impl Rule {
                         return Err(FieldError::new(at(&format!(".cveIds[{j}]")), "empty id"));
                     }
                 }
-            } else if c.severity.is_none() && c.max_count.is_none() {
+            } else if c.severity.is_none() && c.max_count.is_none() && !c.has_standalone_filter() {
                 return Err(FieldError::new(
                     at(""),
-                    "a condition needs severity and/or maxCount, or cveIds",
+                    "a condition needs severity and/or maxCount, or cveIds (or one of knownExploited, epssAtLeast, epssPercentileAtLeast, cel)",
                 ));
             }
+            for (name, v) in [
+                ("epssAtLeast", c.epss_at_least),
+                ("epssPercentileAtLeast", c.epss_percentile_at_least),
+            ] {
+                if let Some(v) = v {
+                    if !(0.0..=1.0).contains(&v) || v.is_nan() {
+                        return Err(FieldError::new(
+                            at(&format!(".{name}")),
+                            format!("{v} is not an EPSS value (0.0 to 1.0)"),
+                        ));
+                    }
+                }
+            }
+            cel.push(match &c.cel {
+                None => None,
+                Some(src) => Some(
+                    crate::cel::CelCondition::compile(src)
+                        .map_err(|m| FieldError::new(at(".cel"), m))?,
+                ),
+            });
             if let Some(v) = c.cvss_at_least {
                 if !(0.0..=10.0).contains(&v) || v.is_nan() {
                     return Err(FieldError::new(
@@ -480,6 +576,7 @@ impl Rule {
             spec,
             source: None,
             package_globs,
+            cel,
         })
     }
 

@@ -189,6 +189,7 @@ impl Workload {
             workload_name: self.name,
             labels: self.labels,
             user: None,
+            groups: Vec::new(),
         }
     }
 }

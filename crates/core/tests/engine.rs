@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
 use vulngate_core::engine::{
-    evaluate, AnalyzedReport, Outcome, RequestContext, Subject, UnscannedReason,
+    evaluate_with, AnalyzedReport, Outcome, RequestContext, Subject, UnscannedReason,
 };
+use vulngate_core::exploit::{Catalogs, EpssScores, KevCatalog};
 use vulngate_core::model::{
     Finding, FindingsReport, Package, ReportFormat, ReportIdentity, Scanner, Severity, VexStatement,
 };
@@ -44,6 +46,12 @@ struct Case {
     unscanned: Option<UnscannedReason>,
     #[serde(default)]
     vex: Vec<VexStatement>,
+    /// CVE ids in the KEV catalog given to the engine (absent: no catalog).
+    #[serde(default)]
+    kev: Option<Vec<String>>,
+    /// EPSS scores given to the engine: CVE id -> [score, percentile] (absent: none).
+    #[serde(default)]
+    epss: Option<BTreeMap<String, [f32; 2]>>,
     expect: BTreeMap<String, Value>,
 }
 
@@ -65,6 +73,8 @@ struct F {
     fixed: Vec<String>,
     #[serde(default)]
     aliases: Vec<String>,
+    #[serde(default)]
+    published: Option<DateTime<Utc>>,
 }
 
 fn default_image() -> String {
@@ -114,11 +124,42 @@ fn report_of(case: &Case) -> Option<FindingsReport> {
                     kind: None,
                 },
                 fixed_versions: f.fixed.clone(),
+                published: f.published,
                 ..Finding::default()
             })
             .collect(),
         vex: Vec::new(),
     })
+}
+
+/// The case's catalogs, written in the real file formats and parsed by the real parsers.
+fn catalogs_of(case: &Case) -> Catalogs {
+    let kev = case.kev.as_ref().map(|ids| {
+        let feed = serde_json::json!({
+            "title": "CISA Catalog of Known Exploited Vulnerabilities",
+            "catalogVersion": "2026.05.31",
+            "dateReleased": "2026-05-31T17:00:00.000Z",
+            "count": ids.len(),
+            "vulnerabilities": ids.iter().map(|id| serde_json::json!({
+                "cveID": id, "vendorProject": "Example", "product": "Product",
+                "vulnerabilityName": "Example vulnerability", "dateAdded": "2021-12-10",
+                "shortDescription": "...", "requiredAction": "Apply updates.",
+                "dueDate": "2021-12-24", "knownRansomwareCampaignUse": "Known",
+                "notes": "", "cwes": ["CWE-20"]
+            })).collect::<Vec<_>>(),
+        });
+        Arc::new(KevCatalog::parse(feed.to_string().as_bytes()).expect("KEV parses"))
+    });
+    let epss = case.epss.as_ref().map(|scores| {
+        let mut csv = String::from(
+            "#model_version:v2025.03.14,score_date:2026-05-31T12:55:00Z\ncve,epss,percentile\n",
+        );
+        for (id, [s, p]) in scores {
+            csv.push_str(&format!("{id},{s},{p}\n"));
+        }
+        Arc::new(EpssScores::parse(csv.as_bytes(), 1 << 20).expect("EPSS parses"))
+    });
+    Catalogs { kev, epss }
 }
 
 fn decide(case: &Case) -> Value {
@@ -137,13 +178,15 @@ fn decide(case: &Case) -> Value {
         Some(a) => Subject::Report(a),
         None => Subject::Unscanned(&no_report),
     };
-    let d = evaluate(
+    let catalogs = catalogs_of(case);
+    let d = evaluate_with(
         &rules,
         case.precedence,
         &case.context,
         &image,
         subject,
         case.now,
+        &catalogs,
     );
     serde_json::to_value(&d).expect("decision serialises")
 }
@@ -256,6 +299,23 @@ cases!(
     default_rule_audits_high_and_critical,
     default_rule_allows_medium,
     decision_explains_vulnerability_packages_and_counts,
+    known_exploited_counts_vulnerabilities_in_kev,
+    known_exploited_matches_through_an_alias,
+    known_exploited_without_a_catalog_counts_nothing,
+    known_exploited_false_counts_the_others,
+    epss_at_least_counts_scores_at_or_above,
+    epss_percentile_at_least,
+    epss_unknown_score_does_not_count,
+    kev_and_epss_appear_in_the_reason_of_any_condition,
+    cel_condition_over_the_vulnerability,
+    cel_condition_over_image_and_workload,
+    cel_runtime_error_counts_the_vulnerability,
+    published_before_counts_only_old_enough_vulnerabilities,
+    published_before_unknown_date_counts,
+    published_date_is_the_earliest_of_its_findings,
+    user_scope_field,
+    group_scope_field_is_membership,
+    service_account_scope_field,
 );
 
 #[test]

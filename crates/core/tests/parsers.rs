@@ -905,6 +905,7 @@ fn intoto_expected_findings() -> Vec<Finding> {
             },
             fixed_versions: strings(&["1.1.1d-r0"]),
             fix_state: FixState::Fixed,
+            published: None,
         },
         Finding {
             id: "GHSA-jfh8-c2jp-5v3q".into(),
@@ -919,6 +920,7 @@ fn intoto_expected_findings() -> Vec<Finding> {
             },
             fixed_versions: strings(&["2.15.0", "2.12.2"]),
             fix_state: FixState::Fixed,
+            published: None,
         },
         Finding {
             id: "CVE-2023-0001".into(),
@@ -928,6 +930,7 @@ fn intoto_expected_findings() -> Vec<Finding> {
             package: Package::default(),
             fixed_versions: vec![],
             fix_state: FixState::Unknown,
+            published: None,
         },
     ]
 }

@@ -103,6 +103,17 @@ const HEAD: &str = "apiVersion: vulngate.io/v1\nkind: SecurityRule\nmetadata: { 
 #[case::cvss_range("spec: { action: deny, conditions: [ { severity: low, cvssAtLeast: 11 } ] }", &["spec.conditions[0].cvssAtLeast", "not a CVSS score"])]
 #[case::bad_glob("spec: { action: deny, conditions: [ { severity: low, packages: [\"a[\"] } ] }", &["spec.conditions[0].packages[0]", "invalid glob"])]
 #[case::missing_action("spec: { enabled: true }", &["missing field `action`"])]
+#[case::known_exploited_type("spec: { action: deny, conditions: [ { knownExploited: yes please } ] }", &["spec.conditions[0].knownExploited", "invalid type"])]
+#[case::epss_range("spec: { action: deny, conditions: [ { epssAtLeast: 50 } ] }", &["spec.conditions[0].epssAtLeast", "not an EPSS value (0.0 to 1.0)"])]
+#[case::epss_percentile_range("spec: { action: deny, conditions: [ { epssPercentileAtLeast: -0.1 } ] }", &["spec.conditions[0].epssPercentileAtLeast", "not an EPSS value"])]
+#[case::epss_typo("spec: { action: deny, conditions: [ { epssAtleast: 0.5 } ] }", &["spec.conditions[0]", "unknown field `epssAtleast`"])]
+#[case::published_before_bad("spec: { action: deny, conditions: [ { severity: high, publishedBefore: 30 days } ] }", &["spec.conditions[0].publishedBefore", "invalid duration"])]
+#[case::published_before_alone("spec: { action: deny, conditions: [ { publishedBefore: 30d } ] }", &["spec.conditions[0]", "needs severity"])]
+#[case::cel_syntax("spec: { action: deny, conditions: [ { cel: \"vuln.cvss >= \" } ] }", &["spec.conditions[0].cel", "invalid CEL expression"])]
+#[case::cel_unknown_variable("spec: { action: deny, conditions: [ { cel: \"vulnerability.cvss > 1.0\" } ] }", &["spec.conditions[0].cel", "unknown variable \"vulnerability\""])]
+#[case::cel_unknown_field("spec: { action: deny, conditions: [ { cel: \"vuln.cvs > 1.0\" } ] }", &["spec.conditions[0].cel", "vuln has no field \"cvs\""])]
+#[case::cel_empty("spec: { action: deny, conditions: [ { cel: \" \" } ] }", &["spec.conditions[0].cel", "empty CEL expression"])]
+#[case::bad_new_scope_field("spec: { action: deny, scope: [ { field: serviceaccount, op: equals, value: a } ] }", &["spec.scope[0].field", "unknown variant `serviceaccount`"])]
 fn schema_errors_name_the_field(#[case] spec: &str, #[case] parts: &[&str]) {
     let e = err_of(&format!("{HEAD}{spec}\n"));
     for p in parts {
@@ -248,4 +259,38 @@ fn default_rule_set_is_one_audit_rule_for_high() {
     assert!(r.spec.scope.is_empty());
     assert_eq!(r.spec.conditions[0].severity, Some(Severity::High));
     assert_eq!(r.spec.conditions[0].max_count, Some(0));
+}
+
+#[test]
+fn cel_nesting_beyond_the_parser_limit_is_an_error_not_a_crash() {
+    let deep = format!("{}true{}", "(".repeat(1000), ")".repeat(1000));
+    let e = err_of(&format!(
+        "{HEAD}spec: {{ action: deny, conditions: [ {{ cel: \"{deep}\" }} ] }}\n"
+    ));
+    assert!(e.contains("spec.conditions[0].cel"), "{e}");
+    assert!(e.contains("nested"), "{e}");
+    for hostile in [
+        format!("{}true", "!".repeat(2000)),
+        format!("{}1", "-".repeat(2000)),
+        format!("{}true", "true && ".repeat(500)),
+        format!("{}1{}", "[".repeat(31), "]".repeat(31)),
+        "x".repeat(5000),
+    ] {
+        // An error or a rule, never a crash.
+        let _ = RuleSet::parse_yaml(
+            &format!("{HEAD}spec: {{ action: deny, conditions: [ {{ cel: \"{hostile}\" }} ] }}\n"),
+            "r.yaml",
+        );
+    }
+}
+
+#[test]
+fn new_condition_fields_load_and_round_trip() {
+    let yaml = format!(
+        "{HEAD}spec:\n  action: deny\n  scope: [ {{ field: group, op: equals, value: dev }}, {{ field: user, op: notEquals, value: admin }}, {{ field: serviceAccount, op: startsWith, value: 'ci:' }} ]\n  conditions:\n    - {{ knownExploited: true }}\n    - {{ epssAtLeast: 0.5, epssPercentileAtLeast: 0.95 }}\n    - {{ severity: critical, publishedBefore: 30d }}\n    - {{ cel: \"vuln.cvss >= 9.0 && vuln.fixedVersion != ''\" }}\n"
+    );
+    let rules = RuleSet::parse_yaml(&yaml, "r.yaml").expect("loads");
+    let doc = serde_yaml_ng::to_string(&rules[0].to_doc()).expect("yaml");
+    let again = RuleSet::parse_yaml(&doc, "again").expect("round trip loads");
+    assert_eq!(rules[0].spec, again[0].spec);
 }

@@ -34,6 +34,64 @@ pub enum FailurePolicy {
     Deny,
 }
 
+/// Where an exploitation catalog (`kev:`, `epss:`) comes from: a `file`, or a `url` fetched
+/// every `refreshInterval` (the last good copy is kept in the data directory).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct CatalogConfig {
+    pub file: Option<PathBuf>,
+    pub url: Option<String>,
+    /// How often the URL is fetched (or the file re-read).
+    #[serde(with = "duration_str")]
+    pub refresh_interval: Duration,
+    /// A catalog older than this is stale: a warning in the log at each refresh.
+    #[serde(with = "duration_str")]
+    pub max_age: Duration,
+    /// Size cap of the file or download (and of decompressed EPSS data). Default: 32 MiB for
+    /// KEV, 64 MiB for EPSS.
+    pub max_bytes: Option<u64>,
+    /// Deadline of one download.
+    #[serde(with = "duration_str")]
+    pub timeout: Duration,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig {
+            file: None,
+            url: None,
+            refresh_interval: Duration::from_secs(24 * 3600),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: None,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl CatalogConfig {
+    fn validate(&self, at: &str) -> std::result::Result<(), (String, String)> {
+        let err = |f: &str, m: &str| Err((format!("{at}{f}"), m.to_string()));
+        match (&self.file, &self.url) {
+            (Some(_), Some(_)) => return err("", "give file or url, not both"),
+            (None, None) => return err("", "needs file or url"),
+            (None, Some(u)) if !(u.starts_with("https://") || u.starts_with("http://")) => {
+                return err(".url", "must be an http:// or https:// URL")
+            }
+            _ => {}
+        }
+        if self.refresh_interval.is_zero() || self.timeout.is_zero() {
+            return err(
+                ".refreshInterval",
+                "refreshInterval and timeout must be more than 0s",
+            );
+        }
+        if self.max_bytes == Some(0) {
+            return err(".maxBytes", "must be more than 0");
+        }
+        Ok(())
+    }
+}
+
 /// The full configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
@@ -90,6 +148,10 @@ pub struct Config {
     pub http: HttpConfig,
     /// The Prometheus `/metrics` listener (plain HTTP, its own port).
     pub metrics: MetricsConfig,
+    /// The CISA KEV catalog, for `knownExploited` conditions (docs/configuration.md).
+    pub kev: Option<CatalogConfig>,
+    /// FIRST EPSS scores, for `epssAtLeast` / `epssPercentileAtLeast` conditions.
+    pub epss: Option<CatalogConfig>,
 }
 
 /// The default metrics listen address (loopback; `vulngate install` renders `0.0.0.0:9090`).
@@ -296,6 +358,8 @@ impl Default for Config {
             kubernetes: None,
             http: HttpConfig::default(),
             metrics: MetricsConfig::default(),
+            kev: None,
+            epss: None,
         }
     }
 }
@@ -451,6 +515,12 @@ impl Config {
 
     /// Checks what serde cannot: `(field, message)` on error.
     pub fn validate(&self) -> std::result::Result<(), (String, String)> {
+        if let Some(k) = &self.kev {
+            k.validate("kev")?;
+        }
+        if let Some(e) = &self.epss {
+            e.validate("epss")?;
+        }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return Err((
                 "tls".into(),

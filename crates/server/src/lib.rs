@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod alerts;
 pub mod cache;
+pub mod catalog;
 pub mod cluster;
 pub mod config;
 mod error;
@@ -64,6 +65,8 @@ pub(crate) struct State {
     pub cache: FindingsCache,
     pub alerts: AlertStore,
     pub metrics: Metrics,
+    /// The exploitation catalogs (`kev:`, `epss:`), refreshed in the background.
+    pub catalogs: Arc<catalog::CatalogStore>,
     /// Kubernetes Events for audit/deny decisions (kubernetes.events; see `with_kubernetes`).
     pub events: Option<cluster::events::EventRecorder>,
     /// Registry credentials from pull secrets (kubernetes.pullSecrets).
@@ -153,12 +156,20 @@ impl Server {
                 location: "skipImages".into(),
                 message: e.to_string(),
             })?;
+        let catalogs =
+            Arc::new(
+                catalog::CatalogStore::load(&config).map_err(|e| Error::Config {
+                    location: "kev/epss".into(),
+                    message: e.to_string(),
+                })?,
+            );
         let state = State {
             config,
             rules,
             cache,
             alerts,
             metrics,
+            catalogs,
             events: None,
             pull_secrets: None,
             skip,
@@ -338,6 +349,9 @@ impl Server {
             }
             None => (self, None),
         };
+        this.state
+            .catalogs
+            .spawn_refresh(this.state.metrics.clone());
         let self_ = this;
         let watcher = self_
             .state

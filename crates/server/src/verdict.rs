@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use vulngate_core::engine::SeverityCounts;
 use vulngate_core::{
-    evaluate, Decision, ImageRef, Outcome, Precedence, RequestContext, RuleSet, Subject,
-    UnscannedReason,
+    evaluate_with, Catalogs, Decision, ImageRef, Outcome, Precedence, RequestContext, RuleSet,
+    Subject, UnscannedReason,
 };
 
 use crate::cache::Analyzed;
@@ -122,6 +122,8 @@ pub(crate) struct Judge<'a> {
     pub now: DateTime<Utc>,
     /// What a failed lookup becomes (re-evaluation: `Unscanned`, whatever is configured).
     pub policy: FailurePolicy,
+    /// The exploitation catalogs (KEV, EPSS) as they are now.
+    pub catalogs: &'a Catalogs,
     /// Whether the image is pinned to the digest the lookup resolved before evaluation
     /// (admission; re-evaluation already evaluates the digest a container runs).
     pub pin_resolved: bool,
@@ -169,13 +171,14 @@ impl Judge<'_> {
 
     /// The engine, called here only.
     fn engine(&self, image: &ImageRef, subject: Subject<'_>) -> Decision {
-        evaluate(
+        evaluate_with(
             self.rules,
             self.precedence,
             self.ctx,
             image,
             subject,
             self.now,
+            self.catalogs,
         )
     }
 

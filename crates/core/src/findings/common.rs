@@ -163,6 +163,20 @@ pub(crate) fn timestamp(value: Option<&str>, path: &str) -> Result<Option<DateTi
         })
 }
 
+/// A vulnerability's publication date: RFC 3339, or a plain `YYYY-MM-DD` (midnight UTC). Anything
+/// else is unknown (`None`), never an error: an unknown date counts for `publishedBefore`, the
+/// conservative side, so a malformed date cannot make a vulnerability disappear.
+pub(crate) fn published(value: Option<&str>) -> Option<DateTime<Utc>> {
+    let s = value.map(str::trim).filter(|s| !s.is_empty())?;
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+}
+
 /// A number that some producers write as a JSON string (`"security-severity": "8.2"`).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(untagged)]

@@ -83,6 +83,8 @@ struct Vulnerability {
     affects: Option<Vec<Affects>>,
     #[serde(default)]
     analysis: Option<Analysis>,
+    #[serde(default)]
+    published: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -321,6 +323,7 @@ fn convert(bom: Bom) -> Result<FindingsReport, Fail> {
                 package,
                 fixed_versions: Vec::new(),
                 fix_state: FixState::Unknown,
+                published: common::published(v.published.as_deref()),
             });
         }
     }

@@ -205,6 +205,8 @@ fn convert(report: Report) -> Result<FindingsReport, Fail> {
             .collect();
         let a = m.artifact;
         findings.push(Finding {
+            // Grype's JSON carries no publication date.
+            published: None,
             fix_state: fix_state(state.as_deref(), !fixed_versions.is_empty()),
             id,
             aliases,

@@ -522,6 +522,8 @@ fn vulns_predicate(predicate: &Value, path: &str) -> Result<FindingsReport, Fail
             push_alias(&mut aliases, &id, &a);
         }
         findings.push(Finding {
+            // The in-toto vulns predicate carries no publication date.
+            published: None,
             fix_state: if fixed_versions.is_empty() {
                 FixState::Unknown
             } else {

@@ -407,6 +407,8 @@ fn finding(raw_id: &str, rule: Option<&Rule>, result: &SarifResult, trivy: bool)
     );
     let name = labelled_name.or(id_package).unwrap_or_default();
     Finding {
+        // SARIF carries no publication date.
+        published: None,
         id,
         aliases: Vec::new(),
         severity,

@@ -84,6 +84,8 @@ struct Vulnerability {
     severity: Option<String>,
     #[serde(rename = "CVSS", default)]
     cvss: Option<MaxCvss>,
+    #[serde(rename = "PublishedDate", default)]
+    published_date: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -248,6 +250,7 @@ fn push_findings(
                 kind: kind.clone(),
             },
             fixed_versions,
+            published: common::published(v.published_date.as_deref()),
         });
     }
 }

@@ -173,7 +173,9 @@ pub(crate) async fn decide(state: &State, mut job: Box<Job>) -> Answer {
     // Evaluate.
     let rules = state.rules.current();
     let policy = state.config.failure_policy;
+    let catalogs = state.catalogs.current();
     let judge = Judge {
+        catalogs: &catalogs,
         rules: &rules,
         precedence: state.config.precedence,
         ctx,

@@ -287,6 +287,7 @@ impl Rescanner {
                 workload_name: Some(rp.workload.name.clone()),
                 labels: rp.labels.clone(),
                 user: None,
+                groups: Vec::new(),
             };
             for c in &rp.containers {
                 if state.is_skipped(&c.spec_image) {
@@ -323,7 +324,9 @@ impl Rescanner {
                 let errored = !matches!(lookup, Some(Ok(_)));
                 // Judged as the webhook judges (verdict.rs); a failed lookup counts as
                 // unscanned, whatever the failure policy.
+                let catalogs = state.catalogs.current();
                 let judge = Judge {
+                    catalogs: &catalogs,
                     rules: &rules,
                     precedence: state.config.precedence,
                     ctx: &ctx,

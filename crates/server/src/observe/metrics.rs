@@ -131,6 +131,8 @@ struct Inner {
     rules_reload_failures: Counter,
     rules_reloads: Counter,
     rules_count: Gauge,
+    catalog_age: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    catalog_refresh_failures: Family<Labels, Counter>,
     running_images: Family<Labels, Gauge>,
     rescans: Family<Labels, Counter>,
     rescan_duration: Histogram,
@@ -227,6 +229,18 @@ impl Metrics {
             "Rules in the active rule set",
             rules_count.clone(),
         );
+        let catalog_age = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "catalog_age_seconds",
+            "Age of the exploitation catalog in use (kev, epss): time since it was fetched or its file changed",
+            catalog_age.clone(),
+        );
+        let catalog_refresh_failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "catalog_refresh_failures",
+            "Failed refreshes of an exploitation catalog (the last good copy stays in use)",
+            catalog_refresh_failures.clone(),
+        );
         let running_images = Family::<Labels, Gauge>::default();
         registry.register(
             "running_images",
@@ -281,6 +295,8 @@ impl Metrics {
             rules_reload_failures,
             rules_reloads,
             rules_count,
+            catalog_age,
+            catalog_refresh_failures,
         }))
     }
 
@@ -331,6 +347,20 @@ impl Metrics {
 
     pub fn cache_misses(&self) -> u64 {
         self.0.cache_misses.get()
+    }
+
+    pub fn catalog_age(&self, catalog: &str, seconds: f64) {
+        self.0
+            .catalog_age
+            .get_or_create(&vec![("catalog", catalog.to_string())])
+            .set(seconds);
+    }
+
+    pub fn catalog_refresh_failed(&self, catalog: &str) {
+        self.0
+            .catalog_refresh_failures
+            .get_or_create(&vec![("catalog", catalog.to_string())])
+            .inc();
     }
 
     pub fn source_failure(&self, cause: &str) {
