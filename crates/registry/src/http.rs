@@ -85,12 +85,9 @@ impl Transport {
         let default_client = build_client(&guard, timeout, None)?;
         let mut ca_clients = HashMap::new();
         for (host, path) in &cfg.ca_bundles {
-            let pem = std::fs::read(path).map_err(|e| {
-                Error::Config(format!(
-                    "caBundles[{host}]: reading {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let pem =
+                vulngate_core::limits::read_capped(path, vulngate_core::limits::FileKind::Config)
+                    .map_err(|e| Error::Config(format!("caBundles[{host}]: {e}")))?;
             let c = build_client(&guard, timeout, Some(&pem))
                 .map_err(|e| Error::Config(format!("caBundles[{host}]: {e}")))?;
             ca_clients.insert(host.to_ascii_lowercase(), c);
