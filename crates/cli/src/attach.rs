@@ -14,8 +14,8 @@ use crate::{registry, AttachArgs, AttachOutput};
 pub fn run(args: AttachArgs) -> Result<ExitCode> {
     let image = ImageRef::parse(&args.image).context("--image")?;
     let path = &args.report;
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read report {}", path.display()))?;
+    let bytes = vulngate_core::limits::read_capped(path, vulngate_core::limits::FileKind::Report)
+        .context("cannot read report")?;
     // Never push something `check` could not use.
     let parsed = findings::parse(&bytes)
         .with_context(|| format!("cannot parse report {}", path.display()))?;

@@ -1,7 +1,6 @@
 //! `vulngate check`: the engine for CI pipelines (ARCHITECTURE.md section 6).
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -344,13 +343,21 @@ fn targets(args: &CheckArgs) -> Result<Vec<Target>> {
                 bail!("-f -: standard input can only be read once");
             }
             stdin_read = true;
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("cannot read manifests from standard input")?;
-            s
+            let kind = vulngate_core::limits::FileKind::Report;
+            let bytes = vulngate_core::limits::read_capped_from(
+                std::io::stdin().lock(),
+                Path::new("standard input"),
+                kind.cap()?,
+                kind.knob(),
+            )
+            .context("cannot read manifests")?;
+            String::from_utf8(bytes).context("manifests on standard input are not UTF-8")?
         } else {
-            std::fs::read_to_string(file).with_context(|| format!("cannot read manifest {name}"))?
+            vulngate_core::limits::read_to_string_capped(
+                file,
+                vulngate_core::limits::FileKind::Report,
+            )
+            .context("cannot read manifest")?
         };
         let name = if name == "-" {
             "<stdin>".to_string()

@@ -553,7 +553,8 @@ fn parse_registry_host(s: &str) -> Result<String, String> {
     let bad = s.is_empty()
         || s.contains("://")
         || s.contains(['/', '@', '?', '#', '*'])
-        || s.chars().any(char::is_whitespace);
+        || s.chars().any(char::is_whitespace)
+        || !vulngate_core::image::is_valid_registry_host(&s.to_ascii_lowercase());
     if bad {
         return Err(format!(
             "expected a registry HOST or HOST:PORT such as 127.0.0.1:5000 (no scheme or path), found {s:?}"

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 use vulngate_core::findings::{self, Parsed};
+use vulngate_core::limits::{self, FileKind};
 use vulngate_core::model::{FindingsReport, ReportIdentity, VexStatement};
 use vulngate_core::{ImageRef, UnscannedReason};
 
@@ -216,8 +217,7 @@ impl Locator {
 }
 
 fn read_index(index: &Path, dir: &Path) -> Result<Vec<(ImageRef, PathBuf)>> {
-    let text = std::fs::read_to_string(index)
-        .with_context(|| format!("cannot read {}", index.display()))?;
+    let text = limits::read_to_string_capped(index, FileKind::Config)?;
     let map: BTreeMap<String, String> = serde_yaml_ng::from_str(&text).with_context(|| {
         format!(
             "{}: expected a mapping of image references to report file names",
@@ -262,8 +262,7 @@ impl ReportCache {
 
 /// Reads and parses one findings report. A file that is not a report is an error.
 pub fn load_report(path: &Path) -> Result<LoadedReport> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read report {}", path.display()))?;
+    let bytes = limits::read_capped(path, FileKind::Report).context("cannot read report")?;
     let parsed = findings::parse(&bytes)
         .with_context(|| format!("cannot parse report {}", path.display()))?;
     let report = match parsed {
@@ -290,8 +289,7 @@ pub fn load_report(path: &Path) -> Result<LoadedReport> {
 
 /// Reads one OpenVEX document.
 pub fn load_vex(path: &Path) -> Result<Vec<VexStatement>> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read VEX document {}", path.display()))?;
+    let bytes = limits::read_capped(path, FileKind::Report).context("cannot read VEX document")?;
     match findings::parse(&bytes)
         .with_context(|| format!("cannot parse VEX document {}", path.display()))?
     {

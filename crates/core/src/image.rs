@@ -50,6 +50,108 @@ pub fn is_valid_digest(d: &str) -> bool {
         })
 }
 
+/// Longest `registry/repository` accepted (the limit container runtimes apply).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// A tag per the OCI distribution spec: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+pub fn is_valid_tag(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c == b'-')
+}
+
+/// One repository path component per the OCI distribution spec:
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
+fn is_valid_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+    let mut i = 0;
+    loop {
+        // An alphanumeric run.
+        let start = i;
+        while i < b.len() && alnum(b[i]) {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+        if i == b.len() {
+            return true;
+        }
+        // A separator: '.', '_', '__' or one or more '-'.
+        match b[i] {
+            b'.' => i += 1,
+            b'_' => {
+                i += 1;
+                if i < b.len() && b[i] == b'_' {
+                    i += 1;
+                }
+            }
+            b'-' => {
+                while i < b.len() && b[i] == b'-' {
+                    i += 1;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// A repository name per the OCI distribution spec: components of [`is_valid_component`]
+/// separated by single `/`. So `..`, `a/../b`, `-a`, `a.` and `a//b` are refused.
+pub fn is_valid_repository(r: &str) -> bool {
+    !r.is_empty() && r.len() <= MAX_NAME_LEN && r.split('/').all(is_valid_component)
+}
+
+/// A registry `host[:port]`: DNS labels (`[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?`) joined by
+/// `.`, or a bracketed IPv6 address, then an optional decimal port 1..=65535.
+pub fn is_valid_registry_host(h: &str) -> bool {
+    let (host, port) = if let Some(rest) = h.strip_prefix('[') {
+        let Some((v6, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after {
+            "" => return true,
+            p => match p.strip_prefix(':') {
+                Some(p) => ("", Some(p)),
+                None => return false,
+            },
+        }
+    } else {
+        match h.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (h, None),
+        }
+    };
+    if let Some(p) = port {
+        let ok = !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n));
+        if !ok {
+            return false;
+        }
+    }
+    if h.starts_with('[') {
+        return true;
+    }
+    let label = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+    };
+    !host.is_empty() && host.len() <= 253 && host.split('.').all(label)
+}
+
 /// Whether `s` has a whitespace or control character (Unicode's `White_Space`, `Cc`).
 fn has_space_or_control(s: &str) -> bool {
     if s.is_ascii() {
@@ -94,23 +196,29 @@ impl ImageRef {
             None => (name_tag, None),
         };
         if let Some(t) = tag {
-            let ok = !t.is_empty()
-                && t.len() <= 128
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
-                && t.as_bytes()[0] != b'.'
-                && t.as_bytes()[0] != b'-';
-            if !ok {
-                return Err(err("invalid tag"));
+            if !is_valid_tag(t) {
+                return Err(err(
+                    "tag must match [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127} (OCI distribution spec)",
+                ));
             }
         }
         if name.is_empty() {
             return Err(err("empty repository name"));
         }
+        if name.len() > MAX_NAME_LEN {
+            return Err(err(
+                "name (registry and repository) is longer than 255 characters",
+            ));
+        }
         let (registry, repository) = match name.split_once('/') {
             Some((first, rest))
                 if first.contains('.') || first.contains(':') || first == "localhost" =>
             {
+                if !is_valid_registry_host(first) {
+                    return Err(err(
+                        "registry must be a host name or IP address with an optional :port",
+                    ));
+                }
                 (first.to_string(), rest.to_string())
             }
             _ => (DEFAULT_REGISTRY.to_string(), name.to_string()),
@@ -120,20 +228,10 @@ impl ImageRef {
         } else {
             registry
         };
-        if repository.is_empty()
-            || repository.split('/').any(|c| {
-                c.is_empty()
-                    || !c.bytes().all(|b| {
-                        b.is_ascii_lowercase()
-                            || b.is_ascii_digit()
-                            || b == b'.'
-                            || b == b'_'
-                            || b == b'-'
-                    })
-            })
-        {
+        if !is_valid_repository(&repository) {
             return Err(err(
-                "repository must be lowercase path components of [a-z0-9._-]",
+                "repository must be '/'-separated components of lowercase letters and digits \
+                 joined by '.', '_', '__' or dashes (OCI distribution spec)",
             ));
         }
         let repository = if registry == DEFAULT_REGISTRY && !repository.contains('/') {
@@ -261,11 +359,61 @@ mod tests {
     #[case("nginx@sha256:abc")]
     #[case("nginx latest")]
     #[case("a//b")]
+    #[case("a/../../admin")]
+    #[case("127.0.0.1:5000/a/../../admin:1")]
+    #[case("ghcr.io/../admin")]
+    #[case("ghcr.io/a/./b")]
+    #[case("ghcr.io/-a")]
+    #[case("ghcr.io/a-")]
+    #[case("ghcr.io/a..b")]
+    #[case("ghcr.io/a___b")]
+    #[case("ghcr.io/a/")]
+    #[case("ghcr.io/.a")]
+    #[case("../x")]
+    #[case("evil..com/x")]
+    #[case("a_b.com/x")]
+    #[case("-a.com/x")]
+    #[case("127.0.0.1:99999/x")]
+    #[case("127.0.0.1:0/x")]
+    #[case("127.0.0.1:/x")]
+    #[case("[::1/x")]
+    #[case("[zz]:5000/x")]
+    #[case("ghcr.io/a:.v1")]
+    #[case("ghcr.io/a:-v1")]
+    #[case("ghcr.io/a:v%2f")]
+    #[case("ghcr.io/a?x=1")]
+    #[case("ghcr.io/a#x")]
+    #[case("ghcr.io/a%2e%2e/b")]
     fn rejects_bad_references(#[case] input: &str) {
         assert!(
             ImageRef::parse(input).is_err(),
             "{input:?} should be rejected"
         );
+    }
+
+    #[rstest]
+    #[case("ghcr.io/a__b/c---d/e.f_g:V_1.0-x", "a__b/c---d/e.f_g")]
+    #[case("[::1]:5000/app:v1", "app")]
+    #[case("localhost:5000/a0/b1", "a0/b1")]
+    #[case("my-reg.example.com/x", "x")]
+    fn accepts_spec_names(#[case] input: &str, #[case] repository: &str) {
+        let r = ImageRef::parse(input).unwrap();
+        assert_eq!(r.repository, repository);
+    }
+
+    #[test]
+    fn spec_grammar_limits() {
+        let tag = format!("ghcr.io/a:_{}", "x".repeat(127));
+        assert!(ImageRef::parse(&tag).is_ok());
+        let tag = format!("ghcr.io/a:_{}", "x".repeat(128));
+        assert!(ImageRef::parse(&tag).is_err());
+        let long = format!("ghcr.io/{}", "a".repeat(255 - 8));
+        assert!(ImageRef::parse(&long).is_ok());
+        let long = format!("ghcr.io/{}", "a".repeat(256 - 8));
+        let e = ImageRef::parse(&long).unwrap_err();
+        assert!(e.reason.contains("255"), "{e}");
+        let e = ImageRef::parse("a/../../admin").unwrap_err();
+        assert!(e.to_string().contains("OCI distribution spec"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! vulngate's pure core: the rule model, the findings parsers, VEX, and the engine that
-//! decides allow / audit / deny for an image. No IO, no async: everything here is a
-//! deterministic function of its inputs.
+//! decides allow / audit / deny for an image. No network IO, no async: everything here is a
+//! deterministic function of its inputs (the only IO: capped reads of local files, `limits`).
 #![forbid(unsafe_code)]
 
 pub mod cel;
@@ -8,6 +8,7 @@ pub mod engine;
 pub mod exploit;
 pub mod findings;
 pub mod image;
+pub mod limits;
 pub mod model;
 pub mod rules;
 pub mod vex;

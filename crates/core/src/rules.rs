@@ -821,7 +821,13 @@ impl RuleSet {
         };
         let mut rules = Vec::new();
         for f in &files {
-            let text = std::fs::read_to_string(f).map_err(|e| io_err(f, e))?;
+            let text = crate::limits::read_to_string_capped(f, crate::limits::FileKind::Config)
+                .map_err(|e| RuleError {
+                    location: Some(f.display().to_string()),
+                    rule: None,
+                    path: String::new(),
+                    message: e.to_string(),
+                })?;
             rules.extend(Self::parse_yaml(&text, &f.display().to_string())?);
         }
         RuleSet::new(rules)

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use serde::Deserialize;
 
+use vulngate_core::limits::{read_capped, read_to_string_capped, FileKind};
+
 use crate::config::AuthConfig;
 use crate::error::{Error, Result};
 
@@ -104,25 +106,17 @@ impl Credentials {
     pub(crate) fn load(cfg: &AuthConfig) -> Result<Credentials> {
         let mut by_host = HashMap::new();
         if let Some(path) = &cfg.docker_config {
-            let bytes = std::fs::read(path).map_err(|e| {
-                Error::Config(format!(
-                    "auth.dockerConfig: reading {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let bytes = read_capped(path, FileKind::Config)
+                .map_err(|e| Error::Config(format!("auth.dockerConfig: {e}")))?;
             by_host = parse_docker_config(&bytes)
                 .map_err(|e| Error::Config(format!("auth.dockerConfig {}: {e}", path.display())))?;
         }
         for b in &cfg.basic {
             let password = match (&b.password, &b.password_file) {
                 (Some(p), None) => p.clone(),
-                (None, Some(f)) => std::fs::read_to_string(f)
+                (None, Some(f)) => read_to_string_capped(f, FileKind::Config)
                     .map_err(|e| {
-                        Error::Config(format!(
-                            "auth.basic[{}]: reading passwordFile {}: {e}",
-                            b.registry,
-                            f.display()
-                        ))
+                        Error::Config(format!("auth.basic[{}]: passwordFile: {e}", b.registry,))
                     })?
                     .trim_end_matches(['\r', '\n'])
                     .to_string(),

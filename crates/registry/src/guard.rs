@@ -17,25 +17,86 @@ use reqwest::Url;
 use crate::config::RegistryConfig;
 use crate::error::{Error, Result};
 
+/// An exact `host[:port]` entry (insecureRegistries, wildcard-free allowHosts). Without a port
+/// it stands for the scheme's default port only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HostPort {
+    /// Lowercase, as `Url::host_str` gives it (IPv6 in brackets).
+    host: String,
+    port: Option<u16>,
+}
+
+impl HostPort {
+    fn parse(s: &str) -> Option<HostPort> {
+        let s = s.to_ascii_lowercase();
+        if !vulngate_core::image::is_valid_registry_host(&s) {
+            return None;
+        }
+        let (host, port) = match s.strip_prefix('[') {
+            Some(rest) => {
+                let (v6, after) = rest.split_once(']')?;
+                (format!("[{v6}]"), after.strip_prefix(':'))
+            }
+            None => match s.split_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (s.clone(), None),
+            },
+        };
+        let port = match port {
+            Some(p) => Some(p.parse().ok()?),
+            None => None,
+        };
+        Some(HostPort { host, port })
+    }
+
+    /// Whether a URL's `host` and explicit `port` (`None`: the scheme's `default`) are this one.
+    fn matches(&self, host: &str, port: Option<u16>, default: Option<u16>) -> bool {
+        self.host == host
+            && match (self.port, port) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a == b,
+                (Some(a), None) => Some(a) == default,
+                (None, Some(b)) => Some(b) == default,
+            }
+    }
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// The `host`, explicit `port` and the scheme's default port of a URL (lowercase host).
+fn url_parts(url: &Url) -> (String, Option<u16>, Option<u16>) {
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let default = match url.scheme() {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    };
+    (host, url.port(), default)
+}
+
+fn display(host: &str, port: Option<u16>) -> String {
+    match port {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Guard {
     allow: Vec<Pattern>,
     deny: Vec<Pattern>,
-    /// Hosts (`host` or `host:port`, lowercase) reached over plain HTTP.
-    insecure: Vec<String>,
-    /// Host names (no port) that may resolve to loopback: exact insecure or allow entries.
-    loopback_ok: Vec<String>,
-}
-
-fn host_only(h: &str) -> &str {
-    // `[::1]:5000` -> `[::1]`, `a:5000` -> `a`
-    if let Some(rest) = h.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match h.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => h,
-    }
+    /// Registries reached over plain HTTP: exactly this host and port.
+    insecure: Vec<HostPort>,
+    /// Entries (exact insecure or allow entries) whose host may be a loopback address, on
+    /// exactly their port.
+    loopback_ok: Vec<HostPort>,
 }
 
 impl Guard {
@@ -48,16 +109,26 @@ impl Guard {
                 })
                 .collect()
         };
-        let insecure: Vec<String> = cfg
+        let insecure = cfg
             .insecure_registries
             .iter()
-            .map(|h| h.to_ascii_lowercase())
-            .collect();
+            .map(|h| {
+                HostPort::parse(h).ok_or_else(|| {
+                    Error::Config(format!(
+                        "insecureRegistries: {h:?} is not a registry HOST or HOST:PORT (no scheme, path or wildcard)"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let loopback_ok = insecure
             .iter()
-            .chain(cfg.allow_hosts.iter())
-            .filter(|h| !h.contains(['*', '?', '[']))
-            .map(|h| host_only(&h.to_ascii_lowercase()).to_string())
+            .cloned()
+            .chain(
+                cfg.allow_hosts
+                    .iter()
+                    .filter(|h| !h.contains(['*', '?', '[']))
+                    .filter_map(|h| HostPort::parse(h)),
+            )
             .collect();
         Ok(Guard {
             allow: pats(&cfg.allow_hosts)?,
@@ -67,62 +138,112 @@ impl Guard {
         })
     }
 
+    /// Whether the registry `host[:port]` (as in an image reference) is reached over plain HTTP:
+    /// exactly this host and port are listed in insecureRegistries.
     pub fn is_insecure(&self, host_port: &str) -> bool {
-        let h = host_port.to_ascii_lowercase();
-        self.insecure.contains(&h)
+        match HostPort::parse(host_port) {
+            Some(hp) => self
+                .insecure
+                .iter()
+                .any(|e| e.matches(&hp.host, hp.port, Some(80))),
+            None => false,
+        }
     }
 
-    /// Host patterns: deny first, then the allow list (if any). `host_port` as in the URL.
-    pub fn check_host(&self, host_port: &str) -> Result<()> {
-        let h = host_port.to_ascii_lowercase();
-        let bare = host_only(&h);
-        let hit = |p: &Pattern| p.matches(&h) || p.matches(bare);
-        if self.deny.iter().any(hit) {
+    fn insecure_url(&self, host: &str, port: Option<u16>, default: Option<u16>) -> bool {
+        self.insecure.iter().any(|e| e.matches(host, port, default))
+    }
+
+    /// Host patterns: deny first (a pattern matching the bare host or `host:port` denies), then
+    /// the allow list (if any), where host and port must both match: a pattern without a port
+    /// allows only the scheme's default port, `host:5000` only port 5000.
+    fn check_host(&self, host: &str, port: Option<u16>, default: Option<u16>) -> Result<()> {
+        let shown = display(host, port);
+        let mut candidates = vec![shown.clone()];
+        if port.is_none() {
+            if let Some(d) = default {
+                candidates.push(format!("{host}:{d}"));
+            }
+        }
+        let hit = |p: &Pattern| candidates.iter().any(|c| p.matches(c));
+        if self.deny.iter().any(|p| hit(p) || p.matches(host)) {
             return Err(Error::HostNotAllowed {
-                host: host_port.to_string(),
+                host: shown,
                 reason: "matches a denyHosts pattern".into(),
             });
         }
-        if !self.allow.is_empty() && !self.allow.iter().any(hit) && !self.is_insecure(&h) {
+        if !self.allow.is_empty()
+            && !self.allow.iter().any(hit)
+            && !self.insecure_url(host, port, default)
+        {
             return Err(Error::HostNotAllowed {
-                host: host_port.to_string(),
-                reason: "matches no allowHosts pattern".into(),
+                host: shown,
+                reason: "matches no allowHosts pattern (host and port must both match)".into(),
             });
         }
         Ok(())
     }
 
-    /// Checks a URL before it is requested (also each redirect target).
+    /// Checks a URL before it is requested (also each redirect target and token realm): scheme,
+    /// host patterns, and for hosts that may be loopback, the exact host and port.
     pub fn check_url(&self, url: &Url) -> Result<()> {
-        let host = url.host_str().unwrap_or_default().to_string();
-        let host_port = match url.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.clone(),
-        };
+        let (host, port, default) = url_parts(url);
+        let shown = display(&host, port);
         match url.scheme() {
             "https" => {}
-            "http" if self.is_insecure(&host_port) || self.is_insecure(&host) => {}
+            "http" if self.insecure_url(&host, port, default) => {}
             s => {
                 return Err(Error::HostNotAllowed {
-                    host: host_port,
+                    host: shown,
                     reason: format!(
-                        "scheme {s} not allowed (plain HTTP only for insecureRegistries)"
+                        "scheme {s} not allowed (plain HTTP only for insecureRegistries, host and port exactly)"
                     ),
                 })
             }
         }
-        self.check_host(&host_port)?;
+        self.check_host(&host, port, default)?;
+        let exact = self
+            .loopback_ok
+            .iter()
+            .any(|e| e.matches(&host, port, default));
         let literal = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = literal.parse::<IpAddr>() {
-            self.check_ip(&host, ip)?;
+        let ip = literal.parse::<IpAddr>().ok();
+        // A name on the list may resolve to loopback (the resolver cannot see the port), so only
+        // its listed port may be contacted; a loopback literal likewise.
+        let may_be_loopback = ip.is_none_or(is_loopback);
+        if !exact && may_be_loopback && self.loopback_ok.iter().any(|e| e.host == host) {
+            let listed: Vec<String> = self
+                .loopback_ok
+                .iter()
+                .filter(|e| e.host == host)
+                .map(|e| display(&e.host, e.port))
+                .collect();
+            return Err(Error::HostNotAllowed {
+                host: shown,
+                reason: format!(
+                    "only {} of this host is listed (host and port must both match)",
+                    listed.join(", ")
+                ),
+            });
+        }
+        if let Some(ip) = ip {
+            self.check_addr(&shown, ip, exact)?;
         }
         Ok(())
+    }
+
+    /// An address a DNS name resolved to (the port is not known here: [`Guard::check_url`]
+    /// checked it before the request).
+    pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<()> {
+        let h = host.to_ascii_lowercase();
+        let listed = self.loopback_ok.iter().any(|e| e.host == h);
+        self.check_addr(host, ip, listed)
     }
 
     /// Addresses never contacted, whatever the name: link-local (cloud metadata lives there),
     /// known metadata addresses, unspecified, multicast, broadcast; loopback unless the host is
     /// explicitly listed.
-    pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<()> {
+    fn check_addr(&self, host: &str, ip: IpAddr, loopback_listed: bool) -> Result<()> {
         let refuse = |reason: &str| {
             Err(Error::AddressRefused {
                 host: host.to_string(),
@@ -150,8 +271,10 @@ impl Guard {
                 if v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast() {
                     return refuse("not a unicast address");
                 }
-                if v4.is_loopback() && !self.loopback_allowed(host) {
-                    return refuse("loopback (list the host in insecureRegistries or allowHosts)");
+                if v4.is_loopback() && !loopback_listed {
+                    return refuse(
+                        "loopback (list this host:port in insecureRegistries or allowHosts)",
+                    );
                 }
             }
             IpAddr::V6(v6) => {
@@ -165,17 +288,14 @@ impl Guard {
                 if v6.is_unspecified() || v6.is_multicast() {
                     return refuse("not a unicast address");
                 }
-                if v6 == Ipv6Addr::LOCALHOST && !self.loopback_allowed(host) {
-                    return refuse("loopback (list the host in insecureRegistries or allowHosts)");
+                if v6 == Ipv6Addr::LOCALHOST && !loopback_listed {
+                    return refuse(
+                        "loopback (list this host:port in insecureRegistries or allowHosts)",
+                    );
                 }
             }
         }
         Ok(())
-    }
-
-    fn loopback_allowed(&self, host: &str) -> bool {
-        let h = host_only(&host.to_ascii_lowercase()).to_string();
-        self.loopback_ok.contains(&h)
     }
 }
 
@@ -225,11 +345,10 @@ mod tests {
     #[test]
     fn host_patterns_and_addresses() {
         let g = guard("insecureRegistries: ['127.0.0.1:5000']\nallowHosts: ['*.azurecr.io', 'localhost']\ndenyHosts: ['bad.azurecr.io']");
-        assert!(g.check_host("a.azurecr.io").is_ok());
-        assert!(g.check_host("bad.azurecr.io").is_err());
-        assert!(g.check_host("ghcr.io").is_err());
-        assert!(g.check_host("127.0.0.1:5000").is_ok());
         let u = |s: &str| Url::parse(s).expect("url");
+        assert!(g.check_url(&u("https://a.azurecr.io/v2/")).is_ok());
+        assert!(g.check_url(&u("https://bad.azurecr.io/v2/")).is_err());
+        assert!(g.check_url(&u("https://ghcr.io/v2/")).is_err());
         assert!(g.check_url(&u("http://127.0.0.1:5000/v2/")).is_ok());
         assert!(
             g.check_url(&u("http://a.azurecr.io/v2/")).is_err(),
@@ -246,6 +365,76 @@ mod tests {
         assert!(g.check_ip("a.azurecr.io", ip("fe80::1")).is_err());
         assert!(g.check_ip("a.azurecr.io", ip("fd00:ec2::254")).is_err());
         assert!(g.check_ip("a.azurecr.io", ip("10.1.2.3")).is_ok());
+    }
+
+    #[test]
+    fn host_and_port_must_both_match() {
+        let u = |s: &str| Url::parse(s).expect("url");
+        let g = guard("insecureRegistries: ['127.0.0.1:5000', 'localhost:5001']");
+        assert!(g.is_insecure("127.0.0.1:5000"));
+        assert!(!g.is_insecure("127.0.0.1:5002"));
+        assert!(!g.is_insecure("127.0.0.1"));
+        assert!(g.check_url(&u("http://127.0.0.1:5000/v2/")).is_ok());
+        // Another port of the same loopback address, over either scheme: refused.
+        for url in [
+            "http://127.0.0.1:5002/v2/",
+            "https://127.0.0.1:5002/v2/",
+            "https://127.0.0.1/v2/",
+            "http://localhost:5002/token",
+            "https://localhost:5002/token",
+        ] {
+            let e = g.check_url(&u(url)).expect_err(url).to_string();
+            assert!(
+                e.contains("host and port") || e.contains("loopback"),
+                "{url}: {e}"
+            );
+        }
+        assert!(g.check_url(&u("http://localhost:5001/v2/")).is_ok());
+        // A name on the loopback list resolves to loopback only for the listed entry's port:
+        // another port of it is refused before DNS.
+        let e = g
+            .check_url(&u("https://localhost:6000/v2/"))
+            .expect_err("port")
+            .to_string();
+        assert!(e.contains("only localhost:5001"), "{e}");
+
+        // allowHosts: a pattern without a port is the default port only.
+        let g = guard(
+            "allowHosts: ['registry.example.com', 'other.example.com:8443', 'wild.example.com:*']",
+        );
+        assert!(g.check_url(&u("https://registry.example.com/v2/")).is_ok());
+        assert!(g
+            .check_url(&u("https://registry.example.com:443/v2/"))
+            .is_ok());
+        assert!(g
+            .check_url(&u("https://registry.example.com:8443/v2/"))
+            .is_err());
+        assert!(g
+            .check_url(&u("https://other.example.com:8443/v2/"))
+            .is_ok());
+        assert!(g.check_url(&u("https://other.example.com/v2/")).is_err());
+        assert!(g.check_url(&u("https://wild.example.com:9000/v2/")).is_ok());
+        // Exact allow entries of loopback hosts: that port only.
+        let g = guard("allowHosts: ['127.0.0.1:7000']");
+        assert!(g.check_url(&u("https://127.0.0.1:7000/v2/")).is_ok());
+        assert!(g.check_url(&u("https://127.0.0.1:7001/v2/")).is_err());
+        // denyHosts still deny every port of a bare host.
+        let g = guard("denyHosts: ['evil.example.com']");
+        assert!(g
+            .check_url(&u("https://evil.example.com:8443/v2/"))
+            .is_err());
+        // Malformed insecure entries are a configuration error.
+        for bad in [
+            "'http://127.0.0.1:5000'",
+            "'127.0.0.1:99999'",
+            "'a/b'",
+            "'*.x'",
+        ] {
+            let cfg =
+                serde_yaml_ng::from_str(&format!("insecureRegistries: [{bad}]")).expect("yaml");
+            let e = Guard::new(&cfg).expect_err(bad).to_string();
+            assert!(e.contains("insecureRegistries"), "{bad}: {e}");
+        }
     }
 
     #[tokio::test]

@@ -85,12 +85,9 @@ impl Transport {
         let default_client = build_client(&guard, timeout, None)?;
         let mut ca_clients = HashMap::new();
         for (host, path) in &cfg.ca_bundles {
-            let pem = std::fs::read(path).map_err(|e| {
-                Error::Config(format!(
-                    "caBundles[{host}]: reading {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let pem =
+                vulngate_core::limits::read_capped(path, vulngate_core::limits::FileKind::Config)
+                    .map_err(|e| Error::Config(format!("caBundles[{host}]: {e}")))?;
             let c = build_client(&guard, timeout, Some(&pem))
                 .map_err(|e| Error::Config(format!("caBundles[{host}]: {e}")))?;
             ca_clients.insert(host.to_ascii_lowercase(), c);
@@ -122,7 +119,18 @@ impl Transport {
         } else {
             registry.to_ascii_lowercase()
         };
-        self.guard.check_host(&host)?;
+        if !vulngate_core::image::is_valid_registry_host(&host) {
+            return Err(Error::Invalid {
+                what: format!("image reference {registry:?}"),
+                reason: "registry is not a host name or IP address with an optional :port".into(),
+            });
+        }
+        if !vulngate_core::image::is_valid_repository(repository) {
+            return Err(Error::Invalid {
+                what: format!("image reference {registry}/{repository:?}"),
+                reason: "repository name does not match the OCI distribution spec grammar".into(),
+            });
+        }
         let scheme = if self.guard.is_insecure(&host) {
             "http"
         } else {
@@ -130,6 +138,7 @@ impl Transport {
         };
         let base = Url::parse(&format!("{scheme}://{host}/"))
             .map_err(|e| Error::Config(format!("registry {registry:?}: {e}")))?;
+        self.guard.check_url(&base)?;
         let client = self.ca_clients.get(&host).unwrap_or(&self.default_client);
         // Tokens obtained with per-call credentials are cached under those credentials only
         // (a fingerprint of them), never shared with lookups that lack them.
@@ -328,6 +337,22 @@ fn status_error(what: &str, resp: &reqwest::Response) -> Error {
             what,
             status: s.as_u16(),
         },
+    }
+}
+
+/// A manifest reference (tag or digest) must match the distribution spec before it becomes
+/// part of a URL path (a hostile index could name `../../admin`).
+fn check_reference(what: &str, reference: &str) -> Result<()> {
+    if vulngate_core::image::is_valid_tag(reference)
+        || vulngate_core::image::is_valid_digest(reference)
+    {
+        Ok(())
+    } else {
+        Err(Error::Invalid {
+            what: what.to_string(),
+            reason: "reference is neither a tag nor a sha256/sha512 digest (OCI distribution spec)"
+                .into(),
+        })
     }
 }
 
@@ -547,6 +572,7 @@ impl Repo<'_> {
         limit: u64,
     ) -> Result<Fetched> {
         let what = format!("manifest {}@{reference}", self.name);
+        check_reference(&what, reference)?;
         let url = self.url(&format!("manifests/{reference}"))?;
         let mut h = HeaderMap::new();
         h.insert(
@@ -650,6 +676,12 @@ impl Repo<'_> {
         max: usize,
     ) -> Result<Option<Vec<Descriptor>>> {
         let what = format!("referrers of {}@{digest}", self.name);
+        if !vulngate_core::image::is_valid_digest(digest) {
+            return Err(Error::Invalid {
+                what,
+                reason: "not a sha256/sha512 digest".into(),
+            });
+        }
         let known_absent = self
             .t
             .no_referrers_api
@@ -735,6 +767,12 @@ impl Repo<'_> {
     /// PUT a blob (monolithic upload: POST then PUT), unless it exists already.
     pub async fn push_blob(&self, bytes: &[u8], digest: &str) -> Result<()> {
         let what = format!("blob {}@{digest}", self.name);
+        if !vulngate_core::image::is_valid_digest(digest) {
+            return Err(Error::Invalid {
+                what,
+                reason: "not a sha256/sha512 digest".into(),
+            });
+        }
         let head = self.url(&format!("blobs/{digest}"))?;
         match self
             .send(Method::HEAD, head, HeaderMap::new(), None, &what)
@@ -785,6 +823,7 @@ impl Repo<'_> {
         reference: &str,
     ) -> Result<Option<String>> {
         let what = format!("manifest {}@{reference}", self.name);
+        check_reference(&what, reference)?;
         let url = self.url(&format!("manifests/{reference}"))?;
         let mut h = HeaderMap::new();
         h.insert(

@@ -431,9 +431,13 @@ impl Config {
     /// Reads and validates a `vulngate.yaml`. Relative paths in it are resolved against the
     /// file's directory.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+        let text = vulngate_core::limits::read_to_string_capped(
+            path,
+            vulngate_core::limits::FileKind::Config,
+        )
+        .map_err(|e| Error::Config {
             location: path.display().to_string(),
-            message: format!("cannot read: {e}"),
+            message: e.to_string(),
         })?;
         let mut cfg = Config::parse(&text, &path.display().to_string())?;
         if let Some(base) = path.parent() {
