@@ -209,7 +209,7 @@ if [[ -n $PUSH ]]; then
   trap 'rm -rf "$SBOM_DIR"' EXIT
   log "SBOM: cargo cyclonedx (vulngate's crates) + the Debian packages"
   (cd "$ROOT" && cargo cyclonedx --format json --spec-version 1.5 --target "$RUST_TARGET" \
-    --describe binaries --override-filename vulngate-sbom -q) >&2
+    --override-filename vulngate-sbom -q) >&2
   cdx=$(find "$ROOT/crates/cli" -maxdepth 1 -name 'vulngate-sbom*.json' | head -n1)
   [[ -n $cdx ]] || die "cargo cyclonedx wrote no SBOM for crates/cli"
   python3 "$ROOT/scripts/oci-image.py" --sbom "$cdx" --epoch "$EPOCH" --digest "$DIGEST" \
