@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Release build of vulngate with profile-guided optimisation (PGO): the build for production.
 #
-#   scripts/build-pgo.sh        -> target/pgo/release/vulngate (and examples/fixed_response)
+#   scripts/build-pgo.sh        -> target/pgo/dist/vulngate (and examples/fixed_response)
+#
+# Builds the `dist` cargo profile (fat LTO, one codegen unit, stripped); scripts/build-image.sh
+# uses the profile it leaves in target/pgo-profiles when it builds the image.
 #
 # 1. builds vulngate and the benchmark's baseline server (examples/fixed_response) instrumented
 #    (`-Cprofile-generate`, in target/pgo-generate);
@@ -69,7 +72,7 @@ log "llvm-profdata: $PROFDATA (rustc's LLVM: $RUSTC_LLVM)"
 log "instrumented build (target/pgo-generate)"
 rm -rf "$PROF/build" # profiles of build scripts run during the build: not used
 (cd "$ROOT" && CARGO_TARGET_DIR="$GEN" RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$PROF/build" \
-  cargo build --release --locked "${PACKAGES[@]}") >&2
+  cargo build --profile dist --locked "${PACKAGES[@]}") >&2
 
 # ---- 2. training -------------------------------------------------------------------------------
 rm -rf "$PROF/train" "$PROF/train-run"
@@ -77,7 +80,7 @@ mkdir -p "$PROF/train"
 log "training run (scripts/bench-webhook.sh on the instrumented binaries; log: $PROF/train.log)"
 # %m: the binary's signature, %p: the process. Every server of the run writes its profile when it
 # exits (the bench script ends them with SIGTERM).
-if ! env LLVM_PROFILE_FILE="$PROF/train/%m-%p.profraw" BENCH_BIN_DIR="$GEN/release" \
+if ! env LLVM_PROFILE_FILE="$PROF/train/%m-%p.profraw" BENCH_BIN_DIR="$GEN/dist" \
   BENCH_OUT="$PROF/train-run" BENCH_IMAGES="${PGO_TRAIN_IMAGES:-500}" BENCH_DURATION=5s \
   BENCH_ROUNDS=1 BENCH_COLD_CONNECTIONS=2 BENCH_COLD_DURATION=5s BENCH_REFERENCES="skip kube" \
   "$ROOT/scripts/bench-webhook.sh" >"$PROF/train.log" 2>&1; then
@@ -102,6 +105,6 @@ log "profile: $PROFILE (from ${#RAW[@]} processes)"
 # ---- 4. optimised build ------------------------------------------------------------------------
 log "optimised build (target/pgo)"
 (cd "$ROOT" && CARGO_TARGET_DIR="$USE" RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$PROFILE" \
-  cargo build --release --locked "${PACKAGES[@]}") >&2
-log "built: $USE/release/vulngate"
-echo "$USE/release/vulngate"
+  cargo build --profile dist --locked "${PACKAGES[@]}") >&2
+log "built: $USE/dist/vulngate"
+echo "$USE/dist/vulngate"

@@ -61,6 +61,12 @@ EXPECT[golang-k8s-apiserver-dev]='0.36.*'
 EXPECT[golang-k8s-client-go-dev]='0.36.*'
 EXPECT[apiserver-harness]='source-hash'
 FERRO_VERSION=1.0.0   # crates.io; builds with --locked (about 2-3 min on 2 cores)
+# ---- release image (begin): cargo-cyclonedx (crates.io, the image's SBOM) and the Debian bookworm
+# packages of the image's root filesystem (scripts/build-image.sh --fetch-debs: image-debs/)
+CDX_VERSION=0.5.9
+EXPECT[cargo-cyclonedx]=$CDX_VERSION
+EXPECT[image-debs]='libc6=2.36-*'
+# ---- release image (end)
 SYS_TOOLS=(wrk hey hyperfine)   # bookworm, system apt
 PG_BIN=/usr/lib/postgresql/15/bin   # bookworm `postgresql` (15), system apt; tests use these three
 PG_TOOLS=(initdb postgres pg_ctl)
@@ -126,6 +132,16 @@ ferro_version() {
   [[ -x "$CARGO_ROOT/bin/ferro-oci-server" ]] || return 0
   CARGO_NET_OFFLINE=true cargo install --list --root "$CARGO_ROOT" 2>/dev/null \
     | awk '$1=="ferro-oci-server"{sub(/^v/, "", $2); sub(/:$/, "", $2); print $2}'
+}
+
+# release image
+cdx_version() {
+  [[ -x "$CARGO_ROOT/bin/cargo-cyclonedx" ]] || return 0
+  CARGO_NET_OFFLINE=true cargo install --list --root "$CARGO_ROOT" 2>/dev/null \
+    | awk '$1=="cargo-cyclonedx"{sub(/^v/, "", $2); sub(/:$/, "", $2); print $2}'
+}
+image_debs_version() {
+  VULNGATE_TOOLS_DIR="$CACHE" "$REPO_DIR/scripts/build-image.sh" --check-debs 2>/dev/null | tr ' ' ','
 }
 
 sys_version() {
@@ -417,6 +433,9 @@ probe_all() {
   # CRD API server
   for t in "${K8S_TOOLS[@]}"; do HAVE[$t]=$(k8s_version "$t"); SRC[$t]="debian-sid:$t(${K8S_BIN[$t]})"; done
   HAVE[crd-apiserver]=$(crd_version); SRC[crd-apiserver]="go build tests/crd-apiserver"
+  # release image
+  HAVE[cargo-cyclonedx]=$(cdx_version); SRC[cargo-cyclonedx]="crates.io:cargo-cyclonedx"
+  HAVE[image-debs]=$(image_debs_version); SRC[image-debs]="debian-bookworm:libc6,libgcc-s1,gcc-12-base,ca-certificates,tzdata"
 }
 
 missing_sid=() missing_ferro=() missing_sys=() wrong_sys=() missing_go=() missing_harness=()
@@ -431,6 +450,8 @@ classify() {
   for t in "${SID_TOOLS[@]}"; do matches "${HAVE[$t]}" "${EXPECT[$t]}" || missing_sid+=("$t"); done
   for t in "${K8S_TOOLS[@]}"; do matches "${HAVE[$t]}" "${EXPECT[$t]}" || missing_sid+=("$t"); done   # CRD API server
   matches "${HAVE[ferro-oci-server]}" "${EXPECT[ferro-oci-server]}" || missing_ferro+=(ferro-oci-server)
+  matches "${HAVE[cargo-cyclonedx]}" "${EXPECT[cargo-cyclonedx]}" || missing_ferro+=(cargo-cyclonedx)   # release image
+  matches "${HAVE[image-debs]}" "${EXPECT[image-debs]}" || missing_ferro+=(image-debs)   # release image
   for t in "${SYS_TOOLS[@]}"; do
     if [[ -z "${HAVE[$t]}" ]]; then missing_sys+=("$t")
     elif ! matches "${HAVE[$t]}" "${EXPECT[$t]}"; then wrong_sys+=("$t")
@@ -447,6 +468,7 @@ link_bins() {
     [[ -x "$ROOT_DIR/usr/bin/$t" ]] && ln -sfn "../root/usr/bin/$t" "$BIN_DIR/$t"
   done
   [[ -x "$CARGO_ROOT/bin/ferro-oci-server" ]] && ln -sfn ../cargo/bin/ferro-oci-server "$BIN_DIR/ferro-oci-server"
+  [[ -x "$CARGO_ROOT/bin/cargo-cyclonedx" ]] && ln -sfn ../cargo/bin/cargo-cyclonedx "$BIN_DIR/cargo-cyclonedx"
   [[ -x "$HARNESS_BIN" ]] && ln -sfn ../go/bin/apiserver-harness "$BIN_DIR/apiserver-harness"
   # CRD API server
   for t in "${K8S_TOOLS[@]}"; do
@@ -466,7 +488,7 @@ write_stamps() {
     printf '# %-24s %-14s %-18s %s\n' tool expected installed source
     local go_tools=()
     ((WITH_GO)) && go_tools=("${GO_ROOTS[@]}" apiserver-harness crd-apiserver)
-    for t in "${SID_TOOLS[@]}" "${K8S_TOOLS[@]}" ferro-oci-server "${SYS_TOOLS[@]}" postgresql "${go_tools[@]}"; do
+    for t in "${SID_TOOLS[@]}" "${K8S_TOOLS[@]}" ferro-oci-server cargo-cyclonedx image-debs "${SYS_TOOLS[@]}" postgresql "${go_tools[@]}"; do
       printf '%-26s %-14s %-18s %s\n' "$t" "${EXPECT[$t]}" "${HAVE[$t]:--}" "${SRC[$t]}"
     done
   } >"$tmp"
@@ -526,7 +548,16 @@ fi
 
 mkdir -p "$CACHE"
 ((${#missing_sid[@]})) && install_sid_tools "${missing_sid[@]}"
-((${#missing_ferro[@]})) && install_ferro
+for t in "${missing_ferro[@]}"; do
+  case $t in
+    ferro-oci-server) install_ferro ;;
+    # release image
+    cargo-cyclonedx)
+      log "cargo install --locked cargo-cyclonedx $CDX_VERSION (a few minutes)"
+      cargo install --quiet --locked --root "$CARGO_ROOT" --version "$CDX_VERSION" cargo-cyclonedx >&2 ;;
+    image-debs) VULNGATE_TOOLS_DIR="$CACHE" "$REPO_DIR/scripts/build-image.sh" --fetch-debs >/dev/null ;;
+  esac
+done
 ((${#missing_sys[@]})) && install_sys_tools "${missing_sys[@]}"
 ((${#missing_go[@]})) && install_go
 if ((WITH_GO)); then

@@ -335,8 +335,10 @@ pub struct InstallArgs {
     /// Namespace to install into (a DNS label).
     #[arg(short = 'n', long, default_value = "vulngate", value_parser = parse_dns_label)]
     pub namespace: String,
-    /// Container image (by default this version's release image).
-    #[arg(long, default_value = concat!("ghcr.io/vulngate/vulngate:", env!("CARGO_PKG_VERSION")))]
+    /// Container image: by default this version's release image (`scripts/build-image.sh
+    /// --print-ref`); give your registry's copy, built and pushed with scripts/build-image.sh
+    /// --push REF (docs/install.md).
+    #[arg(long, default_value = install::RELEASE_IMAGE)]
     pub image: String,
     /// Webhook pods (with failurePolicy Fail, keep at least 2).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i32).range(1..=100))]

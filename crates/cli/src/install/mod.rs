@@ -56,6 +56,9 @@ pub const POLICY_REPORT_CRDS: &str =
 
 /// The name of the Service, ServiceAccount, Deployment and cluster RBAC objects.
 pub const NAME: &str = "vulngate";
+/// The release image `--image` defaults to: where `scripts/build-image.sh --print-ref` says this
+/// version is published (docs/install.md: build it and push it to your registry).
+pub const RELEASE_IMAGE: &str = concat!("ghcr.io/vulngate/vulngate:", env!("CARGO_PKG_VERSION"));
 const CONFIG_MAP: &str = "vulngate-config";
 const LEADER_ROLE: &str = "vulngate-leader-election";
 /// The default name of the TLS Secret.
@@ -997,11 +1000,21 @@ pub fn kustomize_files(rendered: &Rendered, command: &str) -> Result<Vec<(String
             None => files.push((d.file.to_string(), format!("{header}{text}"))),
         }
     }
-    let kustomization = serde_json::json!({
+    let mut kustomization = serde_json::json!({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "resources": files.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>(),
     });
+    // `images:` names the Deployment's image, so an overlay (or `kustomize edit set image`)
+    // points it at another registry's copy.
+    let image = rendered
+        .docs
+        .iter()
+        .find(|d| d.value["kind"] == "Deployment")
+        .and_then(|d| d.value["spec"]["template"]["spec"]["containers"][0]["image"].as_str());
+    if let Some(image) = image {
+        kustomization["images"] = serde_json::json!([kustomize_image(image)]);
+    }
     files.push((
         "kustomization.yaml".into(),
         format!(
@@ -1010,6 +1023,19 @@ pub fn kustomize_files(rendered: &Rendered, command: &str) -> Result<Vec<(String
         ),
     ));
     Ok(files)
+}
+
+/// A kustomize `images:` entry for a reference: its name, and its tag or digest.
+fn kustomize_image(image: &str) -> serde_json::Value {
+    if let Some((name, digest)) = image.split_once('@') {
+        return serde_json::json!({ "name": name, "digest": digest });
+    }
+    match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => {
+            serde_json::json!({ "name": name, "newTag": tag })
+        }
+        _ => serde_json::json!({ "name": image }),
+    }
 }
 
 /// The command line that regenerates `deploy/base`.
