@@ -34,6 +34,7 @@ fn context() -> RequestContext {
             .into_iter()
             .collect(),
         user: None,
+        groups: Vec::new(),
     }
 }
 

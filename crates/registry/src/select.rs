@@ -228,6 +228,7 @@ mod tests {
                     package: Package::default(),
                     fixed_versions: Vec::new(),
                     fix_state: Default::default(),
+                    published: None,
                 })
                 .collect(),
             vex: Vec::new(),
