@@ -406,7 +406,7 @@ fn install_default_image_is_the_build_scripts_release_reference() {
         concat!("ghcr.io/vulngate/vulngate:", env!("CARGO_PKG_VERSION"))
     );
     let out = Command::new(env!("CARGO_BIN_EXE_vulngate"))
-        .arg("install")
+        .args(["install", "--allow-unsigned-reports"])
         .output()
         .unwrap();
     assert!(
