@@ -62,6 +62,7 @@ fn signed_config(host: &str, notation: Option<PathBuf>, cosign: Option<PathBuf>)
         }),
         cosign: cosign.map(|k| CosignTrust {
             public_keys: vec![k],
+            keyless: None,
         }),
     });
     cfg

@@ -191,7 +191,39 @@ pub struct NotationTrust {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CosignTrust {
     /// PEM public keys (`cosign.pub`: ECDSA P-256/P-384, RSA or Ed25519).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub public_keys: Vec<PathBuf>,
+    /// Keyless signatures (Fulcio certificate, Rekor entry), verified offline against a trusted
+    /// root file, from the identities listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyless: Option<KeylessTrust>,
+}
+
+/// `cosign.keyless` of a trust policy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KeylessTrust {
+    /// A Sigstore `trusted_root.json` (`application/vnd.dev.sigstore.trustedroot+json;version=0.1`):
+    /// the Fulcio certificate authorities and Rekor logs trusted, with their validity windows.
+    pub trusted_root: PathBuf,
+    /// Certificate identities that may sign for the scope (at least one): the OIDC issuer
+    /// (`issuer` or `issuerRegExp`) and the certificate's subject, a SAN URI or email (`subject`
+    /// or `subjectRegExp`). Patterns must match the whole value.
+    pub identities: Vec<KeylessIdentity>,
+}
+
+/// One accepted keyless certificate identity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KeylessIdentity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_reg_exp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_reg_exp: Option<String>,
 }
 
 /// Durations as `500ms`, `3s`, `2m` (or a bare number of seconds).
@@ -295,12 +327,33 @@ trustPolicies:
     require: all
     notation: { trustStore: [/roots.pem] }
     cosign: { publicKeys: [/cosign.pub] }
+  - scope: "r.io/ci/*"
+    cosign:
+      keyless:
+        trustedRoot: /trusted_root.json
+        identities:
+          - { issuer: "https://token.actions.githubusercontent.com", subject: "https://github.com/org/repo/.github/workflows/scan.yml@refs/heads/main" }
+          - { issuer: "https://accounts.google.com", subjectRegExp: ".*@example.com" }
 "#;
         let c: RegistryConfig = serde_yaml_ng::from_str(y).expect("parses");
         assert_eq!(c.timeouts.request, Duration::from_millis(500));
         assert_eq!(c.limits.manifest_bytes, 1000);
         assert_eq!(c.limits.max_referrers, 512);
         assert_eq!(c.trust_policies[0].require, Some(Require::All));
+        let keyless = c.trust_policies[1]
+            .cosign
+            .as_ref()
+            .and_then(|c| c.keyless.as_ref())
+            .expect("keyless");
+        assert_eq!(keyless.identities.len(), 2);
+        assert_eq!(
+            keyless.identities[1].subject_reg_exp.as_deref(),
+            Some(".*@example.com")
+        );
+        assert!(serde_yaml_ng::from_str::<RegistryConfig>(
+            "trustPolicies: [{ scope: '*', cosign: { keyless: { trustedRoot: /r, identities: [{ issuer: i, subjectRegex: s }] } } }]"
+        )
+        .is_err());
         assert!(format!("{:?}", c.auth).contains("<redacted>"));
         assert!(!format!("{:?}", c.auth).contains("password: Some(\"p\")"));
         let err = serde_yaml_ng::from_str::<RegistryConfig>("limits: { manifestByte: 1 }")

@@ -23,6 +23,7 @@ pub mod config;
 mod error;
 mod guard;
 mod http;
+pub mod keyless;
 mod lookup;
 pub mod oci;
 mod select;
@@ -142,12 +143,13 @@ impl RegistryClient {
                 .as_ref()
                 .map(|c| c.public_keys.clone())
                 .unwrap_or_default();
-            let trust = TrustMaterial::load(
+            let trust = TrustMaterial::load_with_keyless(
                 &roots,
                 &identities,
                 &keys,
                 p.notation.is_some(),
                 p.cosign.is_some(),
+                p.cosign.as_ref().and_then(|c| c.keyless.as_ref()),
             )
             .map_err(|e| Error::Config(format!("trustPolicies[{i}]: {e}")))?;
             let has = trust.has_notation || trust.has_cosign;

@@ -602,8 +602,14 @@ impl RegistryClient {
         let mut content = content;
         if policy.trust.has_cosign {
             let r = if is_bundle {
-                verify::verify_cosign_bundle(blob, &policy.trust.cosign_keys, &c.subject)
-                    .map(|st| {
+                verify::verify_cosign_bundle_with(
+                    blob,
+                    &policy.trust.cosign_keys,
+                    policy.trust.cosign_keyless.as_ref(),
+                    &c.subject,
+                    Utc::now(),
+                )
+                .map(|st| {
                         content = st.envelope_json.clone();
                         format!("cosign: attestation signed by {}", st.key)
                     })
@@ -777,7 +783,13 @@ impl RegistryClient {
                     continue;
                 }
             };
-            match verify::verify_cosign_bundle(&blob, keys, target.digest) {
+            match verify::verify_cosign_bundle_with(
+                &blob,
+                keys,
+                policy.trust.cosign_keyless.as_ref(),
+                target.digest,
+                Utc::now(),
+            ) {
                 Ok(st) if st.predicate_type == oci::COSIGN_SIGN_PREDICATE => {
                     return Ok(format!("cosign: signature {digest} by {}", st.key))
                 }

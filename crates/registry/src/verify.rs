@@ -83,6 +83,8 @@ pub struct TrustMaterial {
     /// Which signing certificates (below the roots) may sign for the policy's scope.
     pub notation_identities: TrustedIdentities,
     pub cosign_keys: Vec<CosignKey>,
+    /// cosign keyless: the trusted root and the certificate identities accepted.
+    pub cosign_keyless: Option<crate::keyless::KeylessPolicy>,
     pub has_notation: bool,
     pub has_cosign: bool,
 }
@@ -94,6 +96,18 @@ impl TrustMaterial {
         keys: &[PathBuf],
         notation: bool,
         cosign: bool,
+    ) -> Result<TrustMaterial> {
+        TrustMaterial::load_with_keyless(roots, identities, keys, notation, cosign, None)
+    }
+
+    /// [`TrustMaterial::load`] with cosign keyless material (`cosign.keyless`).
+    pub fn load_with_keyless(
+        roots: &[PathBuf],
+        identities: &[String],
+        keys: &[PathBuf],
+        notation: bool,
+        cosign: bool,
+        keyless: Option<&crate::config::KeylessTrust>,
     ) -> Result<TrustMaterial> {
         let mut m = TrustMaterial {
             has_notation: notation,
@@ -135,11 +149,49 @@ impl TrustMaterial {
                 "notation.trustStore lists no certificate".into(),
             ));
         }
-        if cosign && m.cosign_keys.is_empty() {
-            return Err(Error::Config("cosign.publicKeys lists no key".into()));
+        if let Some(k) = keyless {
+            m.cosign_keyless = Some(load_keyless(k)?);
+        }
+        if cosign && m.cosign_keys.is_empty() && m.cosign_keyless.is_none() {
+            return Err(Error::Config(
+                "cosign lists no public key (publicKeys) and no keyless trust (keyless)".into(),
+            ));
         }
         Ok(m)
     }
+}
+
+fn load_keyless(k: &crate::config::KeylessTrust) -> Result<crate::keyless::KeylessPolicy> {
+    use crate::keyless::{Identity, KeylessPolicy, TrustedRoot, MAX_IDENTITIES};
+    let root = TrustedRoot::load(&k.trusted_root)
+        .map_err(|e| Error::Config(format!("cosign.keyless.trustedRoot: {e}")))?;
+    if k.identities.is_empty() {
+        return Err(Error::Config(
+            "cosign.keyless.identities is empty: name at least one issuer and subject (any \
+             account of a public OIDC provider can get a Fulcio certificate)"
+                .into(),
+        ));
+    }
+    if k.identities.len() > MAX_IDENTITIES {
+        return Err(Error::Config(format!(
+            "cosign.keyless.identities lists more than {MAX_IDENTITIES} identities"
+        )));
+    }
+    let identities = k
+        .identities
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            Identity::new(
+                id.issuer.as_deref(),
+                id.issuer_reg_exp.as_deref(),
+                id.subject.as_deref(),
+                id.subject_reg_exp.as_deref(),
+            )
+            .map_err(|e| Error::Config(format!("cosign.keyless.identities[{i}]: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(KeylessPolicy { root, identities })
 }
 
 /// What a signature must be over: the findings artifact's manifest descriptor.
@@ -660,7 +712,22 @@ pub fn verify_dsse(
             "DSSE signature does not verify with any configured cosign public key".to_string()
         }
     })?;
-    let st: Statement = serde_json::from_slice(&payload)
+    let (predicate_type, subjects) = statement_subjects(&payload, target)?;
+    Ok(VerifiedStatement {
+        predicate_type,
+        subjects,
+        envelope_json: env_json.to_vec(),
+        key,
+    })
+}
+
+/// Parses a signed in-toto statement and checks that `target` (`sha256:<hex>`) is one of its
+/// subjects: `(predicateType, subjects)`.
+pub(crate) fn statement_subjects(
+    payload: &[u8],
+    target: &str,
+) -> std::result::Result<(String, Vec<String>), String> {
+    let st: Statement = serde_json::from_slice(payload)
         .map_err(|e| format!("DSSE payload is not an in-toto statement: {e}"))?;
     if !st.kind.starts_with("https://in-toto.io/Statement/") {
         return Err(format!("unknown statement type {:?}", st.kind));
@@ -680,16 +747,58 @@ pub fn verify_dsse(
             }
         ));
     }
-    Ok(VerifiedStatement {
-        predicate_type: st.predicate_type,
-        subjects,
-        envelope_json: env_json.to_vec(),
-        key,
-    })
+    Ok((st.predicate_type, subjects))
+}
+
+/// Verifies a sigstore bundle with a DSSE envelope over `target` with the trust policy's cosign
+/// material: a bundle with a Fulcio certificate against `keyless` (offline: chain, Rekor entry,
+/// identity; see [`crate::keyless`]), a bundle with a key hint against `keys`.
+pub fn verify_cosign_bundle_with(
+    bundle: &[u8],
+    keys: &[CosignKey],
+    keyless: Option<&crate::keyless::KeylessPolicy>,
+    target: &str,
+    now: DateTime<Utc>,
+) -> std::result::Result<VerifiedStatement, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Peek {
+        verification_material: PeekMaterial,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct PeekMaterial {
+        #[serde(default)]
+        certificate: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        x509_certificate_chain: Option<serde::de::IgnoredAny>,
+    }
+    let p: Peek =
+        serde_json::from_slice(bundle).map_err(|e| format!("not a sigstore bundle: {e}"))?;
+    let vm = p.verification_material;
+    if vm.certificate.is_none() && vm.x509_certificate_chain.is_none() {
+        return verify_cosign_bundle(bundle, keys, target);
+    }
+    let Some(policy) = keyless else {
+        return Err(
+            "keyless (Fulcio certificate) bundle, but this trust policy has no cosign.keyless"
+                .into(),
+        );
+    };
+    let v = crate::keyless::verify_keyless_bundle(
+        bundle,
+        policy,
+        crate::keyless::Content::StatementSubject(target),
+        now,
+    )
+    .map_err(|e| e.to_string())?;
+    v.statement
+        .ok_or_else(|| "a keyless bundle without DSSE envelope".to_string())
 }
 
 /// Verifies a sigstore bundle v0.3 with a DSSE envelope (what cosign 3 writes for `attest` and
-/// `sign`) against public keys, offline: no transparency log, no Fulcio certificates.
+/// `sign`) against public keys, offline. Bundles with a Fulcio certificate are refused here:
+/// [`verify_cosign_bundle_with`] verifies them against a keyless policy.
 pub fn verify_cosign_bundle(
     bundle: &[u8],
     keys: &[CosignKey],
@@ -706,7 +815,10 @@ pub fn verify_cosign_bundle(
     if b.verification_material.certificate.is_some()
         || b.verification_material.x509_certificate_chain.is_some()
     {
-        return Err("keyless (certificate) bundles need Fulcio roots and a transparency log, which are not supported; sign with a key".into());
+        return Err(
+            "keyless (Fulcio certificate) bundle, but this trust policy has no cosign.keyless"
+                .into(),
+        );
     }
     let hint = b.verification_material.public_key.and_then(|p| p.hint);
     let env = match (b.dsse_envelope, b.message_signature) {

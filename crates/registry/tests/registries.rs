@@ -39,6 +39,7 @@ fn with_policy(
         }),
         cosign: (!keys.is_empty()).then(|| CosignTrust {
             public_keys: own(keys),
+            keyless: None,
         }),
     });
     cfg

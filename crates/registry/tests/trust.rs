@@ -49,6 +49,7 @@ fn cosign_policy(reg: &Registry, key: &Path) -> RegistryConfig {
         notation: None,
         cosign: Some(CosignTrust {
             public_keys: vec![key.to_path_buf()],
+            keyless: None,
         }),
     });
     cfg

@@ -512,6 +512,9 @@ impl Config {
                 }
                 if let Some(c) = policy.cosign.as_mut() {
                     c.public_keys.iter_mut().for_each(fix);
+                    if let Some(k) = c.keyless.as_mut() {
+                        fix(&mut k.trusted_root);
+                    }
                 }
             }
         }
