@@ -259,8 +259,7 @@ fn tampered_inclusion_proof_is_refused() {
 
 #[test]
 fn tampered_checkpoint_is_refused() {
-    // A checkpoint for another tree (size and root changed together, as a forger would): its
-    // signature no longer verifies.
+    // The checkpoint's text altered (another tree size): its signature no longer verifies.
     let mut v = json(DSSE);
     let cp = entry(&mut v)["inclusionProof"]["checkpoint"]["envelope"]
         .as_str()
@@ -269,12 +268,9 @@ fn tampered_checkpoint_is_refused() {
     let forged = cp.replacen("\n33786589\n", "\n33786590\n", 1);
     assert_ne!(forged, cp);
     entry(&mut v)["inclusionProof"]["checkpoint"]["envelope"] = Value::from(forged);
-    entry(&mut v)["inclusionProof"]["treeSize"] = Value::from("33786590");
     let e = verify_dsse(&to_vec(&v), &beacon()).expect_err("refused");
-    assert!(
-        matches!(e, KeylessError::Checkpoint(_) | KeylessError::InclusionProof(_)),
-        "{e}"
-    );
+    assert!(matches!(e, KeylessError::Checkpoint(_)), "{e}");
+    assert!(e.to_string().contains("does not verify"), "{e}");
 
     // The signature line itself altered.
     let mut v = json(DSSE);

@@ -330,8 +330,17 @@ pub fn verify_keyless_bundle(
         .map_err(|e| KeylessError::Bundle(format!("signing certificate: {e}")))?;
 
     // 2. The signature over the content, with the leaf's key.
-    let env_payload;
-    let dsse_sigs: Vec<String>;
+    let env_payload = match &b.dsse_envelope {
+        Some(env) => B64
+            .decode(env.payload.trim())
+            .map_err(|_| KeylessError::Bundle("DSSE payload is not base64".into()))?,
+        None => Vec::new(),
+    };
+    let dsse_sigs: Vec<String> = b
+        .dsse_envelope
+        .iter()
+        .flat_map(|e| e.signatures.iter().map(|s| s.sig.clone()))
+        .collect();
     let message_digest: [u8; 32];
     let message_sig: Vec<u8>;
     let logged = match (&b.dsse_envelope, &b.message_signature) {
@@ -342,9 +351,6 @@ pub fn verify_keyless_bundle(
                     env.payload_type
                 )));
             }
-            env_payload = B64
-                .decode(env.payload.trim())
-                .map_err(|_| KeylessError::Bundle("DSSE payload is not base64".into()))?;
             if env.signatures.len() != 1 {
                 return Err(KeylessError::Bundle(format!(
                     "a keyless DSSE envelope carries exactly one signature, not {}",
@@ -363,7 +369,6 @@ pub fn verify_keyless_bundle(
                     "the DSSE signature does not verify with the signing certificate's key".into(),
                 ));
             }
-            dsse_sigs = env.signatures.iter().map(|s| s.sig.clone()).collect();
             tlog::Logged::Dsse {
                 payload_b64: &env.payload,
                 payload: &env_payload,

@@ -136,6 +136,11 @@ pub(super) fn verify_entry(
     proof_required: bool,
 ) -> Result<VerifiedEntry, KeylessError> {
     let key_id = b64(&e.log_id.key_id, "logId.keyId").map_err(tlog_err)?;
+    if let Some((_, why)) = root.unsupported_tlogs.iter().find(|(id, _)| *id == key_id) {
+        return Err(KeylessError::Unsupported(format!(
+            "the entry's transparency log is {why}, which is not supported"
+        )));
+    }
     let log = root.tlog(&key_id).ok_or_else(|| {
         KeylessError::UnknownLog(format!(
             "Rekor log {} is not a transparency log of the trusted root {}",

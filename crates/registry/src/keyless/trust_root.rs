@@ -155,9 +155,12 @@ pub struct CertificateAuthority {
 pub struct TrustedRoot {
     pub source: String,
     pub tlogs: Vec<LogKey>,
+    /// Logs whose key type is not supported (`logId` bytes, why): an entry of one is refused as
+    /// unsupported rather than as unknown.
+    pub unsupported_tlogs: Vec<(Vec<u8>, String)>,
     pub certificate_authorities: Vec<CertificateAuthority>,
-    /// CT logs are read (the file must be well formed) but not used: embedded SCTs are not
-    /// verified (see docs/registry.md).
+    /// How many CT logs the file lists; they are not used: embedded SCTs are not verified (see
+    /// docs/registry.md).
     pub ctlogs: usize,
 }
 
@@ -224,18 +227,29 @@ impl TrustedRoot {
                 "more than {MAX_ENTRIES} logs or certificate authorities"
             )));
         }
-        let tlogs = raw
-            .tlogs
-            .into_iter()
-            .enumerate()
-            .map(|(i, l)| log_key(l, &format!("tlogs[{i}]")))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(bad)?;
-        // CT logs must be well formed, although they are not used.
-        let ctlogs = raw.ctlogs.len();
-        for (i, l) in raw.ctlogs.into_iter().enumerate() {
-            log_key(l, &format!("ctlogs[{i}]")).map_err(bad)?;
+        let mut tlogs = Vec::new();
+        let mut unsupported_tlogs = Vec::new();
+        for (i, l) in raw.tlogs.into_iter().enumerate() {
+            let what = format!("tlogs[{i}]");
+            if key_algorithm(&l.public_key.key_details).is_none() {
+                let id = B64
+                    .decode(l.log_id.key_id.trim())
+                    .map_err(|_| bad(format!("{what}: logId.keyId is not base64")))?;
+                unsupported_tlogs.push((
+                    id,
+                    format!(
+                        "{what} ({}): key type {}",
+                        l.base_url.unwrap_or_default(),
+                        l.public_key.key_details
+                    ),
+                ));
+                continue;
+            }
+            tlogs.push(log_key(l, &what).map_err(bad)?);
         }
+        // CT logs are not used (embedded SCTs are not verified): only counted. Their keys may be
+        // of types webpki does not read (the staging root has a PKCS#1 RSA key).
+        let ctlogs = raw.ctlogs.len();
         let mut cas = Vec::new();
         for (i, ca) in raw.certificate_authorities.into_iter().enumerate() {
             let what = format!("certificateAuthorities[{i}]");
@@ -278,6 +292,7 @@ impl TrustedRoot {
         Ok(TrustedRoot {
             source: source.to_string(),
             tlogs,
+            unsupported_tlogs,
             certificate_authorities: cas,
             ctlogs,
         })
