@@ -610,10 +610,10 @@ impl RegistryClient {
                     Utc::now(),
                 )
                 .map(|st| {
-                        content = st.envelope_json.clone();
-                        format!("cosign: attestation signed by {}", st.key)
-                    })
-                    .map_err(SignatureError::Other)
+                    content = st.envelope_json.clone();
+                    format!("cosign: attestation signed by {}", st.key)
+                })
+                .map_err(SignatureError::Other)
             } else {
                 self.verify_cosign_signatures(ctx, policy, &target).await
             };

@@ -18,8 +18,8 @@
 //! timestamps, Rekor v2 entries (which need RFC 3161 timestamps). A bundle that needs them is
 //! refused with a message that says so.
 
-mod trust_root;
 pub(crate) mod tlog;
+mod trust_root;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -108,7 +108,9 @@ impl Matcher {
                 .map(Matcher::Pattern)
                 .map_err(|e| format!("{what}RegExp {p:?}: {e}")),
             (Some(_), Some(_)) => Err(format!("give either {what} or {what}RegExp, not both")),
-            _ => Err(format!("{what} or {what}RegExp is required (and not empty)")),
+            _ => Err(format!(
+                "{what} or {what}RegExp is required (and not empty)"
+            )),
         }
     }
 
@@ -179,7 +181,8 @@ impl KeylessVerified {
             self.subject,
             self.identity.issuer,
             e.map(|e| e.log_index).unwrap_or_default(),
-            e.map(|e| e.integrated_time.to_rfc3339()).unwrap_or_default()
+            e.map(|e| e.integrated_time.to_rfc3339())
+                .unwrap_or_default()
         )
     }
 }
@@ -698,9 +701,12 @@ mod tests {
         assert!(Identity::new(Some("i"), Some("i"), Some("s"), None).is_err());
         assert!(Identity::new(None, None, Some("s"), None).is_err());
         assert!(Identity::new(Some("i"), None, None, Some("(")).is_err());
-        let id = Identity::new(Some("i"), None, None, Some("https://github.com/org/.*")).expect("ok");
+        let id =
+            Identity::new(Some("i"), None, None, Some("https://github.com/org/.*")).expect("ok");
         assert!(id.subject.matches("https://github.com/org/repo"));
         // Anchored: a prefix or a suffix elsewhere does not match.
-        assert!(!id.subject.matches("https://evil.example/https://github.com/org/repo"));
+        assert!(!id
+            .subject
+            .matches("https://evil.example/https://github.com/org/repo"));
     }
 }

@@ -92,7 +92,10 @@ pub(super) struct Checkpoint {
 /// What the log entry must record: the bundle's signed content, signature and certificate.
 pub(super) enum Logged<'a> {
     /// A message signature: the artifact's SHA-256 and the signature over it.
-    Message { digest: &'a [u8], signature: &'a [u8] },
+    Message {
+        digest: &'a [u8],
+        signature: &'a [u8],
+    },
     /// A DSSE envelope: its payload and signatures (base64 as in the envelope).
     Dsse {
         payload_b64: &'a str,
@@ -342,10 +345,16 @@ fn verify_checkpoint(envelope: &str, log: &LogKey, log_name: &str) -> Result<Not
         .next()
         .and_then(|l| B64.decode(l).ok())
         .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| bad("the checkpoint's third line is not a base64 SHA-256 root hash".into()))?;
+        .ok_or_else(|| {
+            bad("the checkpoint's third line is not a base64 SHA-256 root hash".into())
+        })?;
     let hint = log.note_hint();
     let mut matched = 0;
-    for line in sigs.lines().filter(|l| !l.is_empty()).take(MAX_NOTE_SIGNATURES) {
+    for line in sigs
+        .lines()
+        .filter(|l| !l.is_empty())
+        .take(MAX_NOTE_SIGNATURES)
+    {
         let Some(rest) = line.strip_prefix("\u{2014} ") else {
             return Err(bad(format!("malformed signature line {line:?}")));
         };
