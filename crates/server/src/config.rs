@@ -767,6 +767,28 @@ mod tests {
     }
 
     #[test]
+    fn keyless_trusted_root_is_relative_to_the_file() {
+        let mut c = Config::parse(
+            "registry: { trustPolicies: [{ scope: '*', cosign: { keyless: { trustedRoot: trusted_root.json, identities: [{ issuer: i, subject: s }] } } }] }\n",
+            "x",
+        )
+        .unwrap();
+        c.resolve_relative(Path::new("/etc/vulngate"));
+        let r = c.registry.as_ref().unwrap();
+        let k = r.trust_policies[0]
+            .cosign
+            .as_ref()
+            .unwrap()
+            .keyless
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            k.trusted_root,
+            PathBuf::from("/etc/vulngate/trusted_root.json")
+        );
+    }
+
+    #[test]
     fn exclusive_sources() {
         let e = Config::parse("findingsDir: f\nregistry: {}\n", "x")
             .unwrap_err()
