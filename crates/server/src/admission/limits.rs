@@ -114,16 +114,19 @@ impl LookupSlots {
                 self.total_size
             )
         };
-        // The semaphores are never closed: an error there is reported as the wait's.
+        // The semaphores are never closed: an error there is reported as the wait's. A slot
+        // freed at the deadline itself (by a lookup that ran out) is too late as well.
         let r = tokio::time::timeout_at(at, review.acquire_owned())
             .await
             .ok()
             .and_then(Result::ok)
+            .filter(|_| Instant::now() < at)
             .ok_or_else(review_wait)?;
         let t = tokio::time::timeout_at(at, self.total.clone().acquire_owned())
             .await
             .ok()
             .and_then(Result::ok)
+            .filter(|_| Instant::now() < at)
             .ok_or_else(total_wait)?;
         self.in_flight.inc();
         Ok(Held {
