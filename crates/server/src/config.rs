@@ -588,7 +588,10 @@ impl Config {
             }
             for (i, g) in b.allowed_groups.iter().enumerate() {
                 if g.trim().is_empty() {
-                    return Err((format!("breakGlass.allowedGroups[{i}]"), "empty name".into()));
+                    return Err((
+                        format!("breakGlass.allowedGroups[{i}]"),
+                        "empty name".into(),
+                    ));
                 }
             }
         }

@@ -17,9 +17,7 @@ use rstest::rstest;
 use serde_json::{json, Value};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vulngate_server::{
-    AlertAction, AlertFilter, BreakGlassConfig, Config, FailurePolicy, Server,
-};
+use vulngate_server::{AlertAction, AlertFilter, BreakGlassConfig, Config, FailurePolicy, Server};
 
 const BREAK_GLASS: &str = "vulngate.io/break-glass";
 
@@ -75,7 +73,10 @@ async fn ten_thousand_images_are_decided_by_the_failure_policy_with_one_alert(
             AlertAction::Deny
         }
     );
-    assert_eq!(a.reason, said.trim_end_matches("; allowed by the failure policy"));
+    assert_eq!(
+        a.reason,
+        said.trim_end_matches("; allowed by the failure policy")
+    );
     assert_eq!(a.user.as_deref(), Some("alice@example.com"));
     assert_eq!(a.namespace.as_deref(), Some("prod-shop"));
 }
@@ -133,7 +134,11 @@ async fn repeated_images_count_once_against_the_cap() {
         c.max_images_per_request = 1;
         c.skip_images = vec!["registry.example.com/team/centos*".into()];
     });
-    let r = admit(&h.server, &many("prod-shop", &[ALPINE.into(), CENTOS.into()])).await;
+    let r = admit(
+        &h.server,
+        &many("prod-shop", &[ALPINE.into(), CENTOS.into()]),
+    )
+    .await;
     assert!(r.allowed, "{}", r.result.message);
     assert_eq!(h.source.calls(), 1);
 }
@@ -223,7 +228,10 @@ async fn slow_registry(delay: Option<Duration>) -> SlowRegistry {
     }
 }
 
-fn registry_server(reg: &SlowRegistry, tweak: impl FnOnce(&mut Config)) -> (Server, tempfile::TempDir) {
+fn registry_server(
+    reg: &SlowRegistry,
+    tweak: impl FnOnce(&mut Config),
+) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), Some(RULES));
     cfg.add_insecure_registry(&reg.host);
@@ -339,7 +347,10 @@ async fn allowed_user_breaks_the_glass_with_an_alert(
     }
     let g = h.server.metrics().guard();
     assert_eq!(
-        (g.break_glass_total("accepted"), g.break_glass_total("refused")),
+        (
+            g.break_glass_total("accepted"),
+            g.break_glass_total("refused")
+        ),
         (1, 0)
     );
 }
@@ -361,7 +372,10 @@ async fn other_users_are_refused_and_judged_normally(
     // Deny stays deny, with the refusal in the warnings.
     assert!(!r.allowed);
     assert_eq!(r.result.code, 403);
-    assert!(r.result.message.contains("denied by rule \"deny-critical-prod\""));
+    assert!(r
+        .result
+        .message
+        .contains("denied by rule \"deny-critical-prod\""));
     assert_eq!(r.audit_annotations["decision"], "deny");
     let w = warnings(&r);
     assert_eq!(
@@ -376,7 +390,10 @@ async fn other_users_are_refused_and_judged_normally(
     assert_eq!(alerts[0].break_glass, None);
     let g = h.server.metrics().guard();
     assert_eq!(
-        (g.break_glass_total("accepted"), g.break_glass_total("refused")),
+        (
+            g.break_glass_total("accepted"),
+            g.break_glass_total("refused")
+        ),
         (0, 1)
     );
     // The default configuration section names nobody.

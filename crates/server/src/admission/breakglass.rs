@@ -28,7 +28,11 @@ pub(crate) struct Requester<'a> {
 }
 
 /// Judges the annotation's value `justification` (None: absent) for `who`.
-pub(crate) fn judge(state: &State, who: Requester<'_>, justification: Option<String>) -> BreakGlass {
+pub(crate) fn judge(
+    state: &State,
+    who: Requester<'_>,
+    justification: Option<String>,
+) -> BreakGlass {
     let (Some(cfg), Some(justification)) = (state.config.break_glass.as_ref(), justification)
     else {
         return BreakGlass::Absent;

@@ -337,7 +337,15 @@ pub(crate) fn prepare(state: &State, mut rv: Review, timeout: Duration) -> Prepa
     if images.len() > cap {
         state.metrics.guard().over_image_limit();
         let message = limits::too_many_images_message(kind_name, images.len(), cap);
-        return by_failure_policy(state, req, resp, message, "over-image-limit", 403, "Forbidden");
+        return by_failure_policy(
+            state,
+            req,
+            resp,
+            message,
+            "over-image-limit",
+            403,
+            "Forbidden",
+        );
     }
 
     let (break_glass, break_glass_refused) = match breakglass::judge(
