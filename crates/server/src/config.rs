@@ -12,6 +12,8 @@ use vulngate_registry::RegistryConfig;
 use crate::alerts::StoreUrl;
 use crate::error::{Error, Result};
 
+/// `maxImagesPerRequest`'s default.
+pub const DEFAULT_MAX_IMAGES_PER_REQUEST: usize = 256;
 /// The default listen address (loopback: the embedded defaults are for trying vulngate out).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 /// The default data directory, relative to the working directory.
@@ -133,6 +135,14 @@ pub struct Config {
     pub deadline_margin: Duration,
     /// Largest AdmissionReview body accepted.
     pub max_request_bytes: usize,
+    /// Most distinct images one review may name (after de-duplication and `skipImages`);
+    /// beyond it the failure policy decides the review, with one alert.
+    pub max_images_per_request: usize,
+    /// Most registry lookups one review runs at once.
+    pub max_concurrent_lookups_per_request: usize,
+    /// Most registry lookups all reviews run at once (a review waits for a slot until its
+    /// deadline).
+    pub max_concurrent_lookups: usize,
     pub cache: CacheConfig,
     /// Directory of local findings (`index.yaml`). Exclusive with `registry`.
     pub findings_dir: Option<PathBuf>,
@@ -351,6 +361,9 @@ impl Default for Config {
             default_timeout: Duration::from_secs(10),
             deadline_margin: Duration::from_secs(1),
             max_request_bytes: 4 << 20,
+            max_images_per_request: DEFAULT_MAX_IMAGES_PER_REQUEST,
+            max_concurrent_lookups_per_request: 8,
+            max_concurrent_lookups: 64,
             cache: CacheConfig::default(),
             findings_dir: None,
             registry: None,
@@ -386,20 +399,36 @@ pub struct TlsConfig {
     pub self_signed_names: Vec<String>,
 }
 
-/// Break-glass: a workload carrying the annotation is allowed, and every image is alerted.
+/// Break-glass: a workload carrying the annotation, sent by a user named here, is allowed,
+/// and every image is alerted. Nobody is named by default: the annotation is then refused
+/// (the review is judged as if it were absent, and the response says so).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct BreakGlassConfig {
     /// Annotation key on the object's metadata; its value (non-empty, not `false`) is the
     /// justification recorded in the alerts.
     pub annotation: String,
+    /// Users (`userInfo.username`, exact) who may use it.
+    pub allowed_users: Vec<String>,
+    /// Groups (`userInfo.groups`, exact) whose members may use it.
+    pub allowed_groups: Vec<String>,
 }
 
 impl Default for BreakGlassConfig {
     fn default() -> Self {
         BreakGlassConfig {
             annotation: DEFAULT_BREAK_GLASS_ANNOTATION.to_string(),
+            allowed_users: Vec::new(),
+            allowed_groups: Vec::new(),
         }
+    }
+}
+
+impl BreakGlassConfig {
+    /// Whether `user` (or one of `groups`) may use break-glass.
+    pub fn allows(&self, user: Option<&str>, groups: &[String]) -> bool {
+        user.is_some_and(|u| self.allowed_users.iter().any(|a| a == u))
+            || groups.iter().any(|g| self.allowed_groups.contains(g))
     }
 }
 
@@ -555,6 +584,19 @@ impl Config {
                     "empty annotation key".into(),
                 ));
             }
+            for (i, u) in b.allowed_users.iter().enumerate() {
+                if u.trim().is_empty() {
+                    return Err((format!("breakGlass.allowedUsers[{i}]"), "empty name".into()));
+                }
+            }
+            for (i, g) in b.allowed_groups.iter().enumerate() {
+                if g.trim().is_empty() {
+                    return Err((
+                        format!("breakGlass.allowedGroups[{i}]"),
+                        "empty name".into(),
+                    ));
+                }
+            }
         }
         if self.default_timeout.is_zero() || self.default_timeout > Duration::from_secs(30) {
             return Err((
@@ -565,6 +607,19 @@ impl Config {
         self.alert_writer.validate()?;
         if self.max_request_bytes < 1024 {
             return Err(("maxRequestBytes".into(), "must be at least 1024".into()));
+        }
+        for (f, v) in [
+            ("maxImagesPerRequest", self.max_images_per_request),
+            (
+                "maxConcurrentLookupsPerRequest",
+                self.max_concurrent_lookups_per_request,
+            ),
+            ("maxConcurrentLookups", self.max_concurrent_lookups),
+        ] {
+            // Semaphore permits are capped well below usize::MAX; so is anything sensible.
+            if v == 0 || v > 65_536 {
+                return Err((f.into(), "must be between 1 and 65536".into()));
+            }
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(("dataDir".into(), "empty path".into()));

@@ -71,6 +71,8 @@ pub(crate) struct State {
     pub events: Option<cluster::events::EventRecorder>,
     /// Registry credentials from pull secrets (kubernetes.pullSecrets).
     pub pull_secrets: Option<cluster::pull_secrets::PullSecrets>,
+    /// The registry lookup slots of admission reviews (`maxConcurrentLookups`).
+    pub lookup_slots: admission::limits::LookupSlots,
     skip: Vec<glob::Pattern>,
     ready: AtomicBool,
 }
@@ -163,7 +165,9 @@ impl Server {
                     message: e.to_string(),
                 })?,
             );
+        let lookup_slots = admission::limits::LookupSlots::new(&config, metrics.guard());
         let state = State {
+            lookup_slots,
             config,
             rules,
             cache,

@@ -28,6 +28,10 @@ pub(crate) enum LookupFailure {
     /// The lookup did not finish before the review's deadline.
     #[error("{}", Deadline::describe(.0, "findings lookup"))]
     Deadline(Deadline),
+    /// The deadline passed while waiting for a registry lookup slot (the step, naming the
+    /// limit).
+    #[error("{}", Deadline::describe(.0, .1))]
+    Waiting(Deadline, String),
     #[error("{0}")]
     InvalidReference(String),
 }
@@ -72,6 +76,7 @@ impl LookupFailure {
         match self {
             LookupFailure::Source(_) => "findings source unavailable".into(),
             LookupFailure::Deadline(d) => d.describe("findings lookup"),
+            LookupFailure::Waiting(d, step) => d.describe(step),
             LookupFailure::InvalidReference(_) => "image reference cannot be parsed".into(),
         }
     }
@@ -81,6 +86,7 @@ impl LookupFailure {
         match self {
             LookupFailure::Source(e) => e.0.clone(),
             LookupFailure::Deadline(d) => d.describe("findings lookup"),
+            LookupFailure::Waiting(d, step) => d.describe(step),
             LookupFailure::InvalidReference(e) => e.clone(),
         }
     }
@@ -88,7 +94,7 @@ impl LookupFailure {
     pub fn cause(&self) -> &'static str {
         match self {
             LookupFailure::Source(_) => "error",
-            LookupFailure::Deadline(_) => "deadline",
+            LookupFailure::Deadline(_) | LookupFailure::Waiting(..) => "deadline",
             LookupFailure::InvalidReference(_) => "invalid-reference",
         }
     }
@@ -227,7 +233,9 @@ fn rule_snapshot(rules: &RuleSet, d: &Decision) -> Option<serde_json::Value> {
 }
 
 /// Looks every image up concurrently, under `deadline`. Cached images are answered in
-/// place; only misses get a task (a spawn wakes another worker: tens of microseconds).
+/// place; only misses get a task (a spawn wakes another worker: tens of microseconds), which
+/// waits for a lookup slot of the review and one shared by all reviews
+/// (`maxConcurrentLookupsPerRequest`, `maxConcurrentLookups`) until the deadline.
 pub(crate) async fn lookup_images(
     state: &State,
     uid: &str,
@@ -237,6 +245,7 @@ pub(crate) async fn lookup_images(
 ) -> Lookups {
     let mut out: Lookups = Vec::with_capacity(images.len());
     let mut tasks = tokio::task::JoinSet::new();
+    let mut review_slots = None;
     for (i, img) in images.iter().enumerate() {
         match ImageRef::parse(img) {
             Ok(r) => {
@@ -249,7 +258,15 @@ pub(crate) async fn lookup_images(
                 let cache = state.cache.clone();
                 let credentials = credentials.clone();
                 let key = r.clone();
+                let review = review_slots
+                    .get_or_insert_with(|| state.lookup_slots.review())
+                    .clone();
+                let slots = state.lookup_slots.clone();
                 tasks.spawn(async move {
+                    let _held = match slots.acquire(review, deadline.at).await {
+                        Ok(held) => held,
+                        Err(step) => return (i, Err(LookupFailure::Waiting(deadline, step))),
+                    };
                     let res = match tokio::time::timeout_at(
                         deadline.at,
                         cache.get_with_credentials(&key, credentials),

@@ -678,7 +678,10 @@ async fn alert_write_failure_follows_failure_policy(
 #[tokio::test]
 async fn break_glass_allows_and_alerts() {
     let h = harness_with(RULES, TestSource::new(), |c| {
-        c.break_glass = Some(BreakGlassConfig::default())
+        c.break_glass = Some(BreakGlassConfig {
+            allowed_users: vec!["alice@example.com".into()],
+            ..BreakGlassConfig::default()
+        })
     });
     let mut d = deployment("prod-shop", &[DEBIAN, ALPINE]);
     d["metadata"]["annotations"] = json!({ "vulngate.io/break-glass": "INC-42 outage fix" });

@@ -7,6 +7,8 @@
 //! queued last. Internal errors are logged, never returned.
 
 pub mod answer;
+mod breakglass;
+pub mod limits;
 pub mod review;
 
 use std::collections::BTreeSet;
@@ -117,6 +119,8 @@ pub(crate) struct Job {
     kind: WorkloadKind,
     ctx: RequestContext,
     break_glass: Option<String>,
+    /// The warning of a refused break-glass annotation.
+    break_glass_refused: Option<String>,
     /// The images to evaluate: distinct, not skipped.
     images: Vec<String>,
     deadline: Deadline,
@@ -161,6 +165,7 @@ pub(crate) async fn decide(state: &State, mut job: Box<Job>) -> Answer {
         kind,
         ctx,
         break_glass,
+        break_glass_refused,
         images,
         resp,
         deadline,
@@ -227,6 +232,9 @@ pub(crate) async fn decide(state: &State, mut job: Box<Job>) -> Answer {
         state.config.break_glass.as_ref(),
         policy,
     );
+    if let Some(w) = break_glass_refused.take() {
+        resp.warnings.get_or_insert_with(Vec::new).insert(0, w);
+    }
 
     // The Event for a denied or audited request (never for dry runs or break-glass).
     if !rv.dry_run && break_glass.is_none() {
@@ -316,24 +324,45 @@ pub(crate) fn prepare(state: &State, mut rv: Review, timeout: Duration) -> Prepa
         }
     }
 
-    let break_glass = state
-        .config
-        .break_glass
-        .as_ref()
-        .and(object.break_glass.clone());
-
-    // The images to evaluate: distinct, not skipped (taken from the workload, not copied).
-    let mut images: Vec<String> = Vec::with_capacity(wl.containers.len());
-    for c in std::mem::take(&mut wl.containers) {
-        if images.contains(&c.image) {
-            continue;
-        }
-        if state.is_skipped(&c.image) {
+    // The images to evaluate: distinct (linear), not skipped, at most maxImagesPerRequest
+    // (taken from the workload, not copied).
+    let images = limits::distinct_images(std::mem::take(&mut wl.containers), |image| {
+        let skipped = state.is_skipped(image);
+        if skipped {
             state.metrics.decision("skipped");
-            continue;
         }
-        images.push(c.image);
+        skipped
+    });
+    let cap = state.config.max_images_per_request;
+    if images.len() > cap {
+        state.metrics.guard().over_image_limit();
+        let message = limits::too_many_images_message(kind_name, images.len(), cap);
+        return by_failure_policy(
+            state,
+            req,
+            resp,
+            message,
+            "over-image-limit",
+            403,
+            "Forbidden",
+        );
     }
+
+    let (break_glass, break_glass_refused) = match breakglass::judge(
+        state,
+        breakglass::Requester {
+            uid: &req.uid,
+            user: req.username.as_deref(),
+            groups: &req.groups,
+            namespace: namespace.as_deref(),
+            name: &req.name,
+        },
+        object.break_glass.take(),
+    ) {
+        breakglass::BreakGlass::Absent => (None, None),
+        breakglass::BreakGlass::Accepted(j) => (Some(j), None),
+        breakglass::BreakGlass::Refused(w) => (None, Some(w)),
+    };
 
     let mut ctx: RequestContext = wl.into_context(state.config.cluster_name.clone());
     if ctx.namespace.is_none() {
@@ -342,8 +371,9 @@ pub(crate) fn prepare(state: &State, mut rv: Review, timeout: Duration) -> Prepa
     if ctx.workload_name.is_none() && !req.name.is_empty() {
         ctx.workload_name = Some(req.name.clone());
     }
-    // The user is read from the context from here on.
+    // The user and groups are read from the context from here on.
     ctx.user = rv.username.take();
+    ctx.groups = std::mem::take(&mut rv.groups);
     Prepared::Evaluate(Box::new(Job {
         rv,
         namespace,
@@ -351,6 +381,7 @@ pub(crate) fn prepare(state: &State, mut rv: Review, timeout: Duration) -> Prepa
         kind,
         ctx,
         break_glass,
+        break_glass_refused,
         images,
         deadline,
         resp,
@@ -393,28 +424,46 @@ fn image_set(w: &Workload) -> BTreeSet<&str> {
     w.containers.iter().map(|c| c.image.as_str()).collect()
 }
 
-/// A well-formed review whose object cannot be read: the failure policy answers (`allow`
-/// allows with a warning; `deny` and `unscanned` deny, since no image can be evaluated), and
-/// the decision leaves an alert.
+/// A well-formed review whose object cannot be read: the failure policy answers (see
+/// [`by_failure_policy`]).
 fn unreadable(state: &State, req: &Review, resp: Answer, detail: &str) -> Prepared {
     let kind = req.kind.kind.as_str();
     let message = format!("vulngate cannot read this {kind}: {detail}");
-    state.metrics.decision("unreadable");
-    tracing::warn!(uid = %resp.uid, kind, detail, "object unreadable; applying the failure policy");
+    by_failure_policy(state, req, resp, message, "unreadable", 400, "BadRequest")
+}
+
+/// A review whose images are not evaluated (unreadable object, more images than
+/// `maxImagesPerRequest`): the failure policy answers (`allow` allows with a warning; `deny`
+/// and `unscanned` deny with `code`, since no image is evaluated), and the decision leaves
+/// one alert. `outcome` labels the decision metric.
+fn by_failure_policy(
+    state: &State,
+    req: &Review,
+    resp: Answer,
+    message: String,
+    outcome: &str,
+    code: u16,
+    reason: &'static str,
+) -> Prepared {
+    state.metrics.decision(outcome);
     let allowed = state.config.failure_policy == FailurePolicy::Allow;
+    tracing::warn!(
+        uid = %resp.uid, kind = %req.kind.kind, message = %message, allowed,
+        "images not evaluated; applying the failure policy"
+    );
     let resp = if allowed {
         let mut resp = resp;
         resp.warnings = Some(vec![format!("{message}; allowed by the failure policy")]);
         resp
     } else {
-        deny(resp, message.clone(), 400, "BadRequest")
+        deny(resp, message.clone(), code, reason)
     };
     Prepared::Unreadable(Box::new((
         resp,
         record::Unreadable {
             uid: req.uid.clone(),
             operation: req.operation.clone(),
-            kind: kind.to_string(),
+            kind: req.kind.kind.clone(),
             namespace: req.namespace.clone().filter(|n| !n.is_empty()),
             name: Some(req.name.clone()).filter(|n| !n.is_empty()),
             user: req.username.clone(),

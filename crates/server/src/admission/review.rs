@@ -68,6 +68,8 @@ pub(crate) struct Review {
     /// As sent (possibly empty).
     pub namespace: Option<String>,
     pub username: Option<String>,
+    /// `userInfo.groups` (for the `group` scope field and break-glass).
+    pub groups: Vec<String>,
     pub dry_run: bool,
     /// The object, only for a request that is evaluated ([`ParseOptions::evaluates`]);
     /// `None` otherwise and when the request carries none.
@@ -281,6 +283,7 @@ pub(crate) fn parse_review_slow(body: &[u8], opts: &ParseOptions<'_>) -> Result<
         name: request.name,
         namespace: request.namespace,
         username: request.user_info.username,
+        groups: request.user_info.groups.unwrap_or_default(),
         dry_run: request.dry_run,
         object: object_out,
         old_workload,
@@ -336,7 +339,7 @@ mod fast {
         api_version: Text<'a>,
     }
 
-    /// k8s-openapi's `UserInfo`, every field typed (`groups` and `extra` checked, not kept).
+    /// k8s-openapi's `UserInfo`, every field typed (`extra` checked, not kept).
     #[derive(Deserialize)]
     #[allow(dead_code)]
     struct UserInfo<'a> {
@@ -344,7 +347,8 @@ mod fast {
         username: Option<Text<'a>>,
         #[serde(borrow)]
         uid: Option<Text<'a>>,
-        groups: Option<Strings>,
+        #[serde(borrow)]
+        groups: Option<Vec<Text<'a>>>,
         extra: Option<StringLists>,
     }
 
@@ -508,6 +512,14 @@ mod fast {
             name: req.name.to_owned_string(),
             namespace: owned(&req.namespace),
             username: owned(&req.user_info.username),
+            groups: req
+                .user_info
+                .groups
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .map(Text::to_owned_string)
+                .collect(),
             dry_run: req.dry_run,
             object,
             old_workload,
@@ -760,7 +772,7 @@ pub(crate) mod tests {
                 .replacen("\"dryRun\":false", "\"dryRun\":false,\"dryRun\":true", 1)
                 .into_bytes(),
         );
-        // `userInfo.groups` and `extra` are checked, not kept: the well-formed ones take the
+        // `userInfo.groups` is kept and `extra` checked, not kept: the well-formed ones take the
         // fast parse, the others are refused by both as the slow one words it.
         let user_info = |ui: Value| with(&|v| v["request"]["userInfo"] = ui.clone());
         let good = [
@@ -832,6 +844,9 @@ pub(crate) mod tests {
             .into_bytes();
         let parsed = agree(&escaped, &all_on()).expect("escaped strings take the fast parse");
         assert_eq!(parsed.username.as_deref(), Some("al\u{ef}ce\n"));
+        assert_eq!(parsed.groups, ["system:authenticated"]);
+        let groups = agree(&good[2], &all_on()).expect("fast");
+        assert_eq!(groups.groups, ["a", "b\n\u{e9}"]);
         for body in &cases {
             for opts in [all_on(), ParseOptions::default()] {
                 agree(body, &opts);

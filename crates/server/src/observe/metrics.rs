@@ -142,6 +142,7 @@ struct Inner {
     decision_counters: [std::sync::OnceLock<Counter>; FREQUENT_DECISIONS.len()],
     request_counters: [std::sync::OnceLock<Counter>; FREQUENT_RESPONSES.len()],
     http: crate::http::HttpMetrics,
+    guard: crate::admission::limits::GuardMetrics,
 }
 
 /// The server's metrics; cheap to clone.
@@ -272,8 +273,10 @@ impl Metrics {
             events.clone(),
         );
         let http = crate::http::HttpMetrics::register(&mut registry);
+        let guard = crate::admission::limits::GuardMetrics::register(&mut registry);
         Metrics(Arc::new(Inner {
             http,
+            guard,
             running_images,
             rescans,
             rescan_duration,
@@ -326,6 +329,11 @@ impl Metrics {
     /// The listeners' connection metrics.
     pub fn http(&self) -> &crate::http::HttpMetrics {
         &self.0.http
+    }
+
+    /// The review limits' and break-glass metrics (defined in `admission::limits`).
+    pub fn guard(&self) -> &crate::admission::limits::GuardMetrics {
+        &self.0.guard
     }
 
     /// The alert writer's and journal's metrics (defined in `alerts::metrics`).
