@@ -35,6 +35,16 @@ fn open(args: &StoreArgs) -> Result<AlertStore> {
             AlertStore::open_url(&store, &data_dir, cfg.store_password_file.as_deref())
                 .map_err(|e| anyhow!("opening the alert store: {e}"))
         }
+        // The config's kubernetes.kubeconfig when given, else in-cluster, $KUBECONFIG,
+        // ~/.kube/config; reading every namespace needs list on alerts.vulngate.io.
+        StoreUrl::Kubernetes => {
+            let cfg = vulngate_server::Config {
+                store: StoreUrl::Kubernetes,
+                kubernetes: Some(cfg.kubernetes.unwrap_or_default()),
+                ..cfg
+            };
+            AlertStore::open_config(&cfg).map_err(|e| anyhow!("opening the alert store: {e}"))
+        }
     }
 }
 
