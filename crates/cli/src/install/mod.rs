@@ -594,14 +594,6 @@ pub fn render(args: &InstallArgs) -> Result<Rendered> {
         "SecurityRule: the rule set (generated from the rule types, vulngate.io/v1).",
         value(&vulngate_core::rules::SecurityRule::crd())?,
     );
-    let kube_store = alerts_crd::is_kubernetes(args.store.as_deref());
-    if kube_store {
-        push(
-            "crds.yaml",
-            "Alert: the alert store (store: kubernetes), one per de-duplication key, in the workload's namespace (generated, vulngate.io/v1).",
-            alerts_crd::crd()?,
-        );
-    }
     if args.policy_report_crds {
         let docs: Vec<serde_json::Value> =
             serde_yaml_ng::Deserializer::from_str(POLICY_REPORT_CRDS)
@@ -616,6 +608,14 @@ pub fn render(args: &InstallArgs) -> Result<Rendered> {
                 d,
             );
         }
+    }
+    let kube_store = alerts_crd::is_kubernetes(args.store.as_deref());
+    if kube_store {
+        push(
+            "crds.yaml",
+            "Alert: the alert store (store: kubernetes), one per de-duplication key, in the workload's namespace (generated, vulngate.io/v1).",
+            alerts_crd::crd()?,
+        );
     }
     push(
         "rbac.yaml",

@@ -695,7 +695,7 @@ impl Inner {
     /// Writes `alerts` (grouped by object, [`WRITE_CONCURRENCY`] objects at once); returns how
     /// many were new.
     async fn record(&self, alerts: &[Alert], strict: bool) -> Result<usize, AlertError> {
-        let mut groups: Vec<(String, String, Vec<&Alert>)> = Vec::new();
+        let mut groups: Vec<(String, String, Vec<Alert>)> = Vec::new();
         let mut index: HashMap<(String, String), usize> = HashMap::new();
         for a in alerts {
             let ns = a
@@ -705,15 +705,20 @@ impl Inner {
                 .unwrap_or_else(|| self.namespace.clone());
             let name = object_name(a);
             match index.get(&(ns.clone(), name.clone())) {
-                Some(&i) => groups[i].2.push(a),
+                Some(&i) => groups[i].2.push(a.clone()),
                 None => {
                     index.insert((ns.clone(), name.clone()), groups.len());
-                    groups.push((ns, name, vec![a]));
+                    groups.push((ns, name, vec![a.clone()]));
                 }
             }
         }
-        futures::stream::iter(groups.iter())
-            .map(|(ns, name, group)| self.write_object(ns, name, group, strict))
+        let writes: Vec<futures::future::BoxFuture<'_, Result<usize, AlertError>>> = groups
+            .into_iter()
+            .map(|(ns, name, group)| {
+                Box::pin(async move { self.write_object(&ns, &name, &group, strict).await }) as _
+            })
+            .collect();
+        futures::stream::iter(writes)
             .buffer_unordered(WRITE_CONCURRENCY)
             .try_fold(0usize, |sum, n| async move { Ok(sum + n) })
             .await
@@ -724,9 +729,10 @@ impl Inner {
         &self,
         ns: &str,
         name: &str,
-        group: &[&Alert],
+        group: &[Alert],
         strict: bool,
     ) -> Result<usize, AlertError> {
+        let group: Vec<&Alert> = group.iter().collect();
         let api = self.api(ns);
         let mut attempts = 0;
         loop {
@@ -754,7 +760,7 @@ impl Inner {
             };
             let first = spec_alert(&obj)?;
             let mut status = obj.status.clone().unwrap_or_default();
-            let new = merge_status(&mut status, &first, group, strict).map_err(|id| {
+            let new = merge_status(&mut status, &first, &group, strict).map_err(|id| {
                 kube_err(
                     &self.server,
                     format!("alert {id} is already stored (in {ns}/{name})"),
