@@ -418,16 +418,18 @@ pub fn object_alert(obj: &AlertObject) -> Result<Alert, AlertError> {
 }
 
 /// Counts `alerts` into `status` (ids already counted are skipped); returns how many were
-/// new, or the first id already counted when `strict`.
+/// new, or the first id already counted when `strict`. "New" is this call's view: when two
+/// replicas race on a fresh object, the first alert may be counted by the other's write.
 fn merge_status(
     status: &mut AlertObjectStatus,
     first: &Alert,
     alerts: &[&Alert],
     strict: bool,
 ) -> Result<usize, String> {
-    if status.count == 0 {
-        // Created but its status not written yet (a crash, a timeout): the spec's alert is
-        // the first one counted.
+    // Created but its status not written yet (just created, or a crash or timeout after the
+    // create): the spec's alert is the first one counted.
+    let seeded = status.count == 0;
+    if seeded {
         status.count = 1;
         status.first_seen = Some(first.time);
         status.last_seen = Some(first.time);
@@ -436,7 +438,14 @@ fn merge_status(
     }
     let mut new = 0;
     let mut kinds: BTreeSet<String> = status.kinds.iter().cloned().collect();
+    let mut first_credited = false;
     for a in alerts {
+        if seeded && !first_credited && a.id == first.id {
+            // Counted by the seeding above, on behalf of this call.
+            first_credited = true;
+            new += 1;
+            continue;
+        }
         if status.recent_ids.iter().any(|id| id == &a.id) {
             if strict && a.id != first.id {
                 return Err(a.id.clone());
@@ -1034,7 +1043,7 @@ mod tests {
         let mut s = AlertObjectStatus::default();
         let b = alert("2", "ReplicaSet", 50);
         let c = alert("3", "Pod", 200);
-        assert_eq!(merge_status(&mut s, &first, &[&first, &b], false), Ok(1));
+        assert_eq!(merge_status(&mut s, &first, &[&first, &b], false), Ok(2));
         assert_eq!(s.count, 2);
         assert_eq!(merge_status(&mut s, &first, &[&b, &c], false), Ok(1));
         assert_eq!(s.count, 3);
