@@ -18,7 +18,7 @@ fn open(args: &StoreArgs) -> Result<AlertStore> {
         Some(s) => s.parse::<StoreUrl>().map_err(|e| anyhow!("--store: {e}"))?,
         None => cfg.store.clone(),
     };
-    let data_dir = args.data_dir.clone().unwrap_or(cfg.data_dir);
+    let data_dir = args.data_dir.clone().unwrap_or(cfg.data_dir.clone());
     match &store {
         StoreUrl::Sqlite => {
             if !data_dir.join(vulngate_server::alerts::SQLITE_FILE).exists() {
@@ -40,7 +40,8 @@ fn open(args: &StoreArgs) -> Result<AlertStore> {
         StoreUrl::Kubernetes => {
             let cfg = vulngate_server::Config {
                 store: StoreUrl::Kubernetes,
-                kubernetes: Some(cfg.kubernetes.unwrap_or_default()),
+                kubernetes: Some(cfg.kubernetes.clone().unwrap_or_default()),
+                data_dir,
                 ..cfg
             };
             AlertStore::open_config(&cfg).map_err(|e| anyhow!("opening the alert store: {e}"))
