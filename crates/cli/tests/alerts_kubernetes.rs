@@ -72,7 +72,10 @@ fn alerts_list_and_show_read_the_kubernetes_store() {
     let out = vulngate(&api, &["alerts", "list", "--store", "kubernetes"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("alerts.vulngate.io) is not installed"), "{stderr}");
+    assert!(
+        stderr.contains("alerts.vulngate.io) is not installed"),
+        "{stderr}"
+    );
 
     // The CRDs `vulngate install` renders, applied as they are.
     let rendered = ok(Command::new(env!("CARGO_BIN_EXE_vulngate"))
@@ -118,14 +121,24 @@ fn alerts_list_and_show_read_the_kubernetes_store() {
     let json = ok(vulngate(
         &api,
         &[
-            "alerts", "list", "--store", "kubernetes", "--namespace", "shop", "-o", "json",
+            "alerts",
+            "list",
+            "--store",
+            "kubernetes",
+            "--namespace",
+            "shop",
+            "-o",
+            "json",
         ],
     ));
     let listed: Vec<Value> = serde_json::from_str(&json).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["name"], "web");
     let table = ok(vulngate(&api, &["alerts", "list", "--store", "kubernetes"]));
-    assert!(table.contains("id-3") && table.contains("billing"), "{table}");
+    assert!(
+        table.contains("id-3") && table.contains("billing"),
+        "{table}"
+    );
 
     let shown = ok(vulngate(
         &api,

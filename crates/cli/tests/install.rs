@@ -128,7 +128,10 @@ fn every_kind_is_rendered_in_apply_order() {
     let config = find(&docs, "ConfigMap")["data"]["vulngate.yaml"]
         .as_str()
         .expect("config text");
-    assert!(config.contains("kubectl get alerts.vulngate.io -A"), "{config}");
+    assert!(
+        config.contains("kubectl get alerts.vulngate.io -A"),
+        "{config}"
+    );
     let cfg: Value = serde_yaml_ng::from_str(config).expect("yaml");
     assert_eq!(cfg["store"], "kubernetes");
     // --store sqlite: per replica, said on stderr and in the ConfigMap; no Alert CRD, no RBAC

@@ -263,8 +263,7 @@ impl Server {
         // runtime alerts) and applies the Kubernetes store's retention; an election is started
         // only when there is something to lead.
         let kube_store = self.state.config.store == StoreUrl::Kubernetes;
-        let election = (k.leader_election.enabled
-            && (!k.rescan_interval.is_zero() || kube_store))
+        let election = (k.leader_election.enabled && (!k.rescan_interval.is_zero() || kube_store))
             .then(|| cluster::leader::start(client.clone(), &k.leader_election));
         let leadership = election
             .as_ref()

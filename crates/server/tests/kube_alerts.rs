@@ -221,10 +221,23 @@ fn replicas_converge_on_one_object_per_key() {
     // kubectl's table: the printer columns.
     let table = api.kubectl_ok(&["get", "alerts.vulngate.io", "-A"]);
     let header = table.lines().next().unwrap();
-    for col in ["NAMESPACE", "NAME", "ACTION", "WORKLOAD", "RULE", "COUNT", "REVIEW"] {
+    for col in [
+        "NAMESPACE",
+        "NAME",
+        "ACTION",
+        "WORKLOAD",
+        "RULE",
+        "COUNT",
+        "REVIEW",
+    ] {
         assert!(header.contains(col), "{table}");
     }
-    assert!(table.lines().any(|l| l.contains("web") && l.contains(" 16 ")), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("web") && l.contains(" 16 ")),
+        "{table}"
+    );
     let in_ns = api.kubectl_ok(&["get", "alerts.vulngate.io", "-n", "billing", "-o", "name"]);
     assert_eq!(in_ns.lines().count(), 1, "{in_ns}");
 
@@ -232,9 +245,8 @@ fn replicas_converge_on_one_object_per_key() {
     let all = a.list(&AlertFilter::default()).unwrap();
     let ids: Vec<&str> = all.iter().map(|x| x.id.as_str()).collect();
     assert_eq!(ids, ["c-5", "c-4", "c-2", "c-1", "c-0", spec_id.as_str()]);
-    let f = |f: AlertFilter| -> Vec<String> {
-        a.list(&f).unwrap().into_iter().map(|x| x.id).collect()
-    };
+    let f =
+        |f: AlertFilter| -> Vec<String> { a.list(&f).unwrap().into_iter().map(|x| x.id).collect() };
     assert_eq!(
         f(AlertFilter {
             action: Some(AlertAction::Audit),
@@ -282,15 +294,26 @@ fn replicas_converge_on_one_object_per_key() {
         ..Default::default()
     })
     .is_empty());
-    assert_eq!(a.get("c-4").unwrap().unwrap().namespace.as_deref(), Some("billing"));
+    assert_eq!(
+        a.get("c-4").unwrap().unwrap().namespace.as_deref(),
+        Some("billing")
+    );
     let by_obj = b.get(&object_name(&audit)).unwrap().unwrap();
     assert_eq!(by_obj.id, "c-1");
-    assert!(a.get("c-3").unwrap().is_none(), "a repeat has no object of its own");
+    assert!(
+        a.get("c-3").unwrap().is_none(),
+        "a repeat has no object of its own"
+    );
     assert!(a.get("nope").unwrap().is_none());
 
     // Review state in the status subresource, with its history; counting goes on.
     assert!(a
-        .review(&spec_id, ReviewState::Acknowledged, Some("alice"), Some("JIRA-7"))
+        .review(
+            &spec_id,
+            ReviewState::Acknowledged,
+            Some("alice"),
+            Some("JIRA-7")
+        )
         .unwrap());
     assert!(!a.review("nope", ReviewState::Resolved, None, None).unwrap());
     b.record_new(&[alert("b-9", Some("shop"), "web", at(30))])
@@ -396,7 +419,10 @@ async fn api_server_down_alerts_are_journaled_then_replayed() {
     assert_eq!(r, Durable::Journaled);
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(metrics.journaled() >= 2);
-    assert!(backend.list(&AlertFilter::default()).is_err(), "the API server is down");
+    assert!(
+        backend.list(&AlertFilter::default()).is_err(),
+        "the API server is down"
+    );
 
     // Back: the writer replays the journal into the store; each alert counted once.
     tokio::task::block_in_place(|| api.restart_apiserver());
@@ -430,7 +456,12 @@ async fn retention_deletes_old_and_over_cap_alerts_on_the_leader_only() {
     let api = api_with_crd(dir.path());
     let lease_crd = dir.path().join("lease-crd.yaml");
     std::fs::write(&lease_crd, LEASE_CRD).unwrap();
-    api.kubectl_ok(&["apply", "--validate=false", "-f", lease_crd.to_str().unwrap()]);
+    api.kubectl_ok(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        lease_crd.to_str().unwrap(),
+    ]);
     api.kubectl_ok(&[
         "wait",
         "--for=condition=Established",
@@ -511,11 +542,17 @@ async fn retention_deletes_old_and_over_cap_alerts_on_the_leader_only() {
     .await
     .unwrap();
     let tasks = server.start_cluster(client);
-    let election = tasks.election.as_ref().expect("an election for the store's retention");
+    let election = tasks
+        .election
+        .as_ref()
+        .expect("an election for the store's retention");
     // A follower: several retention intervals pass, nothing is deleted.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(!election.leadership.is_leader());
-    assert_eq!(tokio::task::block_in_place(|| kubectl_alerts(&api)).len(), 6);
+    assert_eq!(
+        tokio::task::block_in_place(|| kubectl_alerts(&api)).len(),
+        6
+    );
 
     // The other replica goes away: this one leads, and the retention runs.
     tokio::task::block_in_place(|| {

@@ -333,8 +333,7 @@ fn looks_like_object_name(s: &str) -> bool {
 /// Whether `s` is a valid label value (RFC 1123 with `_` and `.`, at most 63 bytes).
 fn is_label_value(s: &str) -> bool {
     s.len() <= 63
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         && s.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
         && s.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric())
@@ -588,7 +587,10 @@ impl KubernetesBackend {
         let (client, server) = match rx.recv() {
             Ok(Ok(Ok(c))) => c,
             Ok(Ok(Err(e))) => {
-                return Err(kube_err("(no API server)", format!("cannot build a client: {e}")))
+                return Err(kube_err(
+                    "(no API server)",
+                    format!("cannot build a client: {e}"),
+                ))
             }
             Ok(Err(_)) => {
                 return Err(kube_err(
@@ -691,7 +693,11 @@ impl Inner {
 
     /// The Alert resource is served.
     async fn check(&self) -> Result<(), AlertError> {
-        match self.api(&self.namespace).list(&ListParams::default().limit(1)).await {
+        match self
+            .api(&self.namespace)
+            .list(&ListParams::default().limit(1))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if api_code(&e) == Some(404) => Err(kube_err(
                 &self.server,
@@ -781,10 +787,7 @@ impl Inner {
                 return Ok(new); // all already counted (a replay)
             }
             obj.status = Some(status);
-            match api
-                .replace_status(name, &PostParams::default(), &obj)
-                .await
-            {
+            match api.replace_status(name, &PostParams::default(), &obj).await {
                 Ok(_) => return Ok(new),
                 // Another writer changed it since we read it (409), or retention deleted it
                 // (404): read it again.
@@ -925,7 +928,9 @@ fn matches_filter(a: &Alert, f: &AlertFilter) -> bool {
         && f.namespace
             .as_deref()
             .is_none_or(|n| a.namespace.as_deref() == Some(n))
-        && f.rule.as_deref().is_none_or(|r| a.rule.as_deref() == Some(r))
+        && f.rule
+            .as_deref()
+            .is_none_or(|r| a.rule.as_deref() == Some(r))
         && f.image.as_deref().is_none_or(|i| a.image.contains(i))
 }
 
@@ -951,7 +956,10 @@ impl AlertBackend for KubernetesBackend {
     fn record_new(&self, alerts: &[Alert]) -> Result<usize, AlertError> {
         let inner = self.inner.clone();
         let alerts = alerts.to_vec();
-        self.run(WRITE_TIMEOUT, async move { inner.record(&alerts, false).await })
+        self.run(
+            WRITE_TIMEOUT,
+            async move { inner.record(&alerts, false).await },
+        )
     }
 
     fn list(&self, filter: &AlertFilter) -> Result<Vec<Alert>, AlertError> {
@@ -1096,7 +1104,10 @@ mod tests {
 
     #[test]
     fn id_labels_are_label_values() {
-        assert_eq!(id_label("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"), "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
+        assert_eq!(
+            id_label("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"),
+            "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+        );
         for odd in ["", "-x", "a/b", &"x".repeat(64)] {
             let l = id_label(odd);
             assert!(is_label_value(&l) && l.starts_with('h'), "{odd:?} -> {l}");

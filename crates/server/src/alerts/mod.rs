@@ -334,11 +334,9 @@ impl AlertStore {
                     &config.kubernetes_store,
                 )?)))
             }
-            url => AlertStore::open_url(
-                url,
-                &config.data_dir,
-                config.store_password_file.as_deref(),
-            ),
+            url => {
+                AlertStore::open_url(url, &config.data_dir, config.store_password_file.as_deref())
+            }
         }
     }
 

@@ -41,9 +41,10 @@ fn last_seen(o: &AlertObject) -> Option<DateTime<Utc>> {
                 .map(|t| t.with_timezone(&Utc))
         })
         .or_else(|| {
-            o.metadata.creation_timestamp.as_ref().and_then(|t| {
-                DateTime::from_timestamp_millis(t.0.as_millisecond())
-            })
+            o.metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(|t| DateTime::from_timestamp_millis(t.0.as_millisecond()))
         })
 }
 
