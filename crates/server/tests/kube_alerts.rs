@@ -176,8 +176,8 @@ fn replicas_converge_on_one_object_per_key() {
 
     // A replay (the journal) of alerts already counted changes nothing, from either replica.
     let again = alert("b-3", Some("shop"), "web", at(3));
-    assert_eq!(a.record_new(&[again.clone()]).unwrap(), 0);
-    assert_eq!(b.record_new(&[again.clone()]).unwrap(), 0);
+    assert_eq!(a.record_new(std::slice::from_ref(&again)).unwrap(), 0);
+    assert_eq!(b.record_new(std::slice::from_ref(&again)).unwrap(), 0);
     // `record` (not idempotent) refuses it.
     assert!(a.record(&[again]).is_err());
     assert_eq!(kubectl_alerts(&api)[0]["status"]["count"], 16);

@@ -1023,14 +1023,14 @@ mod tests {
         b.image = "nginx@sha256:aa".into();
         assert_eq!(object_name(&b), n);
         // Each field of the key changes the name.
-        let variants: Vec<Box<dyn Fn(&mut Alert)>> = vec![
-            Box::new(|a| a.cluster = None),
-            Box::new(|a| a.namespace = Some("dev".into())),
-            Box::new(|a| a.kind = "Pod".into()),
-            Box::new(|a| a.name = Some("api".into())),
-            Box::new(|a| a.digest = Some("sha256:bb".into())),
-            Box::new(|a| a.rule = Some("other".into())),
-            Box::new(|a| a.action = AlertAction::Audit),
+        let variants: [fn(&mut Alert); 7] = [
+            |a| a.cluster = None,
+            |a| a.namespace = Some("dev".into()),
+            |a| a.kind = "Pod".into(),
+            |a| a.name = Some("api".into()),
+            |a| a.digest = Some("sha256:bb".into()),
+            |a| a.rule = Some("other".into()),
+            |a| a.action = AlertAction::Audit,
         ];
         for change in variants {
             let mut c = alert("3", "Deployment", 10);
