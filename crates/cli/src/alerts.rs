@@ -18,7 +18,7 @@ fn open(args: &StoreArgs) -> Result<AlertStore> {
         Some(s) => s.parse::<StoreUrl>().map_err(|e| anyhow!("--store: {e}"))?,
         None => cfg.store.clone(),
     };
-    let data_dir = args.data_dir.clone().unwrap_or(cfg.data_dir);
+    let data_dir = args.data_dir.clone().unwrap_or(cfg.data_dir.clone());
     match &store {
         StoreUrl::Sqlite => {
             if !data_dir.join(vulngate_server::alerts::SQLITE_FILE).exists() {
@@ -34,6 +34,17 @@ fn open(args: &StoreArgs) -> Result<AlertStore> {
         StoreUrl::Postgres(_) => {
             AlertStore::open_url(&store, &data_dir, cfg.store_password_file.as_deref())
                 .map_err(|e| anyhow!("opening the alert store: {e}"))
+        }
+        // The config's kubernetes.kubeconfig when given, else in-cluster, $KUBECONFIG,
+        // ~/.kube/config; reading every namespace needs list on alerts.vulngate.io.
+        StoreUrl::Kubernetes => {
+            let cfg = vulngate_server::Config {
+                store: StoreUrl::Kubernetes,
+                kubernetes: Some(cfg.kubernetes.clone().unwrap_or_default()),
+                data_dir,
+                ..cfg
+            };
+            AlertStore::open_config(&cfg).map_err(|e| anyhow!("opening the alert store: {e}"))
         }
     }
 }

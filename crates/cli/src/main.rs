@@ -116,8 +116,10 @@ pub struct StoreArgs {
     /// The data directory of `vulngate serve` [default: ./vulngate-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Alert store: `sqlite` or a `postgres://` URL (password from the config's
-    /// storePasswordFile, $VULNGATE_STORE_PASSWORD or $PGPASSWORD).
+    /// Alert store: `sqlite`, a `postgres://` URL (password from the config's
+    /// storePasswordFile, $VULNGATE_STORE_PASSWORD or $PGPASSWORD), or `kubernetes` (Alert
+    /// objects; the config's kubernetes.kubeconfig, else in-cluster, $KUBECONFIG,
+    /// ~/.kube/config).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
 }
@@ -361,8 +363,9 @@ pub struct InstallArgs {
     /// Cluster name (the `cluster` scope field of rules).
     #[arg(long)]
     pub cluster_name: Option<String>,
-    /// Shared alert store URL, e.g. postgres://vulngate@pg:5432/vulngate [default: SQLite per
-    /// replica on an emptyDir].
+    /// Alert store: `kubernetes` (Alert objects in the cluster, shared by the replicas; the
+    /// default), a shared `postgres://vulngate@pg:5432/vulngate` URL (large fleets), or
+    /// `sqlite` (per replica on an emptyDir, lost with the pod) [default: kubernetes].
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
     /// Secret (key `password`) given to the pods as $VULNGATE_STORE_PASSWORD.

@@ -89,6 +89,7 @@ fn every_kind_is_rendered_in_apply_order() {
         [
             "Namespace",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
@@ -122,7 +123,20 @@ fn every_kind_is_rendered_in_apply_order() {
             "{kind} namespace"
         );
     }
-    // Without --store: the alert store is per replica, said on stderr and in the ConfigMap.
+    // Without --store: Alert objects in the cluster, shared by the replicas (no warning).
+    assert!(!stderr.contains("per replica"), "{stderr}");
+    let config = find(&docs, "ConfigMap")["data"]["vulngate.yaml"]
+        .as_str()
+        .expect("config text");
+    assert!(
+        config.contains("kubectl get alerts.vulngate.io -A"),
+        "{config}"
+    );
+    let cfg: Value = serde_yaml_ng::from_str(config).expect("yaml");
+    assert_eq!(cfg["store"], "kubernetes");
+    // --store sqlite: per replica, said on stderr and in the ConfigMap; no Alert CRD, no RBAC
+    // on alerts.
+    let (docs, stderr) = install(&["--store", "sqlite"]);
     assert!(
         stderr.contains("alerts are kept in SQLite") && stderr.contains("per replica"),
         "{stderr}"
@@ -131,6 +145,14 @@ fn every_kind_is_rendered_in_apply_order() {
         .as_str()
         .expect("config text");
     assert!(config.contains("lost when its pod is deleted"), "{config}");
+    assert_eq!(
+        docs.iter()
+            .filter(|d| d["kind"] == "CustomResourceDefinition")
+            .count(),
+        1
+    );
+    let role = serde_json::to_string(find(&docs, "ClusterRole")).expect("json");
+    assert!(!role.contains("\"alerts"), "{role}");
     let pdb = find(&docs, "PodDisruptionBudget");
     assert_eq!(pdb["spec"]["minAvailable"], 1);
     let svc = find(&docs, "Service");
@@ -196,6 +218,16 @@ fn rbac_is_exactly_the_listed_rules() {
             "wgpolicyk8s.io".into(),
             "policyreports".into(),
             v(&["list", "create", "patch", "delete"]),
+        ),
+        (
+            "vulngate.io".into(),
+            "alerts".into(),
+            v(&["create", "get", "update", "patch", "list", "delete"]),
+        ),
+        (
+            "vulngate.io".into(),
+            "alerts/status".into(),
+            v(&["get", "update", "patch"]),
         ),
     ];
     want.sort();
@@ -504,6 +536,8 @@ fn the_config_map_passes_check_config() {
     );
     assert_eq!(effective["kubernetes"]["rulesFrom"], "cluster");
     assert_eq!(effective["kubernetes"]["policyReports"], true);
+    assert_eq!(effective["store"], "kubernetes");
+    assert_eq!(effective["kubernetesStore"]["maxObjects"], 10000);
     assert!(effective["rules"].is_null());
     // The data directory is the writable emptyDir, the TLS files the mounted Secret.
     let dep = find(&docs, "Deployment");
@@ -560,10 +594,40 @@ fn the_security_rule_crd_is_the_generated_one() {
         .iter()
         .filter(|d| d["kind"] == "CustomResourceDefinition")
         .collect();
-    assert_eq!(crds.len(), 1, "no PolicyReport CRDs by default");
+    assert_eq!(crds.len(), 2, "no PolicyReport CRDs by default");
     let want = serde_json::to_value(vulngate_core::rules::SecurityRule::crd()).expect("json");
     assert_eq!(crds[0], &want);
     assert_eq!(crds[0]["metadata"]["name"], "securityrules.vulngate.io");
+}
+
+/// Issue 18, item 5: the alert store of the install is the Alert custom resource, generated
+/// from the server's type: namespaced, status subresource, tolerant spec and status.
+#[test]
+fn the_alert_crd_is_the_generated_one() {
+    use kube::CustomResourceExt;
+    let (docs, _) = install(&[]);
+    let crds: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "CustomResourceDefinition")
+        .collect();
+    let crd = crds[1];
+    let want = serde_json::to_value(vulngate_server::alerts::kubernetes::AlertObject::crd())
+        .expect("json");
+    assert_eq!(crd, &want);
+    assert_eq!(crd["metadata"]["name"], "alerts.vulngate.io");
+    assert_eq!(crd["spec"]["scope"], "Namespaced");
+    assert_eq!(crd["spec"]["names"]["kind"], "Alert");
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(version["name"], "v1");
+    assert_eq!(version["subresources"]["status"], json!({}));
+    let schema = &version["schema"]["openAPIV3Schema"];
+    assert_structural("alert", schema);
+    for part in ["spec", "status"] {
+        assert_eq!(
+            schema["properties"][part]["x-kubernetes-preserve-unknown-fields"], true,
+            "{part} keeps fields of other versions"
+        );
+    }
 }
 
 /// Issue 18, item 6: a fresh install enforces from the first minute. The rendered SecurityRule is
@@ -646,7 +710,7 @@ fn policy_report_crds_only_on_request() {
         .iter()
         .filter(|d| d["kind"] == "CustomResourceDefinition")
         .collect();
-    assert_eq!(crds.len(), 3);
+    assert_eq!(crds.len(), 4);
     for (crd, plural, kind, short, scope) in [
         (
             crds[1],

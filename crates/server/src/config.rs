@@ -102,8 +102,12 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory for the alert database, the generated certificates and other state.
     pub data_dir: PathBuf,
-    /// Alert store: `sqlite` (`alerts.db` in the data directory) or a `postgres://` URL.
+    /// Alert store: `sqlite` (`alerts.db` in the data directory), a `postgres://` URL, or
+    /// `kubernetes` (`Alert` custom resources; needs the `kubernetes` section).
     pub store: StoreUrl,
+    /// The Kubernetes store (`store: kubernetes`): namespace of cluster-scoped alerts,
+    /// retention.
+    pub kubernetes_store: crate::alerts::KubernetesStoreConfig,
     /// File holding the PostgreSQL password (else `VULNGATE_STORE_PASSWORD`, `PGPASSWORD`).
     pub store_password_file: Option<PathBuf>,
     /// The alert writer: queue, group commit, local journal (docs/configuration.md).
@@ -346,6 +350,7 @@ impl Default for Config {
             }),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             store: StoreUrl::Sqlite,
+            kubernetes_store: Default::default(),
             store_password_file: None,
             alert_writer: Default::default(),
             tls: TlsConfig::default(),
@@ -605,6 +610,16 @@ impl Config {
             ));
         }
         self.alert_writer.validate()?;
+        self.kubernetes_store.validate()?;
+        if self.store == StoreUrl::Kubernetes && self.kubernetes.is_none() {
+            return Err((
+                "store".into(),
+                "store: kubernetes needs the kubernetes section (its client, and the leader \
+                 election that runs the retention); `kubernetes: {rulesFrom: files}` keeps the \
+                 rules in files"
+                    .into(),
+            ));
+        }
         if self.max_request_bytes < 1024 {
             return Err(("maxRequestBytes".into(), "must be at least 1024".into()));
         }

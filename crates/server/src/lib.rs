@@ -40,7 +40,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use alerts::{
     Alert, AlertAction, AlertBackend, AlertError, AlertFilter, AlertOrigin, AlertStore,
-    PostgresBackend, SqliteBackend, StoreUrl,
+    KubernetesBackend, PostgresBackend, SqliteBackend, StoreUrl,
 };
 pub use config::{
     BreakGlassConfig, CacheConfig, Config, FailurePolicy, HttpConfig, MetricsConfig, TlsConfig,
@@ -115,11 +115,13 @@ impl Server {
 
     /// Like [`from_config`](Self::from_config) with the given findings source.
     pub fn with_source(config: Config, source: Arc<dyn FindingsSource>) -> Result<Server> {
-        let alerts = AlertStore::open_url(
-            &config.store,
-            &config.data_dir,
-            config.store_password_file.as_deref(),
-        )?;
+        config
+            .validate()
+            .map_err(|(field, message)| Error::Config {
+                location: field,
+                message,
+            })?;
+        let alerts = AlertStore::open_config(&config)?;
         Server::with_parts(config, source, alerts)
     }
 
@@ -262,13 +264,22 @@ impl Server {
         let sinks: Vec<Arc<dyn cluster::ResultSink>> = reports.iter().cloned().collect();
         let rescan = cluster::rescan::Rescanner::new(self, client.clone(), sinks);
         // Only the replica holding the Lease re-evaluates (and so writes PolicyReports and
-        // runtime alerts); an election is started only when there is a re-evaluation to lead.
-        let election = (k.leader_election.enabled && !k.rescan_interval.is_zero())
+        // runtime alerts) and applies the Kubernetes store's retention; an election is started
+        // only when there is something to lead.
+        let kube_store = self.state.config.store == StoreUrl::Kubernetes;
+        let election = (k.leader_election.enabled && (!k.rescan_interval.is_zero() || kube_store))
             .then(|| cluster::leader::start(client.clone(), &k.leader_election));
         let leadership = election
             .as_ref()
             .map(|e| e.leadership.clone())
             .unwrap_or_else(cluster::leader::Leadership::always);
+        if kube_store {
+            tasks.push(alerts::kubernetes::spawn_retention(
+                client.clone(),
+                self.state.config.kubernetes_store.clone(),
+                leadership.clone(),
+            ));
+        }
         if let Some(t) = rescan.spawn_led(leadership) {
             tasks.push(t);
         }

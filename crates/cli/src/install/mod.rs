@@ -44,6 +44,7 @@ use sha2::Digest;
 
 use crate::{InstallArgs, WebhookFailurePolicy};
 
+mod alerts_crd;
 pub mod pki;
 mod trust;
 
@@ -286,19 +287,24 @@ fn config_text(args: &InstallArgs) -> Result<String> {
         // Registry lookups on their defaults (anonymous; pull secrets from the cluster), with
         // a trust policy that requires signed reports unless --allow-unsigned-reports.
         m.insert("registry".into(), registry_section(args));
-        if let Some(store) = &args.store {
-            // The alert store's URL; the password stays out of it ($VULNGATE_STORE_PASSWORD).
-            m.insert("store".into(), serde_json::Value::String(store.clone()));
-        }
+        // The alert store's URL (the password stays out of it: $VULNGATE_STORE_PASSWORD), or
+        // the default: Alert objects in the cluster.
+        let store = args.store.as_deref().unwrap_or(alerts_crd::DEFAULT_STORE);
+        m.insert("store".into(), serde_json::Value::String(store.to_string()));
     }
     let mut text = String::from(
         "# vulngate.yaml rendered by `vulngate install` (see docs/configuration.md).\n\
          # Rules come from SecurityRule resources (kubernetes.rulesFrom: cluster).\n",
     );
-    if args.store.is_none() {
+    if alerts_crd::is_kubernetes(args.store.as_deref()) {
+        text.push_str(
+            "# Alerts: Alert objects (alerts.vulngate.io) in the workloads' namespaces, shared by the\n\
+             # replicas: `kubectl get alerts.vulngate.io -A`. Retention: kubernetesStore.\n",
+        );
+    } else if args.store.as_deref() == Some("sqlite") {
         text.push_str(
             "# Alerts: SQLite in dataDir, an emptyDir: each replica keeps its own alerts, and they\n\
-             # are lost when its pod is deleted. Use `vulngate install --store URL` for a shared store.\n",
+             # are lost when its pod is deleted.\n",
         );
     } else {
         text.push_str(
@@ -603,6 +609,14 @@ pub fn render(args: &InstallArgs) -> Result<Rendered> {
             );
         }
     }
+    let kube_store = alerts_crd::is_kubernetes(args.store.as_deref());
+    if kube_store {
+        push(
+            "crds.yaml",
+            "Alert: the alert store (store: kubernetes), one per de-duplication key, in the workload's namespace (generated, vulngate.io/v1).",
+            alerts_crd::crd()?,
+        );
+    }
     push(
         "rbac.yaml",
         "The identity of the webhook pods.",
@@ -612,7 +626,10 @@ pub fn render(args: &InstallArgs) -> Result<Rendered> {
             ..Default::default()
         })?,
     );
-    let rules = rbac_rules();
+    let mut rules = rbac_rules();
+    if kube_store {
+        rules.extend(alerts_crd::rbac_rules());
+    }
     let why: String = rules
         .iter()
         .map(|(_, w)| format!("- {w}\n"))
@@ -726,10 +743,10 @@ pub fn render(args: &InstallArgs) -> Result<Rendered> {
             ..Default::default()
         })?,
     );
-    if args.store.is_none() {
+    if args.store.as_deref() == Some("sqlite") {
         out.notes.push(
-            "warning: no --store: alerts are kept in SQLite on each pod's emptyDir, per replica, \
-             and lost when a pod is deleted"
+            "warning: --store sqlite: alerts are kept in SQLite on each pod's emptyDir, per \
+             replica, and lost when a pod is deleted"
                 .into(),
         );
     }

@@ -2,12 +2,14 @@
 //! admission response is sent.
 //!
 //! [`AlertStore`] is the public face (the webhook writes, `vulngate alerts` reads); storage is
-//! behind [`AlertBackend`]: [`SqliteBackend`] (a file in the data directory, the default) or
-//! [`PostgresBackend`] (shared by replicas), chosen by [`StoreUrl`] (`store:` in vulngate.yaml).
-//! Both have the same tables, columns and migration numbers (side by side in the private
-//! `migrations` module).
+//! behind [`AlertBackend`]: [`SqliteBackend`] (a file in the data directory, the default),
+//! [`PostgresBackend`] (shared by replicas) or [`KubernetesBackend`] (`Alert` custom resources,
+//! shared by replicas, the default of `vulngate install`), chosen by [`StoreUrl`] (`store:` in
+//! vulngate.yaml). The SQL stores have the same tables, columns and migration numbers (side by
+//! side in the private `migrations` module).
 
 pub mod journal;
+pub mod kubernetes;
 pub mod metrics;
 mod migrations;
 pub mod postgres;
@@ -23,6 +25,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use kubernetes::{KubernetesBackend, KubernetesStoreConfig};
 pub use metrics::AlertMetrics;
 pub use postgres::{PostgresBackend, PostgresUrl};
 pub use sqlite::SqliteBackend;
@@ -193,6 +196,9 @@ pub enum AlertError {
     /// carries the password.
     #[error("alert database {url}: {message}")]
     Postgres { url: String, message: String },
+    /// `server` is the API server's URL; `message` what failed (never a token).
+    #[error("alert store (Kubernetes API server {server}): {message}")]
+    Kubernetes { server: String, message: String },
     #[error(transparent)]
     Journal(journal::JournalError),
     /// Neither the store (`store`: why) nor the journal took the alerts.
@@ -208,12 +214,14 @@ pub enum AlertError {
 
 /// Where alerts are kept: `store:` in vulngate.yaml, `--store` on the command line.
 /// `sqlite` (the default): `alerts.db` in the data directory; a `postgres://` URL: a
-/// PostgreSQL database. Shown (Debug, Display, serialised) without the password.
+/// PostgreSQL database; `kubernetes`: `Alert` custom resources (`kubernetesStore:`). Shown
+/// (Debug, Display, serialised) without the password.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum StoreUrl {
     #[default]
     Sqlite,
     Postgres(PostgresUrl),
+    Kubernetes,
 }
 
 impl FromStr for StoreUrl {
@@ -222,10 +230,13 @@ impl FromStr for StoreUrl {
         if s == "sqlite" {
             return Ok(StoreUrl::Sqlite);
         }
+        if s == "kubernetes" {
+            return Ok(StoreUrl::Kubernetes);
+        }
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             return PostgresUrl::parse(s).map(StoreUrl::Postgres);
         }
-        Err("expected sqlite or a postgres:// URL".to_string())
+        Err("expected sqlite, kubernetes or a postgres:// URL".to_string())
     }
 }
 
@@ -234,6 +245,7 @@ impl std::fmt::Display for StoreUrl {
         match self {
             StoreUrl::Sqlite => f.write_str("sqlite"),
             StoreUrl::Postgres(u) => std::fmt::Display::fmt(u, f),
+            StoreUrl::Kubernetes => f.write_str("kubernetes"),
         }
     }
 }
@@ -287,9 +299,10 @@ impl AlertStore {
         Ok(AlertStore::from_backend(Arc::new(backend)))
     }
 
-    /// Opens the store `url` names: SQLite in `data_dir`, or PostgreSQL (connecting and
+    /// Opens the store `url` names: SQLite in `data_dir`, PostgreSQL (connecting and
     /// migrating; the password from the URL, `password_file`, `VULNGATE_STORE_PASSWORD` or
-    /// `PGPASSWORD`, in that order).
+    /// `PGPASSWORD`, in that order), or the Kubernetes store with its defaults and the
+    /// inferred client (in-cluster, `$KUBECONFIG`, `~/.kube/config`).
     pub fn open_url(
         url: &StoreUrl,
         data_dir: &Path,
@@ -301,6 +314,29 @@ impl AlertStore {
                 u,
                 password_file,
             )?))),
+            StoreUrl::Kubernetes => Ok(AlertStore::from_backend(Arc::new(
+                KubernetesBackend::open(None, &KubernetesStoreConfig::default())?,
+            ))),
+        }
+    }
+
+    /// Opens the store a configuration names (`store`, `dataDir`, `storePasswordFile`; for
+    /// `store: kubernetes` the client of `kubernetes.kubeconfig` and `kubernetesStore`).
+    pub fn open_config(config: &crate::Config) -> Result<AlertStore, AlertError> {
+        match &config.store {
+            StoreUrl::Kubernetes => {
+                let kubeconfig = config
+                    .kubernetes
+                    .as_ref()
+                    .and_then(|k| k.kubeconfig.as_deref());
+                Ok(AlertStore::from_backend(Arc::new(KubernetesBackend::open(
+                    kubeconfig,
+                    &config.kubernetes_store,
+                )?)))
+            }
+            url => {
+                AlertStore::open_url(url, &config.data_dir, config.store_password_file.as_deref())
+            }
         }
     }
 

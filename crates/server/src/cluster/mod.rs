@@ -85,17 +85,23 @@ impl Drop for ClusterTasks {
 /// A client from the configuration: `kubeconfig` when set, else in-cluster, `$KUBECONFIG`,
 /// `~/.kube/config` (kube's inference).
 pub async fn client(cfg: &crate::config::KubernetesConfig) -> Result<kube::Client, kube::Error> {
-    let config = match &cfg.kubeconfig {
+    kube::Client::try_from(client_config(cfg).await?)
+}
+
+/// The client configuration [`client`] uses (its `cluster_url` names the API server).
+pub async fn client_config(
+    cfg: &crate::config::KubernetesConfig,
+) -> Result<kube::Config, kube::Error> {
+    match &cfg.kubeconfig {
         Some(path) => {
             let kc =
                 kube::config::Kubeconfig::read_from(path).map_err(kube::Error::InferKubeconfig)?;
             kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
                 .await
-                .map_err(kube::Error::InferKubeconfig)?
+                .map_err(kube::Error::InferKubeconfig)
         }
         None => kube::Config::infer()
             .await
-            .map_err(kube::Error::InferConfig)?,
-    };
-    kube::Client::try_from(config)
+            .map_err(kube::Error::InferConfig),
+    }
 }
