@@ -212,6 +212,11 @@ fn alert(id: &str) -> Alert {
         reason: "because".into(),
         dry_run: false,
         break_glass: None,
+        workload_kind: None,
+        workload_name: None,
+        count: 1,
+        last_seen: None,
+        kinds: Vec::new(),
     }
 }
 
