@@ -33,10 +33,11 @@ spec:
 
 fn server(reg: &Registry, platform: &str, dir: &std::path::Path) -> Server {
     let mut cfg = config(dir, Some(DENY_MEDIUM));
-    let mut registry = vulngate_registry::RegistryConfig::default();
-    registry.insecure_registries = vec![reg.host.clone()];
-    registry.platform = platform.to_string();
-    cfg.registry = Some(registry);
+    cfg.registry = Some(vulngate_registry::RegistryConfig {
+        insecure_registries: vec![reg.host.clone()],
+        platform: platform.to_string(),
+        ..Default::default()
+    });
     Server::from_config(cfg).unwrap()
 }
 
