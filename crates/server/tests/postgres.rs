@@ -277,14 +277,22 @@ fn check_dedup(name: &str, b: &dyn AlertBackend) {
     ];
     rollout.extend((0..100).map(|i| rollout_alert(&format!("d-p{i:03}"), 2 + i, "Pod", d1)));
     // Two transactions, as the writer's group commit may cut them.
-    assert_eq!(b.record_merged(&rollout[..2], DAY).unwrap(), 2, "{name}");
-    assert_eq!(b.record_merged(&rollout[2..], DAY).unwrap(), 100, "{name}");
+    assert_eq!(
+        b.record_merged(&rollout[..2], DAY).expect("store"),
+        2,
+        "{name}"
+    );
+    assert_eq!(
+        b.record_merged(&rollout[2..], DAY).expect("store"),
+        100,
+        "{name}"
+    );
     let all = |b: &dyn AlertBackend| {
         b.list(&AlertFilter {
             limit: Some(1000),
             ..Default::default()
         })
-        .unwrap()
+        .expect("store")
     };
     let got = all(b);
     assert_eq!(got.len(), 1, "{name}: {got:#?}");
@@ -297,9 +305,13 @@ fn check_dedup(name: &str, b: &dyn AlertBackend) {
         "{name}"
     );
     // A replay (the journal's) of what is stored: nothing counted twice.
-    assert_eq!(b.record_merged(&rollout, DAY).unwrap(), 0, "{name}");
+    assert_eq!(b.record_merged(&rollout, DAY).expect("store"), 0, "{name}");
     assert_eq!(all(b)[0].count, 102, "{name}");
-    assert_eq!(b.get("d-p042").unwrap().unwrap().id, "d-1", "{name}");
+    assert_eq!(
+        b.get("d-p042").expect("store").expect("store").id,
+        "d-1",
+        "{name}"
+    );
     // Outside the window: a new alert, which absorbs its own repeats.
     let later = vec![
         rollout_alert("d-3", 24 * 3600 + 1, "Pod", d1),
@@ -307,7 +319,7 @@ fn check_dedup(name: &str, b: &dyn AlertBackend) {
         // Another digest (a new image): another alert.
         rollout_alert("d-5", 24 * 3600 + 3, "Pod", "sha256:2222"),
     ];
-    b.record_merged(&later, DAY).unwrap();
+    b.record_merged(&later, DAY).expect("store");
     let mut got: Vec<(String, u64)> = all(b).into_iter().map(|a| (a.id, a.count)).collect();
     got.sort();
     assert_eq!(
