@@ -95,15 +95,22 @@ pub fn run(cmd: AlertsCommand) -> Result<ExitCode> {
 
 fn print_table(alerts: &[Alert]) {
     println!(
-        "{:<36}  {:<20}  {:<11}  {:<20}  {:<30}  {:<24}  IMAGE",
-        "ID", "TIME", "ACTION", "NAMESPACE", "WORKLOAD", "RULE"
+        "{:<36}  {:<20}  {:<20}  {:>5}  {:<11}  {:<20}  {:<30}  {:<24}  IMAGE",
+        "ID", "TIME", "LAST SEEN", "COUNT", "ACTION", "NAMESPACE", "WORKLOAD", "RULE"
     );
+    let time = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
     for a in alerts {
-        let workload = format!("{}/{}", a.kind, a.name.as_deref().unwrap_or("-"));
+        // The top workload (a Pod's Deployment), else the object.
+        let workload = match (&a.workload_kind, &a.workload_name) {
+            (Some(k), Some(n)) => format!("{k}/{n}"),
+            _ => format!("{}/{}", a.kind, a.name.as_deref().unwrap_or("-")),
+        };
         println!(
-            "{:<36}  {:<20}  {:<11}  {:<20}  {:<30}  {:<24}  {}{}",
+            "{:<36}  {:<20}  {:<20}  {:>5}  {:<11}  {:<20}  {:<30}  {:<24}  {}{}",
             a.id,
-            a.time.format("%Y-%m-%dT%H:%M:%SZ"),
+            time(a.time),
+            time(a.last_seen.unwrap_or(a.time)),
+            a.count,
             a.action.as_str(),
             a.namespace.as_deref().unwrap_or("-"),
             workload,

@@ -142,7 +142,6 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     }
     if !remote.is_empty() || args.registry.config.is_some() {
         let client = registry::Registry::new(registry_cfg)?;
-        let all = registry::all_platforms(client.config());
         // One lookup per image, however it is spelled.
         let mut distinct: Vec<ImageRef> = Vec::new();
         for image in &remote {
@@ -161,7 +160,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
             else {
                 bail!("internal error: {} was not looked up", image.original);
             };
-            let source = registry::source(image, lookups[i].clone(), all);
+            let source = registry::source(image, lookups[i].clone());
             for w in &source.warnings {
                 anstream::eprintln!("warning: {}: {w}", image.original);
             }

@@ -10,9 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use vulngate_core::ImageRef;
-use vulngate_registry::{
-    AttachRequest, Attached, Found, Lookup, PlatformSelector, RegistryClient, RegistryConfig,
-};
+use vulngate_registry::{AttachRequest, Attached, Found, Lookup, RegistryClient, RegistryConfig};
 
 use crate::check::{Entry, Source, SourceInfo};
 use crate::reports::{ImageFindings, LoadedReport};
@@ -70,10 +68,6 @@ impl Registry {
         })
     }
 
-    pub fn config(&self) -> &RegistryConfig {
-        self.client.config()
-    }
-
     /// Looks every image up, concurrently; results in the order of `images`.
     pub fn lookup_all(&self, images: &[ImageRef]) -> Vec<Lookup> {
         self.rt.block_on(async {
@@ -114,9 +108,9 @@ impl Registry {
 }
 
 /// What `check` evaluates for an image looked up in its registry: one entry, or one per
-/// platform of a multi-arch image with `--platform all`.
-pub fn source(image: &ImageRef, lookup: Lookup, all_platforms: bool) -> Source {
-    let warnings = lookup.warnings;
+/// platform of a multi-arch image with `--platform all` ([`Lookup::judged`], as the webhook).
+pub fn source(image: &ImageRef, lookup: Lookup) -> Source {
+    let warnings = lookup.warnings.clone();
     let entry = |platform: Option<String>,
                  platform_digest: Option<String>,
                  report: Result<Found, vulngate_core::UnscannedReason>| {
@@ -147,27 +141,15 @@ pub fn source(image: &ImageRef, lookup: Lookup, all_platforms: bool) -> Source {
         };
         Entry { findings, info }
     };
-    let entries = if all_platforms && !lookup.platforms.is_empty() {
-        lookup
-            .platforms
-            .into_iter()
-            .map(|p| entry(Some(p.platform), Some(p.digest), p.report))
-            .collect()
-    } else {
-        vec![entry(None, lookup.platform_digest, lookup.report)]
-    };
+    let entries = lookup
+        .judged()
+        .into_iter()
+        .map(|j| entry(j.platform, j.platform_digest, j.report))
+        .collect();
     Source {
         digest: lookup.digest,
         registry: true,
         entries,
         warnings,
     }
-}
-
-/// Whether `--platform all` (or the config's `platform: all`) is in effect.
-pub fn all_platforms(cfg: &RegistryConfig) -> bool {
-    matches!(
-        PlatformSelector::parse(&cfg.platform),
-        Ok(PlatformSelector::All)
-    )
 }

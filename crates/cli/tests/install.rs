@@ -199,6 +199,8 @@ fn rbac_is_exactly_the_listed_rules() {
         ("".into(), "pods".into(), v(&["get", "list", "watch"])),
         ("".into(), "secrets".into(), v(&["get"])),
         ("".into(), "serviceaccounts".into(), v(&["get"])),
+        ("apps".into(), "replicasets".into(), v(&["list", "watch"])),
+        ("batch".into(), "jobs".into(), v(&["list", "watch"])),
         (
             "events.k8s.io".into(),
             "events".into(),

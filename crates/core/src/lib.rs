@@ -10,6 +10,7 @@ pub mod findings;
 pub mod image;
 pub mod limits;
 pub mod model;
+pub mod owner;
 pub mod rules;
 pub mod vex;
 pub mod workload;

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::engine::RequestContext;
+use crate::owner::{self, OwnerLookup, OwnerRef, TopWorkload};
 
 /// The workload kinds whose images are gated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -168,6 +169,8 @@ pub struct Workload {
     pub labels: BTreeMap<String, String>,
     /// The pod's name, only for kind Pod.
     pub pod_name: Option<String>,
+    /// The controller owner (`metadata.ownerReferences[]` with `controller: true`).
+    pub owner: Option<OwnerRef>,
     /// Init containers first (they run first), then containers, then ephemeral containers;
     /// each list in manifest order.
     pub containers: Vec<ContainerImage>,
@@ -179,18 +182,49 @@ impl Workload {
         self.clone().into_context(cluster)
     }
 
-    /// The engine's view of where the images run, taking the names and labels.
+    /// The engine's view of where the images run, taking the names and labels; the
+    /// workload (the `deployment` scope field) is the top owner by the naming rules
+    /// ([`owner::resolve`] without a cache).
     pub fn into_context(self, cluster: Option<String>) -> RequestContext {
-        RequestContext {
+        self.into_context_with(cluster, None).0
+    }
+
+    /// The top workload of this object ([`owner::resolve`]), confirmed through `lookup` when
+    /// given.
+    pub fn top(&self, lookup: Option<&dyn OwnerLookup>) -> TopWorkload {
+        owner::resolve(
+            &owner::Object {
+                api_version: self.kind.api_version(),
+                kind: self.kind.as_str(),
+                name: self.name.as_deref(),
+                namespace: self.namespace.as_deref(),
+                uid: None,
+                labels: &self.labels,
+                owner: self.owner.as_ref(),
+            },
+            lookup,
+        )
+    }
+
+    /// [`into_context`](Self::into_context) with the top owner confirmed through `lookup`;
+    /// also returns the top workload.
+    pub fn into_context_with(
+        self,
+        cluster: Option<String>,
+        lookup: Option<&dyn OwnerLookup>,
+    ) -> (RequestContext, TopWorkload) {
+        let top = self.top(lookup);
+        let ctx = RequestContext {
             cluster,
             namespace: self.namespace,
             pod: self.pod_name,
-            workload_kind: Some(self.kind.as_str().to_string()),
-            workload_name: self.name,
+            workload_kind: Some(top.kind.clone()),
+            workload_name: Some(top.name.clone()).filter(|n| !n.is_empty()),
             labels: self.labels,
             user: None,
             groups: Vec::new(),
-        }
+        };
+        (ctx, top)
     }
 }
 
@@ -408,6 +442,7 @@ pub fn extract(obj: &Value) -> Result<Workload, WorkloadError> {
     }
 
     let name = meta.name.clone().or(meta.generate_name.clone());
+    let owner = owner::controller_of(meta.owner_references.as_deref().unwrap_or(&[]));
     let labels = match kind {
         WorkloadKind::Pod => meta.labels.clone(),
         _ => template_meta.and_then(|m| m.labels),
@@ -419,6 +454,7 @@ pub fn extract(obj: &Value) -> Result<Workload, WorkloadError> {
         name,
         namespace: meta.namespace,
         labels,
+        owner,
         containers,
     })
 }
@@ -514,7 +550,7 @@ pub mod slim {
     use serde::de::{Deserializer, Visitor};
     use serde::Deserialize;
 
-    use super::{ContainerImage, ContainerKind, Workload, WorkloadKind};
+    use super::{ContainerImage, ContainerKind, OwnerRef, Workload, WorkloadKind};
 
     /// A JSON string, borrowed from the input when it has no escape sequence.
     #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -625,6 +661,45 @@ pub mod slim {
         pub labels: Option<Pairs<'a>>,
         #[serde(borrow)]
         pub annotations: Option<Pairs<'a>>,
+        #[serde(borrow)]
+        pub owner_references: Option<Vec<SlimOwnerRef<'a>>>,
+    }
+
+    /// `metadata.ownerReferences[]` (typed as k8s-openapi's `OwnerReference`).
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct SlimOwnerRef<'a> {
+        #[serde(borrow)]
+        pub api_version: Option<Text<'a>>,
+        #[serde(borrow)]
+        pub kind: Option<Text<'a>>,
+        #[serde(borrow)]
+        pub name: Option<Text<'a>>,
+        #[serde(borrow)]
+        pub uid: Option<Text<'a>>,
+        pub controller: Option<bool>,
+        pub block_owner_deletion: Option<bool>,
+    }
+
+    /// The controller owner, as `extract` reads it; `Err` when a reference lacks a required
+    /// field (`extract` fails: take the slow path).
+    fn controller_owner(refs: Option<&[SlimOwnerRef<'_>]>) -> Result<Option<OwnerRef>, ()> {
+        let mut found = None;
+        for r in refs.into_iter().flatten() {
+            let (Some(a), Some(k), Some(n), Some(u)) = (&r.api_version, &r.kind, &r.name, &r.uid)
+            else {
+                return Err(());
+            };
+            if found.is_none() && r.controller == Some(true) {
+                found = Some(OwnerRef {
+                    api_version: a.to_owned_string(),
+                    kind: k.to_owned_string(),
+                    name: n.to_owned_string(),
+                    uid: Some(u.to_owned_string()).filter(|u| !u.is_empty()),
+                });
+            }
+        }
+        Ok(found)
     }
 
     /// A container, an init container or an ephemeral container.
@@ -795,12 +870,14 @@ pub mod slim {
                 _ => template_meta.map(|m| strings(&m.labels)),
             }
             .unwrap_or_default();
+            let owner = controller_owner(meta.and_then(|m| m.owner_references.as_deref())).ok()?;
             Some(Workload {
                 kind,
                 pod_name: (kind == WorkloadKind::Pod).then(|| name.clone()).flatten(),
                 name,
                 namespace: text(meta.and_then(|m| m.namespace.as_ref())),
                 labels,
+                owner,
                 containers,
             })
         }

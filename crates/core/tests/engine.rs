@@ -28,6 +28,10 @@ struct Case {
     rules: Option<String>,
     #[serde(default)]
     context: RequestContext,
+    /// A Kubernetes object (YAML): the context is read from it as admission reads it
+    /// (`workload::extract`, then its top owner by `owner::resolve`), with `context.cluster`.
+    #[serde(default)]
+    object: Option<Value>,
     #[serde(default = "default_image")]
     image: String,
     #[serde(default = "default_now")]
@@ -179,10 +183,16 @@ fn decide(case: &Case) -> Value {
         None => Subject::Unscanned(&no_report),
     };
     let catalogs = catalogs_of(case);
+    let ctx = match &case.object {
+        Some(o) => vulngate_core::workload::extract(o)
+            .expect("object reads")
+            .into_context(case.context.cluster.clone()),
+        None => case.context.clone(),
+    };
     let d = evaluate_with(
         &rules,
         case.precedence,
-        &case.context,
+        &ctx,
         &image,
         subject,
         case.now,
@@ -316,6 +326,12 @@ cases!(
     user_scope_field,
     group_scope_field_is_membership,
     service_account_scope_field,
+    deployment_exemption_covers_its_replicaset,
+    deployment_exemption_covers_its_pods,
+    deployment_scope_catches_its_pods,
+    pod_whose_template_hash_does_not_match_is_not_the_deployments,
+    cronjob_scope_catches_the_pods_of_its_jobs,
+    pod_without_controller_owner_is_its_own_workload,
 );
 
 #[test]

@@ -86,6 +86,41 @@ pub struct Lookup {
     pub warnings: Vec<String>,
 }
 
+/// One report to judge for an image: the image's own (a single-platform image, or the selected
+/// platform), or one platform's of a multi-arch image in `platform: all` mode. `vulngate check`
+/// reports each; the webhook takes the worst decision over them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    /// The platform (`linux/arm64`), in `platform: all` mode.
+    pub platform: Option<String>,
+    /// The platform manifest the report is for (the index is `Lookup::digest`).
+    pub platform_digest: Option<String>,
+    pub report: Result<Found, UnscannedReason>,
+}
+
+impl Lookup {
+    /// What is to be judged: every platform in `platform: all` mode (reports attached to the
+    /// index count for every platform; a platform without a report is unscanned), else the
+    /// one report. The one place `check` and the webhook read a lookup's platforms.
+    pub fn judged(&self) -> Vec<Judged> {
+        if self.platforms.is_empty() {
+            return vec![Judged {
+                platform: None,
+                platform_digest: self.platform_digest.clone(),
+                report: self.report.clone(),
+            }];
+        }
+        self.platforms
+            .iter()
+            .map(|p| Judged {
+                platform: Some(p.platform.clone()),
+                platform_digest: Some(p.digest.clone()),
+                report: p.report.clone(),
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Policy {
     scope: Pattern,

@@ -9,8 +9,13 @@
 //! Decision log lines go as in `vulngate serve` (`vulngate_server::init_logging`, JSON at level
 //! info, stderr: redirect it to a file as the load benchmark does); `--log none` disables them.
 //!
+//! `--object pod` sends a Pod of a Deployment's ReplicaSet instead (owner references and a
+//! `pod-template-hash` label: the owner resolution's work); `--alerts` audits the image's LOW
+//! finding, so every request writes an alert (de-duplicated into one with `alerts.dedupWindow`)
+//! and waits for its commit: the answer then differs from the fixed one, which is not compared.
+//!
 //! ```text
-//! cargo run --release -p vulngate-server --example handler_cost -- [--requests 20000] [--rounds 5] [--log none] 2>/tmp/handler_cost.log
+//! cargo run --release -p vulngate-server --example handler_cost -- [--requests 20000] [--rounds 5] [--log none] [--object pod] [--alerts] 2>/tmp/handler_cost.log
 //! ```
 
 // The same global allocator as the `vulngate` binary, so the ratio stays fair.
@@ -33,6 +38,18 @@ use vulngate_server::{Config, LocalFindings, Server};
 const IMAGE: &str = "127.0.0.1:5000/bench/app@sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 const REVIEW: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","kind":{"group":"apps","version":"v1","kind":"Deployment"},"resource":{"group":"apps","version":"v1","resource":"deployments"},"name":"web","namespace":"shop","operation":"CREATE","userInfo":{"username":"alice@example.com","groups":["system:authenticated"]},"object":{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"shop","labels":{"app":"web"}},"spec":{"replicas":2,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"__IMAGE__","ports":[{"containerPort":8080}]}]}}}},"oldObject":null,"dryRun":false,"options":{"apiVersion":"meta.k8s.io/v1","kind":"CreateOptions"}}}"#;
+
+/// The Pod `web-5d8f9c7b4-x2x9q` of ReplicaSet `web-5d8f9c7b4` (Deployment `web`).
+const POD_REVIEW: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"name":"web-5d8f9c7b4-x2x9q","namespace":"shop","operation":"CREATE","userInfo":{"username":"system:serviceaccount:kube-system:replicaset-controller","groups":["system:serviceaccounts"]},"object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-5d8f9c7b4-x2x9q","generateName":"web-5d8f9c7b4-","namespace":"shop","labels":{"app":"web","pod-template-hash":"5d8f9c7b4"},"ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web-5d8f9c7b4","uid":"6c1f0c9e-3b1a-4a61-9d55-0f5e0f4b2a11","controller":true,"blockOwnerDeletion":true}]},"spec":{"containers":[{"name":"web","image":"__IMAGE__","ports":[{"containerPort":8080}]}]}},"oldObject":null,"dryRun":false,"options":{"apiVersion":"meta.k8s.io/v1","kind":"CreateOptions"}}}"#;
+
+/// `--alerts`: every request audited (an alert each).
+const AUDIT_RULES: &str = "apiVersion: vulngate.io/v1
+kind: SecurityRule
+metadata: { name: bench-audit-low }
+spec:
+  action: audit
+  conditions: [{ severity: low, maxCount: 0 }]
+";
 
 const RULES: &str = "apiVersion: vulngate.io/v1
 kind: SecurityRule
@@ -93,6 +110,7 @@ async fn run(router: &Router, body: &Bytes, n: usize) -> Result<Duration, String
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut requests, mut rounds, mut log) = (20_000usize, 5usize, None::<String>);
+    let (mut pod, mut alerts) = (false, false);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or(format!("{a} needs a value"));
@@ -100,6 +118,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--requests" => requests = val()?.parse()?,
             "--rounds" => rounds = val()?.parse()?,
             "--log" => log = Some(val()?),
+            "--object" => match val()?.as_str() {
+                "pod" => pod = true,
+                "deployment" => pod = false,
+                other => return Err(format!("--object: pod or deployment, not {other}").into()),
+            },
+            "--alerts" => alerts = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -111,7 +135,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(other) => return Err(format!("--log: only `none` is accepted, not {other}").into()),
     };
     let rules = dir.path().join("rules.yaml");
-    std::fs::write(&rules, RULES)?;
+    std::fs::write(&rules, if alerts { AUDIT_RULES } else { RULES })?;
     let cfg = Config {
         data_dir: dir.path().join("data"),
         rules: Some(rules),
@@ -123,7 +147,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fixed = Router::new()
         .route("/validate", post(fixed))
         .layer(DefaultBodyLimit::max(cfg.max_request_bytes));
-    let body = Bytes::from(REVIEW.replace("__IMAGE__", IMAGE));
+    let review = if pod { POD_REVIEW } else { REVIEW };
+    let body = Bytes::from(review.replace("__IMAGE__", IMAGE));
 
     // Same runtime kind as `vulngate serve`.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -134,7 +159,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         run(&vulngate, &body, 100).await?;
         // Both routers must send the same bytes, or the comparison is not fair.
         let sent = answer(&vulngate, &body).await?;
-        if sent.as_ref() != common::RESPONSE {
+        if !alerts && sent.as_ref() != common::RESPONSE {
             return Err(format!(
                 "vulngate's answer differs from the fixed one (update examples/common/mod.rs): {}",
                 String::from_utf8_lossy(&sent)

@@ -26,6 +26,17 @@ pub struct Analyzed {
     pub subject: Result<Arc<AnalyzedReport>, UnscannedReason>,
     /// The source's warnings about the lookup (see [`crate::SourceLookup::warnings`]).
     pub warnings: Vec<String>,
+    /// `platform: all` on a multi-arch image: each platform's findings (the verdict is the
+    /// worst over them). Empty otherwise.
+    pub platforms: Vec<PlatformAnalyzed>,
+}
+
+/// One platform of a multi-arch image, ready for the engine.
+#[derive(Debug, Clone)]
+pub struct PlatformAnalyzed {
+    pub platform: String,
+    pub digest: Option<String>,
+    pub subject: Result<Arc<AnalyzedReport>, UnscannedReason>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -166,17 +177,29 @@ async fn fetch_with(
         Some(d) => image.with_digest(d),
         None => image.clone(),
     };
-    let subject = l.report.map(|f| {
+    // Every platform's report is analysed for the image as pinned to the resolved digest
+    // (the index), as `vulngate check` does.
+    let analyze = |f: crate::source::FoundReport| {
         Arc::new(AnalyzedReport::new(
             &f.report,
             f.identity,
             &f.vex,
             Some(&pinned),
         ))
-    });
+    };
+    let platforms = l
+        .platforms
+        .into_iter()
+        .map(|p| PlatformAnalyzed {
+            platform: p.platform,
+            digest: p.digest,
+            subject: p.report.map(analyze),
+        })
+        .collect();
     Ok(Analyzed {
         digest: l.digest,
-        subject,
+        subject: l.report.map(analyze),
         warnings: l.warnings,
+        platforms,
     })
 }

@@ -112,6 +112,8 @@ pub struct Config {
     pub store_password_file: Option<PathBuf>,
     /// The alert writer: queue, group commit, local journal (docs/configuration.md).
     pub alert_writer: crate::alerts::AlertWriterConfig,
+    /// What alerts stand for: de-duplication (docs/configuration.md).
+    pub alerts: AlertsConfig,
     pub tls: TlsConfig,
     /// Rule file or directory of `*.yaml`/`*.yml` files. None: the built-in default rule.
     pub rules: Option<PathBuf>,
@@ -166,6 +168,24 @@ pub struct Config {
     pub kev: Option<CatalogConfig>,
     /// FIRST EPSS scores, for `epssAtLeast` / `epssPercentileAtLeast` conditions.
     pub epss: Option<CatalogConfig>,
+}
+
+/// `alerts:` in vulngate.yaml.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct AlertsConfig {
+    /// Alerts of one (cluster, namespace, top workload, image digest, rule, action) within
+    /// this long of the first are one alert with a count (0s: every review its own alert).
+    #[serde(with = "duration_str")]
+    pub dedup_window: Duration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            dedup_window: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// The default metrics listen address (loopback; `vulngate install` renders `0.0.0.0:9090`).
@@ -283,6 +303,9 @@ pub struct KubernetesConfig {
     /// How long credentials read from Secrets are kept before they are read again.
     #[serde(with = "duration_str")]
     pub pull_secrets_ttl: Duration,
+    /// Watch the metadata of ReplicaSets and Jobs to confirm a Pod's Deployment or CronJob
+    /// (`vulngate_core::owner`); off: the naming rules alone.
+    pub watch_owners: bool,
     /// One re-evaluator among the replicas: a `coordination.k8s.io/v1` Lease elects the replica
     /// that re-evaluates running workloads and writes PolicyReports (every replica answers the
     /// webhook).
@@ -337,6 +360,7 @@ impl Default for KubernetesConfig {
             rescan_lookups_per_second: 20,
             pull_secrets: true,
             pull_secrets_ttl: Duration::from_secs(300),
+            watch_owners: true,
             leader_election: LeaderElectionConfig::default(),
         }
     }
@@ -353,6 +377,7 @@ impl Default for Config {
             kubernetes_store: Default::default(),
             store_password_file: None,
             alert_writer: Default::default(),
+            alerts: AlertsConfig::default(),
             tls: TlsConfig::default(),
             rules: None,
             rules_reload_interval: Duration::from_secs(5),
@@ -618,6 +643,12 @@ impl Config {
                  election that runs the retention); `kubernetes: {rulesFrom: files}` keeps the \
                  rules in files"
                     .into(),
+            ));
+        }
+        if self.alerts.dedup_window > Duration::from_secs(366 * 24 * 3600) {
+            return Err((
+                "alerts.dedupWindow".into(),
+                "must be at most 8784h (a year)".into(),
             ));
         }
         if self.max_request_bytes < 1024 {

@@ -73,6 +73,8 @@ pub(crate) struct State {
     pub pull_secrets: Option<cluster::pull_secrets::PullSecrets>,
     /// The registry lookup slots of admission reviews (`maxConcurrentLookups`).
     pub lookup_slots: admission::limits::LookupSlots,
+    /// The watch cache confirming owners (kubernetes.watchOwners).
+    pub owners: Option<Arc<cluster::owners::OwnerCache>>,
     skip: Vec<glob::Pattern>,
     ready: AtomicBool,
 }
@@ -138,11 +140,13 @@ impl Server {
                 message,
             })?;
         let metrics = Metrics::new();
-        let alerts = alerts.start_writer(
-            &config.alert_writer,
-            &config.data_dir,
-            metrics.alert_store().clone(),
-        )?;
+        let alerts = alerts
+            .with_dedup_window(config.alerts.dedup_window)
+            .start_writer(
+                &config.alert_writer,
+                &config.data_dir,
+                metrics.alert_store().clone(),
+            )?;
         let mode = config.kubernetes.as_ref().map(|k| k.rules_from);
         let rules = ActiveRules::load_with_mode(config.rules.as_deref(), mode, metrics.clone())?;
         // With rules from the cluster, not ready (no admission) until they are synced.
@@ -178,6 +182,7 @@ impl Server {
             catalogs,
             events: None,
             pull_secrets: None,
+            owners: None,
             skip,
             ready: AtomicBool::new(ready),
         };
@@ -187,8 +192,8 @@ impl Server {
     }
 
     /// Turns on the Kubernetes integration parts of the webhook that need `client`, as the
-    /// `kubernetes` section says: Events (`events`) and pull-secret credentials
-    /// (`pullSecrets`). Call right after construction, inside a Tokio runtime (the Event
+    /// `kubernetes` section says: Events (`events`), pull-secret credentials
+    /// (`pullSecrets`) and the owner watch cache (`watchOwners`). Call right after construction, inside a Tokio runtime (the Event
     /// sender is a task); a server already shared (cloned) is refused.
     pub fn with_kubernetes(mut self, client: kube::Client) -> Result<Server> {
         let Some(state) = Arc::get_mut(&mut self.state) else {
@@ -206,6 +211,9 @@ impl Server {
                 cluster::events::reporting_instance(),
                 state.metrics.clone(),
             ));
+        }
+        if k.watch_owners {
+            state.owners = Some(Arc::new(cluster::owners::OwnerCache::start(client.clone())));
         }
         if k.pull_secrets {
             state.pull_secrets = Some(cluster::pull_secrets::PullSecrets::new(
@@ -289,6 +297,11 @@ impl Server {
             reports,
             election,
         }
+    }
+
+    /// The owner watch cache, when `kubernetes.watchOwners` is on (tests wait for its sync).
+    pub fn owner_cache(&self) -> Option<&cluster::owners::OwnerCache> {
+        self.state.owners.as_deref()
     }
 
     /// Drops the cached findings.

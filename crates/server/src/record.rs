@@ -18,7 +18,9 @@ use crate::State;
 pub(crate) struct Admitted<'a> {
     pub uid: &'a str,
     pub operation: &'a Operation,
+    /// The admitted object's kind and name (the context's workload is its top owner).
     pub kind: WorkloadKind,
+    pub name: Option<&'a str>,
     pub ctx: &'a RequestContext,
     pub dry_run: bool,
     /// The break-glass annotation's value, when break-glass applies.
@@ -72,7 +74,7 @@ pub(crate) async fn admission(state: &State, req: &Admitted<'_>, verdicts: &[Ver
                 origin: AlertOrigin::default(),
                 kind: req.kind.as_str().to_string(),
                 namespace: req.ctx.namespace.clone(),
-                name: req.ctx.workload_name.clone(),
+                name: req.name.map(str::to_string),
                 operation: operation_upper(req.operation),
                 user: req.ctx.user.clone(),
                 request_uid: req.uid.to_string(),
@@ -100,7 +102,9 @@ pub(crate) async fn admission(state: &State, req: &Admitted<'_>, verdicts: &[Ver
             cluster: req.ctx.cluster.as_deref(),
             namespace: req.ctx.namespace.as_deref(),
             kind: req.kind.as_str(),
-            name: req.ctx.workload_name.as_deref(),
+            name: req.name,
+            workload_kind: req.ctx.workload_kind.as_deref(),
+            workload_name: req.ctx.workload_name.as_deref(),
             user: req.ctx.user.as_deref(),
             image: &d.image,
             digest: d.digest.as_deref(),
@@ -205,6 +209,11 @@ pub(crate) async fn unreadable(state: &State, u: Unreadable) -> bool {
         reason: u.reason,
         dry_run: false,
         break_glass: None,
+        workload_kind: None,
+        workload_name: None,
+        count: 1,
+        last_seen: None,
+        kinds: Vec::new(),
     };
     write_alerts(state, &u.uid, vec![alert], None).await
 }
@@ -267,6 +276,7 @@ pub(crate) fn alert(
     s: AlertSubject,
 ) -> Alert {
     let d = &v.decision;
+    let kinds = vec![s.kind.clone()];
     Alert {
         id,
         time: Utc::now(),
@@ -292,6 +302,11 @@ pub(crate) fn alert(
         reason: d.reason.clone(),
         dry_run: s.dry_run,
         break_glass: s.break_glass,
+        workload_kind: ctx.workload_kind.clone(),
+        workload_name: ctx.workload_name.clone(),
+        count: 1,
+        last_seen: None,
+        kinds,
     }
 }
 

@@ -38,6 +38,17 @@ pub struct SourceLookup {
     /// What the operator should know about the lookup (reports dropped, unverified or merged,
     /// no trust policy): logged and returned as admission warnings.
     pub warnings: Vec<String>,
+    /// `platform: all` on a multi-arch image: each platform's report, or why it has none (the
+    /// decision is the worst over them; `report` is then the index's own). Empty otherwise.
+    pub platforms: Vec<PlatformFound>,
+}
+
+/// One platform of a multi-arch image and its report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlatformFound {
+    pub platform: String,
+    pub digest: Option<String>,
+    pub report: Result<FoundReport, UnscannedReason>,
 }
 
 /// The source could not answer (unreachable, internal error). The failure policy decides;
@@ -286,11 +297,13 @@ impl FindingsSource for LocalFindings {
                     digest: e.digest.clone().or(image.digest.clone()),
                     report: e.report.clone(),
                     warnings: Vec::new(),
+                    platforms: Vec::new(),
                 },
                 None => SourceLookup {
                     digest: image.digest.clone(),
                     report: Err(UnscannedReason::NoReport),
                     warnings: Vec::new(),
+                    platforms: Vec::new(),
                 },
             })
         })
@@ -326,24 +339,35 @@ impl FindingsSource for RegistrySource {
     ) -> BoxFuture<'a, std::result::Result<SourceLookup, SourceError>> {
         Box::pin(async move {
             let l = self.client.lookup_with(image, credentials).await;
-            match l.report {
-                // The registry could not be asked: that is the failure policy's call.
-                Err(UnscannedReason::RegistryUnavailable(detail)) => Err(SourceError(detail)),
-                Err(reason) => Ok(SourceLookup {
-                    digest: l.digest,
-                    report: Err(reason),
-                    warnings: l.warnings,
-                }),
-                Ok(found) => Ok(SourceLookup {
-                    digest: l.digest,
-                    warnings: l.warnings,
-                    report: Ok(FoundReport {
-                        report: found.report,
-                        identity: found.identity,
-                        vex: found.vex,
-                    }),
-                }),
+            let found = |f: vulngate_registry::Found| FoundReport {
+                report: f.report,
+                identity: f.identity,
+                vex: f.vex,
+            };
+            // The registry could not be asked (for the image or one of its platforms): that
+            // is the failure policy's call.
+            if let Err(UnscannedReason::RegistryUnavailable(detail)) = &l.report {
+                return Err(SourceError(detail.clone()));
             }
+            let mut platforms = Vec::new();
+            if !l.platforms.is_empty() {
+                for j in l.judged() {
+                    if let Err(UnscannedReason::RegistryUnavailable(detail)) = j.report {
+                        return Err(SourceError(detail));
+                    }
+                    platforms.push(PlatformFound {
+                        platform: j.platform.unwrap_or_default(),
+                        digest: j.platform_digest,
+                        report: j.report.map(found),
+                    });
+                }
+            }
+            Ok(SourceLookup {
+                digest: l.digest,
+                warnings: l.warnings,
+                report: l.report.map(found),
+                platforms,
+            })
         })
     }
 }

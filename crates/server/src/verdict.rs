@@ -11,11 +11,11 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use vulngate_core::engine::SeverityCounts;
 use vulngate_core::{
-    evaluate_with, Catalogs, Decision, ImageRef, Outcome, Precedence, RequestContext, RuleSet,
-    Subject, UnscannedReason,
+    evaluate_with, AnalyzedReport, Catalogs, Decision, ImageRef, Outcome, Precedence,
+    RequestContext, RuleSet, Subject, UnscannedReason,
 };
 
-use crate::cache::Analyzed;
+use crate::cache::{Analyzed, PlatformAnalyzed};
 use crate::config::FailurePolicy;
 use crate::source::SourceError;
 use crate::State;
@@ -153,11 +153,11 @@ impl Judge<'_> {
                         pinned.set_digest(d);
                     }
                 }
-                let subject = match &a.subject {
-                    Ok(report) => Subject::Report(report),
-                    Err(reason) => Subject::Unscanned(reason),
-                };
-                (self.engine(&pinned, subject), None)
+                if a.platforms.is_empty() {
+                    (self.engine(&pinned, subject_of(&a.subject)), None)
+                } else {
+                    (self.worst_platform(&pinned, &a.platforms), None)
+                }
             }
             (res, r) => {
                 let failure = match res {
@@ -172,6 +172,26 @@ impl Judge<'_> {
             decision,
             failure,
             warnings,
+        }
+    }
+
+    /// `platform: all` on a multi-arch image: every platform judged (a platform without a
+    /// report is unscanned), the worst decision kept (the first of equals), its reason naming
+    /// the platform.
+    fn worst_platform(&self, image: &ImageRef, platforms: &[PlatformAnalyzed]) -> Decision {
+        let mut worst: Option<(Decision, &str)> = None;
+        for p in platforms {
+            let d = self.engine(image, subject_of(&p.subject));
+            if worst.as_ref().is_none_or(|(w, _)| d.decision > w.decision) {
+                worst = Some((d, &p.platform));
+            }
+        }
+        match worst {
+            Some((mut d, platform)) => {
+                d.reason = format!("platform {platform}: {}", d.reason);
+                d
+            }
+            None => self.engine(image, Subject::Unscanned(&UnscannedReason::NoReport)),
         }
     }
 
@@ -218,6 +238,14 @@ impl Judge<'_> {
             also_fired: Vec::new(),
             rules_version: self.rules.version().to_string(),
         }
+    }
+}
+
+/// The engine's view of an image's findings.
+fn subject_of(s: &Result<Arc<AnalyzedReport>, UnscannedReason>) -> Subject<'_> {
+    match s {
+        Ok(report) => Subject::Report(report),
+        Err(reason) => Subject::Unscanned(reason),
     }
 }
 

@@ -56,6 +56,11 @@ fn alert(id: &str, secs: i64, action: AlertAction, ns: &str, rule: &str, image: 
         reason: format!("reason {id}"),
         dry_run: id == "a3",
         break_glass: (action == AlertAction::BreakGlass).then(|| "INC-1".to_string()),
+        workload_kind: None,
+        workload_name: None,
+        count: 1,
+        last_seen: None,
+        kinds: Vec::new(),
     }
 }
 
@@ -239,6 +244,135 @@ fn check_backend(name: &str, b: &dyn AlertBackend) {
     );
 }
 
+/// A rollout's alert of `kind`, `secs` after t(0), for de-duplication.
+fn rollout_alert(id: &str, secs: i64, kind: &str, digest: &str) -> Alert {
+    let mut a = alert(
+        id,
+        secs,
+        AlertAction::Deny,
+        "shop",
+        "deny-web",
+        "r.io/app:1",
+    );
+    a.kind = kind.into();
+    a.name = Some(format!("web-{kind}"));
+    a.workload_kind = Some("Deployment".into());
+    a.workload_name = Some("web".into());
+    a.digest = Some(digest.into());
+    a.dry_run = false;
+    a.kinds = vec![kind.into()];
+    a
+}
+
+const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// De-duplication as both stores do it: one alert per key within the window, counted; the
+/// first keeps its id; a replay of the same alerts counts nothing twice; a repeat's id finds
+/// the alert that absorbed it; outside the window, or with another digest, a new alert.
+fn check_dedup(name: &str, b: &dyn AlertBackend) {
+    let d1 = "sha256:1111";
+    let mut rollout = vec![
+        rollout_alert("d-1", 0, "Deployment", d1),
+        rollout_alert("d-2", 1, "ReplicaSet", d1),
+    ];
+    rollout.extend((0..100).map(|i| rollout_alert(&format!("d-p{i:03}"), 2 + i, "Pod", d1)));
+    // Two transactions, as the writer's group commit may cut them.
+    assert_eq!(
+        b.record_merged(&rollout[..2], DAY).expect("store"),
+        2,
+        "{name}"
+    );
+    assert_eq!(
+        b.record_merged(&rollout[2..], DAY).expect("store"),
+        100,
+        "{name}"
+    );
+    let all = |b: &dyn AlertBackend| {
+        b.list(&AlertFilter {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .expect("store")
+    };
+    let got = all(b);
+    assert_eq!(got.len(), 1, "{name}: {got:#?}");
+    assert_eq!(got[0].id, "d-1", "{name}");
+    assert_eq!(got[0].count, 102, "{name}");
+    assert_eq!(got[0].last_seen, Some(t(101)), "{name}");
+    assert_eq!(
+        got[0].kinds,
+        vec!["Deployment", "ReplicaSet", "Pod"],
+        "{name}"
+    );
+    // A replay (the journal's) of what is stored: nothing counted twice.
+    assert_eq!(b.record_merged(&rollout, DAY).expect("store"), 0, "{name}");
+    assert_eq!(all(b)[0].count, 102, "{name}");
+    assert_eq!(
+        b.get("d-p042").expect("store").expect("store").id,
+        "d-1",
+        "{name}"
+    );
+    // Outside the window: a new alert, which absorbs its own repeats.
+    let later = vec![
+        rollout_alert("d-3", 24 * 3600 + 1, "Pod", d1),
+        rollout_alert("d-4", 24 * 3600 + 2, "Pod", d1),
+        // Another digest (a new image): another alert.
+        rollout_alert("d-5", 24 * 3600 + 3, "Pod", "sha256:2222"),
+    ];
+    b.record_merged(&later, DAY).expect("store");
+    let mut got: Vec<(String, u64)> = all(b).into_iter().map(|a| (a.id, a.count)).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("d-1".to_string(), 102),
+            ("d-3".to_string(), 2),
+            ("d-5".to_string(), 1)
+        ],
+        "{name}"
+    );
+}
+
+#[test]
+fn dedup_in_both_stores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = SqliteBackend::open(&dir.path().join("alerts.db")).expect("sqlite");
+    check_dedup("sqlite", &sqlite);
+    let server = Postgres::start();
+    let url = PostgresUrl::parse(&server.url()).expect("url");
+    let postgres = PostgresBackend::open(&url, Some(&server.password_file())).expect("postgres");
+    check_dedup("postgres", &postgres);
+}
+
+/// Two replicas writing the same rollout's alerts at once into one database: one alert.
+#[test]
+fn concurrent_replicas_make_one_alert() {
+    let server = Postgres::start();
+    let url = PostgresUrl::parse(&server.url()).expect("url");
+    let pw = server.password_file();
+    let barrier = Arc::new(Barrier::new(2));
+    let handles: Vec<_> = (0..2)
+        .map(|r| {
+            let (url, pw, barrier) = (url.clone(), pw.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let b = PostgresBackend::open(&url, Some(&pw)).expect("open");
+                barrier.wait();
+                for i in 0..20 {
+                    let a = rollout_alert(&format!("r{r}-{i}"), i, "Pod", "sha256:1111");
+                    b.record_merged(&[a], DAY).expect("record");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("replica");
+    }
+    let b = PostgresBackend::open(&url, Some(&pw)).expect("open");
+    let got = b.list(&AlertFilter::default()).expect("list");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].count, 40);
+}
+
 #[test]
 fn same_results_in_both_stores() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -308,7 +442,7 @@ async fn schema_is_the_same_in_both_stores() {
     let server = Postgres::start();
     let url = PostgresUrl::parse(&server.url()).expect("url");
     drop(PostgresBackend::open(&url, Some(&server.password_file())).expect("postgres"));
-    for table in ["alerts", "schema_migrations"] {
+    for table in ["alerts", "schema_migrations", "alert_repeats"] {
         let s = sqlite_columns(&db, table);
         assert!(!s.is_empty(), "{table}");
         assert_eq!(s, pg_columns(&server.url(), table).await, "{table}");
@@ -364,7 +498,11 @@ fn two_replicas_migrating_a_fresh_database_at_once_both_succeed() {
             .map(|r| r.get(0))
             .collect()
     });
-    assert_eq!(versions, vec![1, 2], "every migration applied exactly once");
+    assert_eq!(
+        versions,
+        vec![1, 2, 3],
+        "every migration applied exactly once"
+    );
 }
 
 #[test]

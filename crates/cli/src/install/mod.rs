@@ -203,6 +203,14 @@ fn rbac_rules() -> Vec<(PolicyRule, &'static str)> {
             "pods get/list/watch: running Pods are re-evaluated when the rules change and every rescanInterval",
         ),
         (
+            rule("apps", &["replicasets"], &["list", "watch"]),
+            "replicasets list/watch (metadata): a Pod's ReplicaSet is confirmed as its Deployment's (watchOwners)",
+        ),
+        (
+            rule("batch", &["jobs"], &["list", "watch"]),
+            "jobs list/watch (metadata): a Pod's Job is confirmed as its CronJob's (watchOwners)",
+        ),
+        (
             rule("", &["serviceaccounts"], &["get"]),
             "serviceaccounts get: a Pod's service account names more imagePullSecrets",
         ),

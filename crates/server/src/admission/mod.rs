@@ -117,6 +117,8 @@ pub(crate) struct Job {
     namespace: Option<String>,
     object: ReviewObject,
     kind: WorkloadKind,
+    /// The admitted object's name (the context's workload is its top owner).
+    object_name: Option<String>,
     ctx: RequestContext,
     break_glass: Option<String>,
     /// The warning of a refused break-glass annotation.
@@ -163,6 +165,7 @@ pub(crate) async fn decide(state: &State, mut job: Box<Job>) -> Answer {
         rv,
         object,
         kind,
+        object_name,
         ctx,
         break_glass,
         break_glass_refused,
@@ -212,6 +215,7 @@ pub(crate) async fn decide(state: &State, mut job: Box<Job>) -> Answer {
             uid: &rv.uid,
             operation: &rv.operation,
             kind,
+            name: object_name.as_deref(),
             ctx,
             dry_run: rv.dry_run,
             break_glass: break_glass.as_deref(),
@@ -364,12 +368,23 @@ pub(crate) fn prepare(state: &State, mut rv: Review, timeout: Duration) -> Prepa
         breakglass::BreakGlass::Refused(w) => (None, Some(w)),
     };
 
-    let mut ctx: RequestContext = wl.into_context(state.config.cluster_name.clone());
-    if ctx.namespace.is_none() {
-        ctx.namespace = namespace.clone();
+    // The object's own name, then its top workload (the `deployment` scope field), resolved
+    // as the re-evaluation resolves it (`vulngate_core::owner`), confirmed by the watch cache.
+    let object_name = wl
+        .name
+        .clone()
+        .or_else(|| Some(req.name.clone()).filter(|n| !n.is_empty()));
+    if wl.namespace.is_none() {
+        wl.namespace = namespace.clone();
     }
-    if ctx.workload_name.is_none() && !req.name.is_empty() {
-        ctx.workload_name = Some(req.name.clone());
+    let lookup = state
+        .owners
+        .as_deref()
+        .map(|c| c as &dyn vulngate_core::owner::OwnerLookup);
+    let (mut ctx, _top): (RequestContext, _) =
+        wl.into_context_with(state.config.cluster_name.clone(), lookup);
+    if ctx.workload_name.is_none() {
+        ctx.workload_name = object_name.clone();
     }
     // The user and groups are read from the context from here on.
     ctx.user = rv.username.take();
@@ -379,6 +394,7 @@ pub(crate) fn prepare(state: &State, mut rv: Review, timeout: Duration) -> Prepa
         namespace,
         object,
         kind,
+        object_name,
         ctx,
         break_glass,
         break_glass_refused,

@@ -298,11 +298,14 @@ impl schemars::JsonSchema for AlertObjectStatus {
     }
 }
 
-/// The de-duplication key of an alert: (cluster, namespace, workload, image digest (the image
-/// as written when the digest is unknown), rule, action). The workload is the alert's
-/// `kind`/`name` today; point it at the top workload (Deployment over ReplicaSet over Pod)
-/// here, and only here, when alerts carry it.
+/// The de-duplication key of an alert: [`Alert::dedup_key`] (cluster, namespace, top
+/// workload, image digest or the image as written, rule, action), the SQL stores' key.
 pub fn dedup_key(a: &Alert) -> String {
+    // The stores' one key (cluster, namespace, top workload, digest, rule, action); an alert
+    // without a workload name keeps the key of what it names.
+    if let Some(k) = a.dedup_key() {
+        return k;
+    }
     let image = a.digest.as_deref().unwrap_or(&a.image);
     serde_json::json!([
         "v1",

@@ -79,6 +79,27 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: "ALTER TABLE alerts ADD COLUMN origin TEXT NOT NULL DEFAULT 'admission';",
         postgres: "ALTER TABLE alerts ADD COLUMN origin TEXT NOT NULL DEFAULT 'admission';",
     },
+    // Self-contained (issue 18): the de-duplication key of each alert (NULL for alerts stored
+    // before: they never absorb repeats) and the ids of the repeats absorbed, so that a
+    // journal replay of a repeat is recognised and not counted twice.
+    Migration {
+        version: 3,
+        description: "alert de-duplication (key, absorbed repeats)",
+        sqlite: "ALTER TABLE alerts ADD COLUMN dedup_key TEXT;
+    CREATE INDEX alerts_dedup ON alerts (dedup_key, time);
+    CREATE TABLE alert_repeats (
+        id       TEXT PRIMARY KEY NOT NULL,
+        alert_id TEXT NOT NULL,
+        time     TEXT NOT NULL
+    );",
+        postgres: r#"ALTER TABLE alerts ADD COLUMN dedup_key TEXT COLLATE "C";
+    CREATE INDEX alerts_dedup ON alerts (dedup_key, time);
+    CREATE TABLE alert_repeats (
+        id       TEXT COLLATE "C" PRIMARY KEY NOT NULL,
+        alert_id TEXT COLLATE "C" NOT NULL,
+        time     TEXT COLLATE "C" NOT NULL
+    );"#,
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -151,6 +151,62 @@ pub struct Alert {
     /// The break-glass annotation's value (the justification).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<String>,
+    /// The top workload (`vulngate_core::owner`): the Deployment of a ReplicaSet's Pod.
+    /// `kind` and `name` above name the object admitted (at runtime: the workload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_name: Option<String>,
+    /// How many reviews (and re-evaluations) this alert stands for: repeats of its
+    /// de-duplication key within `alerts.dedupWindow` are counted here, not stored apart.
+    #[serde(default = "one")]
+    pub count: u64,
+    /// When the last repeat was seen (`time` is the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<DateTime<Utc>>,
+    /// The kinds of the objects this alert was raised for (`Deployment`, `ReplicaSet`, `Pod`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<String>,
+}
+
+fn one() -> u64 {
+    1
+}
+
+impl Alert {
+    /// The de-duplication key: (cluster, namespace, top workload, image digest, rule,
+    /// action), the image as written when there is no digest. None for a dry run (never
+    /// stored) or an alert without a workload.
+    pub fn dedup_key(&self) -> Option<String> {
+        if self.dry_run {
+            return None;
+        }
+        let workload_kind = self.workload_kind.as_deref().unwrap_or(&self.kind);
+        let workload_name = self.workload_name.as_deref().or(self.name.as_deref())?;
+        let parts = [
+            self.cluster.as_deref().unwrap_or(""),
+            self.namespace.as_deref().unwrap_or(""),
+            workload_kind,
+            workload_name,
+            self.digest.as_deref().unwrap_or(&self.image),
+            self.rule.as_deref().unwrap_or(""),
+            self.action.as_str(),
+        ];
+        // JSON: unambiguous whatever the parts hold.
+        serde_json::to_string(&parts).ok()
+    }
+
+    /// Counts `repeat` (same key) into this alert: one more, the latest time, its kind.
+    pub fn absorb(&mut self, repeat: &Alert) {
+        self.count = self.count.saturating_add(repeat.count.max(1));
+        let last = repeat.last_seen.unwrap_or(repeat.time).max(repeat.time);
+        self.last_seen = Some(self.last_seen.unwrap_or(self.time).max(last));
+        for k in std::iter::once(&repeat.kind).chain(&repeat.kinds) {
+            if !self.kinds.contains(k) {
+                self.kinds.push(k.clone());
+            }
+        }
+    }
 }
 
 /// Which alerts to list (all given criteria must match).
@@ -276,7 +332,17 @@ pub trait AlertBackend: Send + Sync + Debug {
     fn record_new(&self, alerts: &[Alert]) -> Result<usize, AlertError> {
         self.record(alerts).map(|()| alerts.len())
     }
+    /// [`record_new`](Self::record_new) with de-duplication: an alert whose
+    /// [`dedup_key`](Alert::dedup_key) matches a stored alert's within `window` of its time is
+    /// absorbed by the earliest such alert ([`Alert::absorb`]: count, lastSeen, kinds; the
+    /// first keeps its id) and its id remembered, so that a replay absorbs it once. The
+    /// default does not de-duplicate.
+    fn record_merged(&self, alerts: &[Alert], window: Duration) -> Result<usize, AlertError> {
+        let _ = window;
+        self.record_new(alerts)
+    }
     fn list(&self, filter: &AlertFilter) -> Result<Vec<Alert>, AlertError>;
+    /// The alert `id`, or the alert that absorbed the repeat `id`.
     fn get(&self, id: &str) -> Result<Option<Alert>, AlertError>;
 }
 
@@ -286,6 +352,8 @@ pub trait AlertBackend: Send + Sync + Debug {
 pub struct AlertStore {
     backend: Arc<dyn AlertBackend>,
     writer: Option<Arc<writer::Writer>>,
+    /// `alerts.dedupWindow` (None: every alert stored apart).
+    dedup: Option<Duration>,
 }
 
 impl AlertStore {
@@ -344,7 +412,15 @@ impl AlertStore {
         AlertStore {
             backend,
             writer: None,
+            dedup: None,
         }
+    }
+
+    /// This store de-duplicating within `window` (`alerts.dedupWindow`; zero: off). Set
+    /// before [`start_writer`](Self::start_writer).
+    pub fn with_dedup_window(mut self, window: Duration) -> AlertStore {
+        self.dedup = (!window.is_zero()).then_some(window);
+        self
     }
 
     /// This store with its writer running: a thread with a bounded queue and group commit,
@@ -359,10 +435,11 @@ impl AlertStore {
         if self.writer.is_some() {
             return Ok(self);
         }
-        let w = writer::Writer::start(self.backend.clone(), cfg, data_dir, metrics)?;
+        let w = writer::Writer::start(self.backend.clone(), cfg, data_dir, metrics, self.dedup)?;
         Ok(AlertStore {
             backend: self.backend,
             writer: Some(Arc::new(w)),
+            dedup: self.dedup,
         })
     }
 
@@ -370,7 +447,10 @@ impl AlertStore {
         if alerts.is_empty() {
             return Ok(());
         }
-        self.backend.record(alerts)
+        match self.dedup {
+            Some(w) => self.backend.record_merged(alerts, w).map(|_| ()),
+            None => self.backend.record(alerts),
+        }
     }
 
     /// Makes `alerts` durable without waiting past `deadline` for the store: with the writer
@@ -390,8 +470,8 @@ impl AlertStore {
         if let Some(w) = &self.writer {
             return w.record(alerts, deadline).await;
         }
-        let backend = self.backend.clone();
-        tokio::task::spawn_blocking(move || backend.record(&alerts))
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.record(&alerts))
             .await
             .map_err(|e| AlertError::Other(format!("writer task failed: {e}")))??;
         Ok(Durable::Stored)
@@ -459,6 +539,11 @@ mod tests {
             reason: "because".into(),
             dry_run: false,
             break_glass: None,
+            workload_kind: None,
+            workload_name: None,
+            count: 1,
+            last_seen: None,
+            kinds: Vec::new(),
         }
     }
 
@@ -493,6 +578,56 @@ mod tests {
         assert_eq!(by_ns[0], alert_with_time(&by_ns[0], "a"));
         assert!(store.get("zzz").unwrap().is_none());
         assert_eq!(store.get("a").unwrap().unwrap().reason, "because");
+    }
+
+    #[test]
+    fn a_version_2_store_migrates_and_keeps_its_alerts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SQLITE_FILE);
+        // A store as versions 1 and 2 left it, with an alert written before de-duplication
+        // (no count, no key).
+        let old = alert("old", AlertAction::Deny, "prod");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(migrations::SQLITE_VERSION_TABLE)
+                .unwrap();
+            for m in &migrations::MIGRATIONS[..2] {
+                conn.execute_batch(m.sqlite).unwrap();
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?1, ?2, '2026-01-01T00:00:00Z')",
+                    rusqlite::params![m.version, m.description],
+                )
+                .unwrap();
+            }
+            let mut data = serde_json::to_value(&old).unwrap();
+            for k in ["count", "lastSeen", "kinds", "workloadKind", "workloadName"] {
+                data.as_object_mut().unwrap().remove(k);
+            }
+            conn.execute(
+                "INSERT INTO alerts (id, time, action, namespace, kind, name, operation, image,
+                    rule, dry_run, data) VALUES ('old', ?1, 'deny', 'prod', 'Deployment', 'web',
+                    'CREATE', 'nginx:1.25', 'r', 0, ?2)",
+                rusqlite::params![rfc3339(old.time), data.to_string()],
+            )
+            .unwrap();
+        }
+        let store = AlertStore::open(dir.path())
+            .unwrap()
+            .with_dedup_window(Duration::from_secs(3600));
+        let got = store.get("old").unwrap().unwrap();
+        assert_eq!((got.count, got.kinds.len()), (1, 0));
+        // Alerts from before have no key: a repeat of theirs starts a new alert, whose own
+        // repeats it then absorbs.
+        store
+            .record(&[alert("new", AlertAction::Deny, "prod")])
+            .unwrap();
+        store
+            .record(&[alert("new2", AlertAction::Deny, "prod")])
+            .unwrap();
+        let all = store.list(&AlertFilter::default()).unwrap();
+        let mut counts: Vec<(String, u64)> = all.into_iter().map(|a| (a.id, a.count)).collect();
+        counts.sort();
+        assert_eq!(counts, vec![("new".into(), 2), ("old".into(), 1)]);
     }
 
     fn alert_with_time(stored: &Alert, id: &str) -> Alert {

@@ -39,6 +39,8 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// `pg_advisory_xact_lock` key held while migrating ("vulngate" in ASCII).
 const MIGRATION_LOCK: i64 = 0x76756c6e67617465;
+/// The class of the per-key advisory locks of de-duplication (`pg_advisory_xact_lock(int, int)`).
+const DEDUP_LOCK: i32 = 0x7667_6431;
 
 /// `sslmode` of a store URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -540,8 +542,10 @@ impl Inner {
         let stmt = tx
             .prepare(&format!(
                 "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name, operation,
-                                     user_name, image, digest, rule, dry_run, data, origin)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15){}",
+                                     user_name, image, digest, rule, dry_run, data, origin,
+                                     dedup_key)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                         $16){}",
                 if or_ignore {
                     " ON CONFLICT (id) DO NOTHING"
                 } else {
@@ -557,6 +561,7 @@ impl Inner {
                 message: e.to_string(),
             })?;
             let time = rfc3339(a.time);
+            let key = a.dedup_key();
             inserted += tx
                 .execute(
                     &stmt,
@@ -576,6 +581,7 @@ impl Inner {
                         &a.dry_run,
                         &data,
                         &a.origin.as_str(),
+                        &key,
                     ],
                 )
                 .await
@@ -584,6 +590,117 @@ impl Inner {
         tx.commit().await.map_err(|e| self.err(e))?;
         lease.release();
         Ok(inserted as usize)
+    }
+
+    /// One transaction, as SQLite's `merge`: each alert not stored yet (as an alert or an
+    /// absorbed repeat) is absorbed by the earliest alert of its key within `window`, else
+    /// inserted. Replicas sharing the database serialise on each key (transaction-level
+    /// advisory locks, taken in key order so that two batches cannot deadlock).
+    async fn merge(
+        &self,
+        alerts: &[Alert],
+        window: std::time::Duration,
+    ) -> Result<usize, AlertError> {
+        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let mut lease = self.lease().await?;
+        let client = lease.client()?;
+        let tx = client.transaction().await.map_err(|e| self.err(e))?;
+        tx.batch_execute("SET LOCAL synchronous_commit TO on")
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut keys: Vec<String> = alerts.iter().filter_map(Alert::dedup_key).collect();
+        keys.sort();
+        keys.dedup();
+        for k in &keys {
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                &[&DEDUP_LOCK, k],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        let mut taken = 0;
+        for a in alerts {
+            let known = tx
+                .query_opt(
+                    "SELECT 1 FROM alerts WHERE id = $1 UNION ALL \
+                     SELECT 1 FROM alert_repeats WHERE id = $1 LIMIT 1",
+                    &[&a.id],
+                )
+                .await
+                .map_err(|e| self.err(e))?;
+            if known.is_some() {
+                continue;
+            }
+            let key = a.dedup_key();
+            if let Some(key) = &key {
+                let lo = rfc3339(a.time.checked_sub_signed(window).unwrap_or(a.time));
+                let hi = rfc3339(a.time.checked_add_signed(window).unwrap_or(a.time));
+                let first = tx
+                    .query_opt(
+                        "SELECT id, data FROM alerts WHERE dedup_key = $1 AND time >= $2 \
+                         AND time <= $3 ORDER BY time, id LIMIT 1 FOR UPDATE",
+                        &[key, &lo, &hi],
+                    )
+                    .await
+                    .map_err(|e| self.err(e))?;
+                if let Some(row) = first {
+                    let id: String = row.try_get(0).map_err(|e| self.err(e))?;
+                    let data: String = row.try_get(1).map_err(|e| self.err(e))?;
+                    let mut first = decode(&id, &data)?;
+                    first.absorb(a);
+                    let data = serde_json::to_string(&first).map_err(|e| AlertError::Corrupt {
+                        id: id.clone(),
+                        message: e.to_string(),
+                    })?;
+                    tx.execute("UPDATE alerts SET data = $2 WHERE id = $1", &[&id, &data])
+                        .await
+                        .map_err(|e| self.err(e))?;
+                    tx.execute(
+                        "INSERT INTO alert_repeats (id, alert_id, time) VALUES ($1, $2, $3)",
+                        &[&a.id, &id, &rfc3339(a.time)],
+                    )
+                    .await
+                    .map_err(|e| self.err(e))?;
+                    taken += 1;
+                    continue;
+                }
+            }
+            let data = serde_json::to_string(a).map_err(|e| AlertError::Corrupt {
+                id: a.id.clone(),
+                message: e.to_string(),
+            })?;
+            tx.execute(
+                "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name, operation,
+                                     user_name, image, digest, rule, dry_run, data, origin,
+                                     dedup_key)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                &[
+                    &a.id,
+                    &rfc3339(a.time),
+                    &a.action.as_str(),
+                    &a.cluster,
+                    &a.namespace,
+                    &a.kind,
+                    &a.name,
+                    &a.operation,
+                    &a.user,
+                    &a.image,
+                    &a.digest,
+                    &a.rule,
+                    &a.dry_run,
+                    &data,
+                    &a.origin.as_str(),
+                    &key,
+                ],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+            taken += 1;
+        }
+        tx.commit().await.map_err(|e| self.err(e))?;
+        lease.release();
+        Ok(taken)
     }
 
     async fn list(&self, f: &AlertFilter) -> Result<Vec<Alert>, AlertError> {
@@ -637,15 +754,21 @@ impl Inner {
         let mut lease = self.lease().await?;
         let row = lease
             .client()?
-            .query_opt("SELECT data FROM alerts WHERE id = $1", &[&id])
+            .query_opt(
+                "SELECT id, data FROM alerts WHERE id = $1 UNION ALL \
+                 SELECT a.id, a.data FROM alert_repeats r JOIN alerts a ON a.id = r.alert_id \
+                 WHERE r.id = $1 LIMIT 1",
+                &[&id],
+            )
             .await
             .map_err(|e| self.err(e))?;
         lease.release();
         match row {
             None => Ok(None),
             Some(r) => {
-                let data: String = r.try_get(0).map_err(|e| self.err(e))?;
-                decode(id, &data).map(Some)
+                let id: String = r.try_get(0).map_err(|e| self.err(e))?;
+                let data: String = r.try_get(1).map_err(|e| self.err(e))?;
+                decode(&id, &data).map(Some)
             }
         }
     }
@@ -662,6 +785,16 @@ impl AlertBackend for PostgresBackend {
         let inner = self.inner.clone();
         let alerts = alerts.to_vec();
         self.run(async move { inner.record(&alerts, true).await })
+    }
+
+    fn record_merged(
+        &self,
+        alerts: &[Alert],
+        window: std::time::Duration,
+    ) -> Result<usize, AlertError> {
+        let inner = self.inner.clone();
+        let alerts = alerts.to_vec();
+        self.run(async move { inner.merge(&alerts, window).await })
     }
 
     fn list(&self, filter: &AlertFilter) -> Result<Vec<Alert>, AlertError> {

@@ -106,8 +106,8 @@ impl SqliteBackend {
             let mut stmt = tx
                 .prepare_cached(&format!(
                     "{verb} INTO alerts (id, time, action, cluster, namespace, kind, name,
-                        operation, user_name, image, digest, rule, dry_run, data, origin)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                        operation, user_name, image, digest, rule, dry_run, data, origin, dedup_key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
                 ))
                 .map_err(|e| self.err(e))?;
             for a in alerts {
@@ -131,7 +131,8 @@ impl SqliteBackend {
                         a.rule,
                         a.dry_run,
                         data,
-                        a.origin.as_str()
+                        a.origin.as_str(),
+                        a.dedup_key()
                     ])
                     .map_err(|e| self.err(e))?;
             }
@@ -141,7 +142,111 @@ impl SqliteBackend {
     }
 }
 
+impl SqliteBackend {
+    /// One transaction: each alert not stored yet (as an alert or as an absorbed repeat) is
+    /// absorbed by the earliest alert of its de-duplication key within `window` of its time,
+    /// else inserted. Returns the alerts taken (inserted or absorbed).
+    fn merge(&self, alerts: &[Alert], window: std::time::Duration) -> Result<usize, AlertError> {
+        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let mut taken = 0;
+        for a in alerts {
+            let known: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT 1 FROM alerts WHERE id = ?1 UNION ALL \
+                     SELECT 1 FROM alert_repeats WHERE id = ?1 LIMIT 1",
+                )
+                .and_then(|mut st| st.query_row([&a.id], |r| r.get(0)).optional())
+                .map_err(|e| self.err(e))?;
+            if known.is_some() {
+                continue;
+            }
+            let key = a.dedup_key();
+            if let Some(key) = &key {
+                let lo = a.time.checked_sub_signed(window).unwrap_or(a.time);
+                let hi = a.time.checked_add_signed(window).unwrap_or(a.time);
+                let first: Option<(String, String)> = tx
+                    .prepare_cached(
+                        "SELECT id, data FROM alerts WHERE dedup_key = ?1 AND time >= ?2 \
+                         AND time <= ?3 ORDER BY time, id LIMIT 1",
+                    )
+                    .and_then(|mut st| {
+                        st.query_row(params![key, rfc3339(lo), rfc3339(hi)], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
+                        .optional()
+                    })
+                    .map_err(|e| self.err(e))?;
+                if let Some((id, data)) = first {
+                    let mut first = decode(&id, &data)?;
+                    first.absorb(a);
+                    let data = serde_json::to_string(&first).map_err(|e| AlertError::Corrupt {
+                        id: id.clone(),
+                        message: e.to_string(),
+                    })?;
+                    tx.execute(
+                        "UPDATE alerts SET data = ?2 WHERE id = ?1",
+                        params![id, data],
+                    )
+                    .map_err(|e| self.err(e))?;
+                    tx.execute(
+                        "INSERT INTO alert_repeats (id, alert_id, time) VALUES (?1, ?2, ?3)",
+                        params![a.id, id, rfc3339(a.time)],
+                    )
+                    .map_err(|e| self.err(e))?;
+                    taken += 1;
+                    continue;
+                }
+            }
+            let data = serde_json::to_string(a).map_err(|e| AlertError::Corrupt {
+                id: a.id.clone(),
+                message: e.to_string(),
+            })?;
+            tx.prepare_cached(
+                "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name,
+                    operation, user_name, image, digest, rule, dry_run, data, origin, dedup_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    a.id,
+                    rfc3339(a.time),
+                    a.action.as_str(),
+                    a.cluster,
+                    a.namespace,
+                    a.kind,
+                    a.name,
+                    a.operation,
+                    a.user,
+                    a.image,
+                    a.digest,
+                    a.rule,
+                    a.dry_run,
+                    data,
+                    a.origin.as_str(),
+                    key
+                ])
+            })
+            .map_err(|e| self.err(e))?;
+            taken += 1;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(taken)
+    }
+}
+
 impl AlertBackend for SqliteBackend {
+    fn record_merged(
+        &self,
+        alerts: &[Alert],
+        window: std::time::Duration,
+    ) -> Result<usize, AlertError> {
+        self.merge(alerts, window)
+    }
+
     fn record(&self, alerts: &[Alert]) -> Result<(), AlertError> {
         self.insert(alerts, false).map(|_| ())
     }
@@ -192,12 +297,19 @@ impl AlertBackend for SqliteBackend {
         Ok(out)
     }
 
+    /// The alert `id`, or the alert that absorbed the repeat `id`.
     fn get(&self, id: &str) -> Result<Option<Alert>, AlertError> {
         let conn = self.conn()?;
-        let data: Option<String> = conn
-            .query_row("SELECT data FROM alerts WHERE id = ?1", [id], |r| r.get(0))
+        let row: Option<(String, String)> = conn
+            .query_row(
+                "SELECT id, data FROM alerts WHERE id = ?1 UNION ALL \
+                 SELECT a.id, a.data FROM alert_repeats r JOIN alerts a ON a.id = r.alert_id \
+                 WHERE r.id = ?1 LIMIT 1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(|e| self.err(e))?;
-        data.map(|d| decode(id, &d)).transpose()
+        row.map(|(id, d)| decode(&id, &d)).transpose()
     }
 }

@@ -109,6 +109,7 @@ impl Writer {
         cfg: &AlertWriterConfig,
         data_dir: &Path,
         metrics: AlertMetrics,
+        dedup: Option<Duration>,
     ) -> Result<Writer, AlertError> {
         let journal = if cfg.journal_max_bytes == 0 {
             None
@@ -135,6 +136,7 @@ impl Writer {
             metrics: metrics.clone(),
             max_batch: cfg.max_batch,
             replay_interval: cfg.replay_interval,
+            dedup,
         };
         std::thread::Builder::new()
             .name("vulngate-alerts".into())
@@ -231,9 +233,19 @@ struct Run {
     metrics: AlertMetrics,
     max_batch: usize,
     replay_interval: Duration,
+    /// `alerts.dedupWindow`.
+    dedup: Option<Duration>,
 }
 
 impl Run {
+    /// Stores what is not stored yet (idempotent by id, also for absorbed repeats).
+    fn store(&self, alerts: &[Alert]) -> Result<usize, AlertError> {
+        match self.dedup {
+            Some(w) => self.backend.record_merged(alerts, w),
+            None => self.backend.record_new(alerts),
+        }
+    }
+
     fn run(self, rx: mpsc::Receiver<Job>) {
         let mut next_replay = Instant::now(); // once at start
         loop {
@@ -260,7 +272,7 @@ impl Run {
                 }
             }
             self.metrics.in_transaction.set(alerts.len() as i64);
-            let result = self.backend.record_new(&alerts);
+            let result = self.store(&alerts);
             self.metrics.in_transaction.set(0);
             self.metrics.transaction(result.is_ok(), alerts.len());
             let reply = result.map(|_| ()).map_err(|e| {
@@ -290,7 +302,7 @@ impl Run {
             }
         };
         for chunk in read.alerts.chunks(self.max_batch) {
-            let r = self.backend.record_new(chunk);
+            let r = self.store(chunk);
             self.metrics.transaction(r.is_ok(), chunk.len());
             if let Err(e) = r {
                 tracing::warn!(

@@ -9,6 +9,7 @@
 
 pub mod events;
 pub mod leader;
+pub mod owners;
 pub mod pull_secrets;
 pub mod rescan;
 

@@ -24,6 +24,7 @@ use serde_json::Value;
 use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 use vulngate_core::image::is_valid_digest;
+use vulngate_core::owner::{self, OwnerLookup};
 use vulngate_core::{Decision, ImageRef, Outcome, RequestContext};
 
 use super::events::{EventSpec, Regarding, REASON_RUNTIME_AUDIT, REASON_RUNTIME_DENY};
@@ -267,8 +268,9 @@ impl Rescanner {
         let mut alerts: Vec<(SeenKey, Alert, EventSpec)> = Vec::new();
         let (mut allow, mut audit, mut deny, mut unscanned) = (0i64, 0i64, 0i64, 0i64);
 
+        let owners = state.owners.as_deref();
         for pod in &pods {
-            let Some(rp) = RunningPod::read(pod) else {
+            let Some(rp) = RunningPod::read(pod, owners.map(|c| c as &dyn OwnerLookup)) else {
                 continue;
             };
             if state.config.excluded_namespaces.contains(&rp.namespace) {
@@ -442,56 +444,29 @@ pub struct Owner {
     pub uid: Option<String>,
 }
 
-/// The workload to report for a pod: a ReplicaSet's Deployment (the ReplicaSet name minus
-/// the `pod-template-hash` label), a Job's CronJob (a Job named `<cronjob>-<8+ digits>`, the
-/// name the CronJob controller gives), else the controller owner, else the Pod.
-pub fn resolve_owner(pod: &Pod) -> Owner {
+/// The workload to report for a pod: its top owner, resolved by the function admission
+/// uses ([`vulngate_core::owner::resolve`]), confirmed by the owner watch cache when given.
+pub fn resolve_owner(pod: &Pod, lookup: Option<&dyn OwnerLookup>) -> Owner {
     let meta = &pod.metadata;
-    let refs = meta.owner_references.as_deref().unwrap_or(&[]);
-    let owner = refs
-        .iter()
-        .find(|r| r.controller == Some(true))
-        .or_else(|| refs.first());
-    let Some(o) = owner else {
-        return Owner {
-            api_version: "v1".into(),
-            kind: "Pod".into(),
-            name: meta.name.clone().unwrap_or_default(),
-            uid: meta.uid.clone(),
-        };
-    };
-    let labels = meta.labels.clone().unwrap_or_default();
-    if o.kind == "ReplicaSet" {
-        if let Some(hash) = labels.get("pod-template-hash") {
-            if let Some(dep) = o.name.strip_suffix(&format!("-{hash}")) {
-                if !dep.is_empty() {
-                    return Owner {
-                        api_version: "apps/v1".into(),
-                        kind: "Deployment".into(),
-                        name: dep.to_string(),
-                        uid: None,
-                    };
-                }
-            }
-        }
-    }
-    if o.kind == "Job" {
-        if let Some((cj, suffix)) = o.name.rsplit_once('-') {
-            if !cj.is_empty() && suffix.len() >= 8 && suffix.bytes().all(|b| b.is_ascii_digit()) {
-                return Owner {
-                    api_version: "batch/v1".into(),
-                    kind: "CronJob".into(),
-                    name: cj.to_string(),
-                    uid: None,
-                };
-            }
-        }
-    }
+    let no_labels = BTreeMap::new();
+    let owner = owner::controller_of(meta.owner_references.as_deref().unwrap_or(&[]));
+    let top = owner::resolve(
+        &owner::Object {
+            api_version: "v1",
+            kind: "Pod",
+            name: meta.name.as_deref(),
+            namespace: meta.namespace.as_deref(),
+            uid: meta.uid.as_deref(),
+            labels: meta.labels.as_ref().unwrap_or(&no_labels),
+            owner: owner.as_ref(),
+        },
+        lookup,
+    );
     Owner {
-        api_version: o.api_version.clone(),
-        kind: o.kind.clone(),
-        name: o.name.clone(),
-        uid: Some(o.uid.clone()).filter(|u| !u.is_empty()),
+        api_version: top.api_version,
+        kind: top.kind,
+        name: top.name,
+        uid: top.uid,
     }
 }
 
@@ -527,7 +502,7 @@ struct RunningPod {
 
 impl RunningPod {
     /// A running pod's containers at their running digests; None for pods not running.
-    fn read(pod: &Pod) -> Option<RunningPod> {
+    fn read(pod: &Pod, lookup: Option<&dyn OwnerLookup>) -> Option<RunningPod> {
         let name = pod.metadata.name.clone()?;
         let namespace = pod.metadata.namespace.clone()?;
         let status = pod.status.as_ref()?;
@@ -591,7 +566,7 @@ impl RunningPod {
         }
         let spec_json = serde_json::to_value(spec).unwrap_or(Value::Null);
         Some(RunningPod {
-            workload: resolve_owner(pod),
+            workload: resolve_owner(pod, lookup),
             uid: pod.metadata.uid.clone(),
             labels: pod.metadata.labels.clone().unwrap_or_default(),
             pull_refs: PullSecretRefs::from_pod_spec(&spec_json),
@@ -701,6 +676,99 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vulngate_core::owner::{Known, OwnerRef};
+
+    /// A cache that knows ReplicaSet `web-5d8f9c7b4` as Deployment `frontend`'s.
+    struct Cache;
+    impl OwnerLookup for Cache {
+        fn controller_of(&self, _: &str, kind: &str, name: &str, _: Option<&str>) -> Known {
+            if (kind, name) == ("ReplicaSet", "web-5d8f9c7b4") {
+                Known::Owner(Some(OwnerRef {
+                    api_version: "apps/v1".into(),
+                    kind: "Deployment".into(),
+                    name: "frontend".into(),
+                    uid: None,
+                }))
+            } else {
+                Known::Unknown
+            }
+        }
+    }
+
+    /// Admission (the review's object read by `workload::extract`) and the re-evaluation
+    /// (a listed Pod) name the same workload, with and without a cache: one function.
+    #[test]
+    fn admission_and_rescan_resolve_owners_alike() {
+        let owner = |api: &str, kind: &str, name: &str, controller: bool| {
+            serde_json::json!([{ "apiVersion": api, "kind": kind, "name": name, "uid": "u",
+                                 "controller": controller }])
+        };
+        let cases = [
+            (
+                serde_json::json!({ "pod-template-hash": "5d8f9c7b4" }),
+                owner("apps/v1", "ReplicaSet", "web-5d8f9c7b4", true),
+                "web",
+            ),
+            (
+                serde_json::json!({ "pod-template-hash": "0000" }),
+                owner("apps/v1", "ReplicaSet", "web-5d8f9c7b4", true),
+                "web-5d8f9c7b4",
+            ),
+            (
+                serde_json::json!({}),
+                owner("batch/v1", "Job", "backup-29123456", true),
+                "backup",
+            ),
+            (
+                serde_json::json!({}),
+                owner("apps/v1", "StatefulSet", "db", true),
+                "db",
+            ),
+            (
+                serde_json::json!({}),
+                owner("apps/v1", "DaemonSet", "agent", true),
+                "agent",
+            ),
+            (
+                serde_json::json!({}),
+                owner("apps/v1", "ReplicaSet", "web-5d8f9c7b4", false),
+                "p",
+            ),
+            (serde_json::json!({}), serde_json::json!([]), "p"),
+        ];
+        for (labels, refs, want) in cases {
+            let obj = serde_json::json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": { "name": "p", "namespace": "shop", "labels": labels,
+                              "ownerReferences": refs },
+                "spec": { "containers": [{ "name": "c", "image": "nginx:1" }] }
+            });
+            let pod: Pod = serde_json::from_value(obj.clone()).unwrap();
+            let wl = vulngate_core::workload::extract(&obj).unwrap();
+            for lookup in [None, Some(&Cache as &dyn OwnerLookup)] {
+                let runtime = resolve_owner(&pod, lookup);
+                let admitted = wl.top(lookup);
+                assert_eq!(
+                    (runtime.kind.as_str(), runtime.name.as_str()),
+                    (admitted.kind.as_str(), admitted.name.as_str()),
+                    "{obj}"
+                );
+                if lookup.is_none() {
+                    assert_eq!(runtime.name, want, "{obj}");
+                }
+            }
+        }
+        // The cache's answer counts for both.
+        let obj = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": "p", "namespace": "shop",
+                          "labels": { "pod-template-hash": "5d8f9c7b4" },
+                          "ownerReferences": owner("apps/v1", "ReplicaSet", "web-5d8f9c7b4", true) },
+            "spec": { "containers": [{ "name": "c", "image": "nginx:1" }] }
+        });
+        let pod: Pod = serde_json::from_value(obj.clone()).unwrap();
+        assert_eq!(resolve_owner(&pod, Some(&Cache)).name, "frontend");
+    }
 
     #[test]
     fn running_digest_forms() {

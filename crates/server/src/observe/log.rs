@@ -66,6 +66,9 @@ pub(crate) struct DecisionLine<'a> {
     pub namespace: Option<&'a str>,
     pub kind: &'a str,
     pub name: Option<&'a str>,
+    /// The top workload (`vulngate_core::owner`).
+    pub workload_kind: Option<&'a str>,
+    pub workload_name: Option<&'a str>,
     pub user: Option<&'a str>,
     pub image: &'a str,
     pub digest: Option<&'a str>,
@@ -131,6 +134,8 @@ fn trace_decision(line: &DecisionLine<'_>) {
         namespace = line.namespace,
         kind = line.kind,
         name = line.name,
+        workload_kind = line.workload_kind,
+        workload_name = line.workload_name,
         user = line.user,
         image = line.image,
         digest = line.digest,
@@ -177,6 +182,8 @@ fn decision_json(buf: &mut Vec<u8>, line: &DecisionLine<'_>, now: chrono::DateTi
     opt(buf, b",\"namespace\":", line.namespace);
     field(buf, b",\"kind\":", line.kind);
     opt(buf, b",\"name\":", line.name);
+    opt(buf, b",\"workload_kind\":", line.workload_kind);
+    opt(buf, b",\"workload_name\":", line.workload_name);
     opt(buf, b",\"user\":", line.user);
     field(buf, b",\"image\":", line.image);
     opt(buf, b",\"digest\":", line.digest);
@@ -261,7 +268,9 @@ mod tests {
             cluster: Some("prod-1"),
             namespace: Some("shop"),
             kind: "Deployment",
-            name: Some("web"),
+            name: Some("web-5d8f9c7b4-x2x9q"),
+            workload_kind: Some("Deployment"),
+            workload_name: Some("web"),
             user: Some("alice@example.com"),
             image: "registry.example/app@sha256:00",
             digest: Some("sha256:00"),
@@ -278,6 +287,8 @@ mod tests {
             cluster: None,
             namespace: None,
             name: None,
+            workload_kind: None,
+            workload_name: None,
             user: None,
             digest: None,
             rule: None,
