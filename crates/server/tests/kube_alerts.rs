@@ -85,6 +85,11 @@ fn alert(id: &str, ns: Option<&str>, workload: &str, time: DateTime<Utc>) -> Ale
         reason: "critical CVE-2024-3094".into(),
         dry_run: false,
         break_glass: None,
+        workload_kind: None,
+        workload_name: None,
+        count: 1,
+        last_seen: None,
+        kinds: Vec::new(),
     }
 }
 

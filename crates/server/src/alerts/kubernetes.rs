@@ -1011,6 +1011,11 @@ mod tests {
             reason: "r".into(),
             dry_run: false,
             break_glass: None,
+            workload_kind: None,
+            workload_name: None,
+            count: 1,
+            last_seen: None,
+            kinds: Vec::new(),
         }
     }
 
