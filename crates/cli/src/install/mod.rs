@@ -44,6 +44,7 @@ use sha2::Digest;
 
 use crate::{InstallArgs, WebhookFailurePolicy};
 
+mod mutating;
 pub mod pki;
 mod trust;
 
@@ -903,10 +904,7 @@ pub fn render(args: &InstallArgs) -> Result<Rendered> {
         WebhookFailurePolicy::Fail => "Fail",
         WebhookFailurePolicy::Ignore => "Ignore",
     };
-    push(
-        "webhook.yaml",
-        "The API server sends workload CREATE/UPDATE here (not in kube-system or vulngate's namespace).",
-        value(&ValidatingWebhookConfiguration {
+    let validating = ValidatingWebhookConfiguration {
             metadata: meta(&args.webhook_name, None),
             webhooks: Some(vec![ValidatingWebhook {
                 name: args.webhook_name.clone(),
@@ -937,7 +935,18 @@ pub fn render(args: &InstallArgs) -> Result<Rendered> {
                 timeout_seconds: Some(args.timeout),
                 match_conditions: None,
             }]),
-        })?,
+    };
+    if !args.no_pin_digests {
+        push(
+            "webhook.yaml",
+            mutating::COMMENT,
+            value(&mutating::configuration(&validating)?)?,
+        );
+    }
+    push(
+        "webhook.yaml",
+        "The API server sends workload CREATE/UPDATE here (not in kube-system or vulngate's namespace).",
+        value(&validating)?,
     );
     if !args.no_default_rule {
         push(

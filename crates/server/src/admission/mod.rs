@@ -7,6 +7,7 @@
 //! queued last. Internal errors are logged, never returned.
 
 pub mod answer;
+pub mod mutate;
 pub mod review;
 
 use std::collections::BTreeSet;

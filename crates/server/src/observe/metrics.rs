@@ -139,6 +139,7 @@ struct Inner {
     rescan_lookup_errors: Counter,
     events: Family<Labels, Counter>,
     alert_store: crate::alerts::AlertMetrics,
+    pins: crate::admission::mutate::PinMetrics,
     decision_counters: [std::sync::OnceLock<Counter>; FREQUENT_DECISIONS.len()],
     request_counters: [std::sync::OnceLock<Counter>; FREQUENT_RESPONSES.len()],
     http: crate::http::HttpMetrics,
@@ -282,6 +283,7 @@ impl Metrics {
             decision_counters: Default::default(),
             request_counters: Default::default(),
             alert_store: crate::alerts::AlertMetrics::register(&mut registry),
+            pins: crate::admission::mutate::PinMetrics::register(&mut registry),
             registry,
             decisions,
             requests,
@@ -326,6 +328,11 @@ impl Metrics {
     /// The listeners' connection metrics.
     pub fn http(&self) -> &crate::http::HttpMetrics {
         &self.0.http
+    }
+
+    /// Digest pinning (`/mutate`).
+    pub fn pins(&self) -> &crate::admission::mutate::PinMetrics {
+        &self.0.pins
     }
 
     /// The alert writer's and journal's metrics (defined in `alerts::metrics`).
