@@ -699,7 +699,10 @@ async fn the_mutating_plugin_applies_the_digest_pins() {
     // In prod: the validating call judges the pinned reference (its message names it once).
     let (debian, digest) = env.debian.clone();
     let v = env
-        .admit(&workload("Deployment", "web", "prod-shop", &[&debian]), &flags)
+        .admit(
+            &workload("Deployment", "web", "prod-shop", &[&debian]),
+            &flags,
+        )
         .await;
     assert_eq!(v.mutate_calls, 1);
     assert!(!v.allowed);

@@ -32,12 +32,7 @@ async fn mutate(server: &Server, review: &Value) -> (Value, Option<json_patch::P
         serde_json::to_vec(review).unwrap(),
     )
     .await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     // What kube's types read (the API server's reader is the Go one: see the harness test).
     let rv: AdmissionReview<DynamicObject> = serde_json::from_slice(&body).unwrap();
     assert_eq!(rv.types.api_version, "admission.k8s.io/v1");
@@ -232,7 +227,11 @@ async fn tag_references_are_pinned_to_the_resolved_digests() {
             );
         }
         let out = apply(&obj, &patch);
-        assert_eq!(images(&out, "initContainers"), [pinned(&env.init)], "{kind}");
+        assert_eq!(
+            images(&out, "initContainers"),
+            [pinned(&env.init)],
+            "{kind}"
+        );
         assert_eq!(
             images(&out, "containers"),
             [
@@ -304,7 +303,13 @@ async fn the_findings_cache_is_shared_with_validate() {
 #[tokio::test]
 async fn a_findings_index_digest_pins_its_image() {
     let h = harness(RULES);
-    let obj = object("Pod", "shop", &[], &[DEBIAN, CENTOS, "example.com/none:1"], &[]);
+    let obj = object(
+        "Pod",
+        "shop",
+        &[],
+        &[DEBIAN, CENTOS, "example.com/none:1"],
+        &[],
+    );
     let (_, patch) = mutate(&h.server, &create(&obj)).await;
     let out = apply(&obj, &patch.unwrap());
     assert_eq!(
@@ -342,10 +347,12 @@ async fn requests_left_alone_are_allowed_without_a_patch() {
     let old = object("Deployment", "shop", &[], &[DEBIAN], &[]);
     let mut relabelled = old.clone();
     relabelled["metadata"]["labels"] = json!({ "team": "a" });
-    assert!(mutate(&h.server, &review("UPDATE", &relabelled, Some(&old)))
-        .await
-        .1
-        .is_none());
+    assert!(
+        mutate(&h.server, &review("UPDATE", &relabelled, Some(&old)))
+            .await
+            .1
+            .is_none()
+    );
     // An UPDATE that changes an image is pinned.
     let newer = object("Deployment", "shop", &[], &[DEBIAN, CENTOS], &[]);
     assert!(mutate(&h.server, &review("UPDATE", &newer, Some(&old)))
@@ -357,7 +364,11 @@ async fn requests_left_alone_are_allowed_without_a_patch() {
     cm["request"]["kind"]["kind"] = json!("ConfigMap");
     assert!(mutate(&h.server, &cm).await.1.is_none());
 
-    let failing = harness_with(RULES, std::sync::Arc::new(TestSource::with(true, false, None)), |_| {});
+    let failing = harness_with(
+        RULES,
+        std::sync::Arc::new(TestSource::with(true, false, None)),
+        |_| {},
+    );
     assert!(mutate(&failing.server, &create(&obj)).await.1.is_none());
 
     let skipped = harness_with(RULES, TestSource::new(), |c| {
@@ -380,7 +391,10 @@ async fn malformed_reviews_get_the_same_400_as_validate() {
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
         ("/mutate", b"{not json".to_vec()),
         ("/mutate", b"[]".to_vec()),
-        ("/mutate", br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec()),
+        (
+            "/mutate",
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec(),
+        ),
         ("/mutate?timeout=banana", serde_json::to_vec(&good).unwrap()),
     ];
     let with = |f: &dyn Fn(&mut Value)| {
@@ -389,13 +403,24 @@ async fn malformed_reviews_get_the_same_400_as_validate() {
         serde_json::to_vec(&v).unwrap()
     };
     cases.push(("/mutate", with(&|v| v["request"]["uid"] = json!(""))));
-    cases.push(("/mutate", with(&|v| v["apiVersion"] = json!("admission.k8s.io/v1beta1"))));
-    cases.push(("/mutate", with(&|v| v["request"]["object"]["kind"] = json!("Deployment"))));
+    cases.push((
+        "/mutate",
+        with(&|v| v["apiVersion"] = json!("admission.k8s.io/v1beta1")),
+    ));
+    cases.push((
+        "/mutate",
+        with(&|v| v["request"]["object"]["kind"] = json!("Deployment")),
+    ));
     for (uri, body) in cases {
         let (status, text) = post_raw(&h.server, uri, body.clone()).await;
         let validate_uri = uri.replace("/mutate", "/validate");
         let (vstatus, vtext) = post_raw(&h.server, &validate_uri, body).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {}", String::from_utf8_lossy(&text));
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{uri}: {}",
+            String::from_utf8_lossy(&text)
+        );
         assert_eq!((status, &text), (vstatus, &vtext), "{uri}");
         assert!(!text.is_empty());
     }
@@ -412,7 +437,8 @@ async fn malformed_reviews_get_the_same_400_as_validate() {
 /// image without an entry left alone).
 #[tokio::test]
 async fn the_digest_pinning_example_gives_its_documented_patch() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digest-pinning");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digest-pinning");
     let data = tempfile::tempdir().unwrap();
     let mut cfg = vulngate_server::Config::load(&dir.join("vulngate.yaml")).unwrap();
     assert!(cfg.pin_digests);
@@ -448,13 +474,14 @@ async fn the_digest_pinning_example_gives_its_documented_patch() {
         message.contains(&format!(
             "{}: denied by rule \"deny-critical-prod\"",
             images(&pinned_review["request"]["object"], "containers")[0]
-        )) || message.contains(
-            images(&pinned_review["request"]["object"], "containers")[0].as_str()
-        ),
+        )) || message
+            .contains(images(&pinned_review["request"]["object"], "containers")[0].as_str()),
         "{message}"
     );
     assert!(
-        message.contains("registry.example.com/platform/exporter:0.9: denied by rule \"deny-critical-prod\""),
+        message.contains(
+            "registry.example.com/platform/exporter:0.9: denied by rule \"deny-critical-prod\""
+        ),
         "{message}"
     );
 }
