@@ -66,7 +66,9 @@ pub(crate) async fn mutate(AxState(state): AxState<Arc<State>>, uri: Uri, body: 
     };
     let uid = rv.uid.clone();
     let ops = match plan(&state, rv, timeout) {
-        Some(plan) => pin(&state, plan).await,
+        // Boxed: the lookups' and the cache's futures would otherwise sit in the handler's
+        // future, which axum boxes and moves on every request (see `mutate_future_stays_small`).
+        Some(plan) => Box::pin(pin(&state, plan)).await,
         None => Vec::new(),
     };
     pins.request(if ops.is_empty() {
