@@ -13,8 +13,6 @@ mod registry_support;
 
 use axum::http::StatusCode;
 use base64::Engine as _;
-use kube::core::admission::AdmissionReview;
-use kube::core::DynamicObject;
 use serde_json::{json, Value};
 use support::{
     create, harness, harness_with, post_raw, review, workload, TestSource, CENTOS, DEBIAN,
@@ -33,11 +31,11 @@ async fn mutate(server: &Server, review: &Value) -> (Value, Option<json_patch::P
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
-    // What kube's types read (the API server's reader is the Go one: see the harness test).
-    let rv: AdmissionReview<DynamicObject> = serde_json::from_slice(&body).unwrap();
-    assert_eq!(rv.types.api_version, "admission.k8s.io/v1");
-    assert_eq!(rv.types.kind, "AdmissionReview");
+    // Not through kube's `AdmissionReview`: its `patch` reads only a list of numbers, while the
+    // API server's field is base64 (kube-rs/kube#1781); the harness test has the Go reader.
     let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(v["kind"], "AdmissionReview");
     let resp = v["response"].clone();
     assert_eq!(resp["uid"], review["request"]["uid"]);
     assert_eq!(resp["allowed"], true, "{resp}");
@@ -470,12 +468,12 @@ async fn the_digest_pinning_example_gives_its_documented_patch() {
     let v: Value = serde_json::from_slice(&body).unwrap();
     let message = v["response"]["status"]["message"].as_str().unwrap();
     assert_eq!(v["response"]["allowed"], false);
+    // The api image has a critical vulnerability: denied under its pinned reference.
     assert!(
         message.contains(&format!(
             "{}: denied by rule \"deny-critical-prod\"",
             images(&pinned_review["request"]["object"], "containers")[0]
-        )) || message
-            .contains(images(&pinned_review["request"]["object"], "containers")[0].as_str()),
+        )),
         "{message}"
     );
     assert!(
