@@ -1,6 +1,9 @@
 // apiserver-harness runs the Kubernetes API server's own validating admission webhook plugin
 // (k8s.io/apiserver/pkg/admission/plugin/webhook/validating, the code kube-apiserver runs to
-// call validating webhooks) against one object, and prints the outcome as JSON.
+// call validating webhooks) against one object, and prints the outcome as JSON. With
+// --mutate-url or --mutating-webhook-config it first runs the mutating webhook plugin
+// (k8s.io/apiserver/pkg/admission/plugin/webhook/mutating), which applies the webhook's
+// JSONPatch to the object the validating plugin then sees, and prints the mutated object.
 //
 // The plugin gets a fake clientset holding one ValidatingWebhookConfiguration (built from the
 // flags, or read with --webhook-config, then defaulted like the API server does) and the
@@ -17,7 +20,8 @@
 //	apiserver-harness --url https://127.0.0.1:8443/validate --ca-file ca.crt \
 //	    --namespace prod-shop [--namespace-labels team=shop] [--operation CREATE] \
 //	    [--failure-policy Fail] [--timeout-seconds 10] [--exclude-namespaces kube-system,vulngate] \
-//	    [--object deploy.yaml | - (stdin, the default)] [--old-object old.yaml]
+//	    [--object deploy.yaml | - (stdin, the default)] [--old-object old.yaml] \
+//	    [--mutate-url https://127.0.0.1:8443/mutate | --mutating-webhook-config mwc.yaml]
 //
 // Output (stdout, one JSON object; exit code 0 whatever the decision, 2 on a usage error):
 //
@@ -25,8 +29,10 @@
 //	 "code": 403, "reason": "Forbidden", "warnings": [...], "auditAnnotations": {...},
 //	 "webhookCalls": 1}
 //
-// webhookCalls counts the HTTP requests actually sent to the webhook (0 when the
-// namespaceSelector, objectSelector or rules did not match).
+// webhookCalls counts the HTTP requests actually sent to the validating webhook (0 when the
+// namespaceSelector, objectSelector or rules did not match). With a mutating webhook, also
+// "mutateCalls" (its HTTP requests), "mutateError" (the mutating plugin's error, which ends the
+// request before validation) and "object" (the object after mutation).
 package main
 
 import (
@@ -53,6 +59,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/admission/plugin/webhook/mutating"
 	"k8s.io/apiserver/pkg/admission/plugin/webhook/validating"
 	auditinternal "k8s.io/apiserver/pkg/apis/audit"
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -73,12 +80,15 @@ type result struct {
 	Warnings         []string          `json:"warnings"`
 	AuditAnnotations map[string]string `json:"auditAnnotations"`
 	WebhookCalls     int64             `json:"webhookCalls"`
+	MutateCalls      int64             `json:"mutateCalls,omitempty"`
+	MutateError      string            `json:"mutateError,omitempty"`
+	Object           json.RawMessage   `json:"object,omitempty"`
 }
 
 type options struct {
 	url, caFile, webhookName, configName, failurePolicy, matchPolicy        string
 	webhookConfig, nsSelector, objSelector, excludeNamespaces, nsLabels     string
-	serviceEndpoint                                                         string
+	serviceEndpoint, mutateURL, mutatingConfig                              string
 	namespace, operation, object, oldObject, subresource, user, groups, uid string
 	timeoutSeconds                                                          int
 	dryRun                                                                  bool
@@ -97,6 +107,8 @@ func main() {
 	fs.StringVar(&o.matchPolicy, "match-policy", "Equivalent", "Exact or Equivalent")
 	fs.IntVar(&o.timeoutSeconds, "timeout-seconds", 10, "webhooks[0].timeoutSeconds (1-30)")
 	fs.StringVar(&o.webhookConfig, "webhook-config", "", "YAML/JSON ValidatingWebhookConfiguration to use instead of the built-in one (--url/--ca-file/--failure-policy/--timeout-seconds still override when given)")
+	fs.StringVar(&o.mutateURL, "mutate-url", "", "also run the mutating webhook plugin first, with a MutatingWebhookConfiguration like the validating one (webhook pin.<webhook-name>, reinvocationPolicy IfNeeded) calling this URL")
+	fs.StringVar(&o.mutatingConfig, "mutating-webhook-config", "", "YAML/JSON MutatingWebhookConfiguration to run first (--mutate-url, --ca-file, --failure-policy, --timeout-seconds override when given)")
 	fs.StringVar(&o.serviceEndpoint, "service-endpoint", "", "HOST:PORT a clientConfig.service resolves to (kube-apiserver would use the Service's endpoints); TLS still verifies the name <service>.<namespace>.svc against the caBundle")
 	fs.StringVar(&o.nsSelector, "namespace-selector", "", "namespaceSelector as JSON/YAML (LabelSelector)")
 	fs.StringVar(&o.objSelector, "object-selector", "", "objectSelector as JSON/YAML (LabelSelector)")
@@ -310,6 +322,99 @@ func webhookConfiguration(o *options, flagSet map[string]bool) (*admissionregist
 	return cfg, nil
 }
 
+// mutatingConfiguration builds (or reads) the MutatingWebhookConfiguration: by default the
+// validating webhook's rules, selectors, caBundle, timeout and failure policy, calling
+// --mutate-url, with sideEffects None and reinvocationPolicy IfNeeded; then the API server's
+// defaults. nil when neither --mutate-url nor --mutating-webhook-config is given.
+func mutatingConfiguration(o *options, flagSet map[string]bool, v *admissionregistrationv1.ValidatingWebhookConfiguration) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	if o.mutateURL == "" && o.mutatingConfig == "" {
+		return nil, nil
+	}
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if o.mutatingConfig != "" {
+		data, err := os.ReadFile(o.mutatingConfig)
+		if err != nil {
+			return nil, err
+		}
+		js, err := yaml.ToJSON(data)
+		if err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(js, cfg); err != nil {
+			return nil, fmt.Errorf("%s: %w", o.mutatingConfig, err)
+		}
+		if len(cfg.Webhooks) == 0 {
+			return nil, fmt.Errorf("%s: no webhooks", o.mutatingConfig)
+		}
+	} else {
+		vw := v.Webhooks[0]
+		none := admissionregistrationv1.SideEffectClassNone
+		ifNeeded := admissionregistrationv1.IfNeededReinvocationPolicy
+		cfg.ObjectMeta.Name = v.Name
+		cfg.Webhooks = []admissionregistrationv1.MutatingWebhook{{
+			Name:                    "pin." + vw.Name,
+			ClientConfig:            *vw.ClientConfig.DeepCopy(),
+			Rules:                   vw.Rules,
+			FailurePolicy:           vw.FailurePolicy,
+			MatchPolicy:             vw.MatchPolicy,
+			NamespaceSelector:       vw.NamespaceSelector,
+			ObjectSelector:          vw.ObjectSelector,
+			SideEffects:             &none,
+			TimeoutSeconds:          vw.TimeoutSeconds,
+			AdmissionReviewVersions: []string{"v1"},
+			ReinvocationPolicy:      &ifNeeded,
+		}}
+	}
+	if cfg.Name == "" {
+		cfg.Name = o.configName
+	}
+	w := &cfg.Webhooks[0]
+	if o.mutateURL != "" {
+		u := o.mutateURL
+		w.ClientConfig.URL = &u
+		w.ClientConfig.Service = nil
+	}
+	if flagSet["ca-file"] && o.caFile != "" {
+		ca, err := os.ReadFile(o.caFile)
+		if err != nil {
+			return nil, err
+		}
+		w.ClientConfig.CABundle = ca
+	}
+	if o.mutatingConfig != "" && flagSet["failure-policy"] {
+		fp := admissionregistrationv1.FailurePolicyType(o.failurePolicy)
+		w.FailurePolicy = &fp
+	}
+	if o.mutatingConfig != "" && flagSet["timeout-seconds"] {
+		t := int32(o.timeoutSeconds)
+		w.TimeoutSeconds = &t
+	}
+	for i := range cfg.Webhooks {
+		setMutatingDefaults(&cfg.Webhooks[i])
+	}
+	if w.ClientConfig.URL == nil && w.ClientConfig.Service == nil {
+		return nil, errors.New("the mutating webhook has no URL or service")
+	}
+	return cfg, nil
+}
+
+// setMutatingDefaults mirrors SetDefaults_MutatingWebhook (the validating defaults, and
+// reinvocationPolicy Never).
+func setMutatingDefaults(w *admissionregistrationv1.MutatingWebhook) {
+	v := admissionregistrationv1.ValidatingWebhook{
+		FailurePolicy: w.FailurePolicy, MatchPolicy: w.MatchPolicy, NamespaceSelector: w.NamespaceSelector,
+		ObjectSelector: w.ObjectSelector, TimeoutSeconds: w.TimeoutSeconds, Rules: w.Rules,
+		ClientConfig: w.ClientConfig,
+	}
+	setDefaults(&v)
+	w.FailurePolicy, w.MatchPolicy, w.NamespaceSelector = v.FailurePolicy, v.MatchPolicy, v.NamespaceSelector
+	w.ObjectSelector, w.TimeoutSeconds, w.Rules, w.ClientConfig = v.ObjectSelector, v.TimeoutSeconds, v.Rules, v.ClientConfig
+	if w.ReinvocationPolicy == nil {
+		p := admissionregistrationv1.NeverReinvocationPolicy
+		w.ReinvocationPolicy = &p
+	}
+}
+
 // setDefaults mirrors SetDefaults_ValidatingWebhook and SetDefaults_Rule of the API server:
 // without them an unset namespaceSelector/objectSelector matches nothing.
 func setDefaults(w *admissionregistrationv1.ValidatingWebhook) {
@@ -436,6 +541,10 @@ func run(o *options) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	mcfg, err := mutatingConfiguration(o, o.set, cfg)
+	if err != nil {
+		return nil, err
+	}
 
 	data, err := readInput(o.object)
 	if err != nil {
@@ -497,6 +606,9 @@ func run(o *options) (*result, error) {
 		return nil, fmt.Errorf("--namespace-labels: %w", err)
 	}
 	objs := []runtime.Object{cfg}
+	if mcfg != nil {
+		objs = append(objs, mcfg)
+	}
 	if namespace != "" {
 		nsLabels[corev1.LabelMetadataName] = namespace
 		objs = append(objs, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace, Labels: nsLabels}})
@@ -517,6 +629,21 @@ func run(o *options) (*result, error) {
 	}
 	plugin.SetExternalKubeClientSet(client)
 	plugin.SetExternalKubeInformerFactory(factory)
+	var mplugin *mutating.Plugin
+	mcalls := &atomic.Int64{}
+	if mcfg != nil {
+		if mplugin, err = mutating.NewMutatingWebhook(nil); err != nil {
+			return nil, err
+		}
+		mplugin.SetAuthenticationInfoResolverWrapper(func(r webhookutil.AuthenticationInfoResolver) webhookutil.AuthenticationInfoResolver {
+			return &countingResolver{AuthenticationInfoResolver: r, calls: mcalls}
+		})
+		if o.serviceEndpoint != "" {
+			mplugin.SetServiceResolver(fixedServiceResolver{hostPort: o.serviceEndpoint})
+		}
+		mplugin.SetExternalKubeClientSet(client)
+		mplugin.SetExternalKubeInformerFactory(factory)
+	}
 	stop := make(chan struct{})
 	defer close(stop)
 	factory.Start(stop)
@@ -526,6 +653,14 @@ func run(o *options) (*result, error) {
 	}
 	if !plugin.WaitForReady() {
 		return nil, errors.New("the webhook plugin did not become ready")
+	}
+	if mplugin != nil {
+		if err := mplugin.ValidateInitialization(); err != nil {
+			return nil, err
+		}
+		if !mplugin.WaitForReady() {
+			return nil, errors.New("the mutating webhook plugin did not become ready")
+		}
 	}
 
 	groups := []string{}
@@ -548,9 +683,28 @@ func run(o *options) (*result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), o.requestTimeout)
 	defer cancel()
 	ctx = warning.WithWarningRecorder(ctx, rec)
-	err = plugin.Validate(ctx, attrs, admission.NewObjectInterfacesFromScheme(scheme.Scheme))
+	interfaces := admission.NewObjectInterfacesFromScheme(scheme.Scheme)
+	var merr error
+	var mutated json.RawMessage
+	if mplugin != nil && mplugin.Handles(operation) {
+		// As kube-apiserver's admission chain: mutating webhooks first, then validating ones
+		// on the mutated object (the plugin applies the JSONPatch to attrs' object).
+		if merr = mplugin.Admit(ctx, attrs, interfaces); merr == nil && attrs.GetObject() != nil {
+			if mutated, err = json.Marshal(attrs.GetObject()); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if merr == nil {
+		err = plugin.Validate(ctx, attrs, interfaces)
+	} else {
+		err = merr
+	}
 
-	res := &result{Allowed: err == nil, Warnings: rec.warnings, WebhookCalls: calls.Load()}
+	res := &result{Allowed: err == nil, Warnings: rec.warnings, WebhookCalls: calls.Load(), MutateCalls: mcalls.Load(), Object: mutated}
+	if merr != nil {
+		res.MutateError = merr.Error()
+	}
 	if res.Warnings == nil {
 		res.Warnings = []string{}
 	}

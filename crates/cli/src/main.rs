@@ -382,6 +382,10 @@ pub struct InstallArgs {
     /// where it was edited or deleted.
     #[arg(long)]
     pub no_default_rule: bool,
+    /// Leave out the MutatingWebhookConfiguration that pins image tags to the digests their
+    /// findings were looked up for (`POST /mutate`).
+    #[arg(long)]
+    pub no_pin_digests: bool,
     /// Existing CA certificate (PEM) to sign the serving certificate with.
     #[arg(
         long,

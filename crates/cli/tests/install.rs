@@ -101,6 +101,7 @@ fn every_kind_is_rendered_in_apply_order() {
             "Deployment",
             "PodDisruptionBudget",
             "NetworkPolicy",
+            "MutatingWebhookConfiguration",
             "ValidatingWebhookConfiguration",
             "SecurityRule",
         ]
@@ -113,6 +114,7 @@ fn every_kind_is_rendered_in_apply_order() {
             "CustomResourceDefinition",
             "ClusterRole",
             "ClusterRoleBinding",
+            "MutatingWebhookConfiguration",
             "ValidatingWebhookConfiguration",
             "SecurityRule",
         ]
@@ -417,6 +419,41 @@ fn the_webhook_follows_the_flags() {
     ];
     want.sort();
     assert_eq!(got, want);
+    // The digest-pinning webhook follows the validating one (rules, selectors, timeout,
+    // failure policy, service), calls /mutate, and is reinvoked when needed.
+    let mwc = find(&docs, "MutatingWebhookConfiguration");
+    assert_eq!(mwc["metadata"]["name"], "gate.example.com");
+    let hooks = mwc["webhooks"].as_array().expect("webhooks");
+    assert_eq!(hooks.len(), 1);
+    let mh = &hooks[0];
+    assert_eq!(mh["name"], "pin.gate.example.com");
+    assert_eq!(mh["reinvocationPolicy"], "IfNeeded");
+    assert_eq!(mh["sideEffects"], "None");
+    assert_eq!(
+        mh["clientConfig"]["service"],
+        json!({"name": "vulngate", "namespace": "security", "path": "/mutate", "port": 443})
+    );
+    for field in [
+        "rules",
+        "namespaceSelector",
+        "objectSelector",
+        "failurePolicy",
+        "timeoutSeconds",
+        "matchPolicy",
+        "admissionReviewVersions",
+    ] {
+        assert_eq!(mh[field], wh[field], "{field}");
+    }
+    assert_eq!(
+        mh["clientConfig"]["caBundle"], wh["clientConfig"]["caBundle"],
+        "caBundle"
+    );
+    // --no-pin-digests leaves it out, and nothing else changes.
+    let (without, _) = install(&["--no-pin-digests", "--namespace", "security"]);
+    assert!(without
+        .iter()
+        .all(|d| d["kind"] != "MutatingWebhookConfiguration"));
+    assert_eq!(without.len() + 1, docs.len());
     // The namespace follows everywhere.
     let cm = find(&docs, "ConfigMap");
     assert_eq!(cm["metadata"]["namespace"], "security");
@@ -1114,7 +1151,17 @@ fn harness_bin() -> PathBuf {
 
 #[allow(clippy::unwrap_used)]
 fn harness(webhook: &Path, endpoint: &str, object: &Path) -> Value {
-    let out = Command::new(harness_bin())
+    harness_with(webhook, None, endpoint, object)
+}
+
+/// [`harness`], with the rendered MutatingWebhookConfiguration run first when given.
+#[allow(clippy::unwrap_used)]
+fn harness_with(webhook: &Path, mutating: Option<&Path>, endpoint: &str, object: &Path) -> Value {
+    let mut cmd = Command::new(harness_bin());
+    if let Some(m) = mutating {
+        cmd.arg("--mutating-webhook-config").arg(m);
+    }
+    let out = cmd
         .arg("--webhook-config")
         .arg(webhook)
         .args(["--service-endpoint", endpoint, "--object"])
@@ -1182,6 +1229,23 @@ fn the_api_servers_webhook_plugin_calls_vulngate_through_the_rendered_configurat
     let obj = dir.path().join("deployment.json");
     std::fs::write(&obj, serde_json::to_vec(&first).unwrap()).unwrap();
     let endpoint = format!("127.0.0.1:{port}");
+    // With the rendered digest-pinning webhook first: called through the same Service and
+    // caBundle (examples/findings knows no digests, so the object is unchanged).
+    let mutating = dir.path().join("mutating.yaml");
+    std::fs::write(
+        &mutating,
+        serde_yaml_ng::to_string(find(&docs, "MutatingWebhookConfiguration")).unwrap(),
+    )
+    .unwrap();
+    let r = harness_with(&webhook, Some(&mutating), &endpoint, &obj);
+    assert_eq!(r["mutateCalls"], 1, "{r}");
+    assert!(r.get("mutateError").is_none(), "{r}");
+    assert_eq!(
+        r["object"]["spec"]["template"]["spec"]["containers"][0]["image"],
+        first["spec"]["template"]["spec"]["containers"][0]["image"],
+        "{r}"
+    );
+    assert_eq!(r["allowed"], false, "{r}");
     let r = harness(&webhook, &endpoint, &obj);
     assert_eq!(r["allowed"], false, "{r}");
     assert_eq!(r["webhookCalls"], 1, "{r}");

@@ -150,6 +150,24 @@ impl FindingsCache {
         Ok(entry.into_value())
     }
 
+    /// Keeps `found`, the findings of the tag reference `image`, also under `image` pinned to
+    /// the digest they were resolved to (when not cached yet): `/mutate` writes that pinned
+    /// reference into the object, and the validating call that follows then finds it here
+    /// instead of looking the digest up again. The same findings: a lookup of the tag
+    /// resolves the digest and reads the digest's referrers.
+    pub async fn remember_pinned(&self, image: &ImageRef, found: &Arc<Analyzed>) {
+        let (Some(cache), Some(digest)) = (&self.cache, &found.digest) else {
+            return;
+        };
+        if image.digest.is_some() {
+            return;
+        }
+        let key = image.with_digest(digest).normalized();
+        if !cache.contains_key(&key) {
+            cache.insert(key, found.clone()).await;
+        }
+    }
+
     /// The cached findings of `image`, without looking it up (and without counting).
     pub async fn peek(&self, image: &ImageRef) -> Option<Arc<Analyzed>> {
         self.cache.as_ref()?.get(&image.normalized()).await

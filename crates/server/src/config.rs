@@ -131,6 +131,9 @@ pub struct Config {
     pub failure_policy: FailurePolicy,
     /// Re-evaluate an UPDATE whose images did not change (default: allow it unevaluated).
     pub reevaluate_unchanged_updates: bool,
+    /// `POST /mutate` pins tag references to the digest the findings lookup resolved (off:
+    /// it answers allowed with no patch).
+    pub pin_digests: bool,
     /// Break-glass annotation (off when absent).
     pub break_glass: Option<BreakGlassConfig>,
     /// The webhook timeout assumed when the request URL has no `?timeout=`.
@@ -387,6 +390,7 @@ impl Default for Config {
             skip_images: Vec::new(),
             failure_policy: FailurePolicy::Unscanned,
             reevaluate_unchanged_updates: false,
+            pin_digests: true,
             break_glass: None,
             default_timeout: Duration::from_secs(10),
             deadline_margin: Duration::from_secs(1),

@@ -309,11 +309,13 @@ impl Server {
         self.state.cache.clear();
     }
 
-    /// The webhook's routes: `POST /validate`, `GET /healthz`, `/readyz` (nothing else: the
+    /// The webhook's routes: `POST /validate`, `POST /mutate` (digest pinning), `GET /healthz`,
+    /// `/readyz` (nothing else: the
     /// metrics are on their own listener, [`metrics_router`](Self::metrics_router)).
     pub fn router(&self) -> Router {
         Router::new()
             .route("/validate", post(admission::validate))
+            .route("/mutate", post(admission::mutate::mutate))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .layer(DefaultBodyLimit::max(self.state.config.max_request_bytes))

@@ -115,6 +115,9 @@ struct Verdict {
     warnings: Vec<String>,
     annotations: serde_json::Map<String, Value>,
     calls: i64,
+    /// With `--mutate-url`: the mutating webhook's calls and the object it left.
+    mutate_calls: i64,
+    object: Option<Value>,
 }
 
 /// Runs the harness on `object` with extra flags.
@@ -172,6 +175,8 @@ async fn admit_via_apiserver(
             .collect(),
         annotations: v["auditAnnotations"].as_object().unwrap().clone(),
         calls: v["webhookCalls"].as_i64().unwrap(),
+        mutate_calls: v["mutateCalls"].as_i64().unwrap_or_default(),
+        object: v.get("object").cloned(),
     }
 }
 
@@ -649,4 +654,64 @@ async fn vulngate_down_failure_policy_fail_rejects_ignore_admits() {
     assert!(v.error.contains("failed calling webhook"), "{}", v.error);
     let v = admit_via_apiserver(&url, Some(&env.ca), &obj, &["--failure-policy", "Ignore"]).await;
     assert!(v.allowed);
+}
+
+/// Digest pinning through the API server's own mutating webhook plugin, then its validating
+/// one (as kube-apiserver chains them): the plugin applies vulngate's JSONPatch, so the
+/// validating call and the stored object carry `tag@digest` of the registry's digest, for
+/// containers and init containers; a digest reference and an unresolvable tag are unchanged,
+/// and the denial names the pinned digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mutating_plugin_applies_the_digest_pins() {
+    let env = Env::start().await;
+    let mutate_url = env.url.replace("/validate", "/mutate");
+    let flags = ["--mutate-url", mutate_url.as_str()];
+    let (alpine, alpine_digest) = env.alpine.clone();
+    let (unscanned, unscanned_digest) = env.unscanned.clone();
+    let missing = format!("{}/app:missing", env.reg.host);
+    let by_digest = format!("{}@{}", env.debian.0, env.debian.1);
+    let mut obj = workload(
+        "Deployment",
+        "web",
+        "dev-shop",
+        &[&alpine, &by_digest, &missing],
+    );
+    obj["spec"]["template"]["spec"]["initContainers"] =
+        serde_json::json!([{ "name": "init", "image": unscanned }]);
+    let v = env.admit(&obj, &flags).await;
+    assert_eq!(v.mutate_calls, 1);
+    assert_eq!(v.calls, 1);
+    let out = v.object.expect("the mutated object");
+    let spec = &out["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["initContainers"][0]["image"],
+        format!("{unscanned}@{unscanned_digest}")
+    );
+    assert_eq!(
+        spec["containers"][0]["image"],
+        format!("{alpine}@{alpine_digest}")
+    );
+    assert_eq!(spec["containers"][1]["image"], by_digest.as_str());
+    assert_eq!(spec["containers"][2]["image"], missing.as_str());
+    // The unresolvable image is unscanned and the other two allowed in dev-shop.
+    assert!(v.allowed, "{}", v.error);
+
+    // In prod: the validating call judges the pinned reference (its message names it once).
+    let (debian, digest) = env.debian.clone();
+    let v = env
+        .admit(
+            &workload("Deployment", "web", "prod-shop", &[&debian]),
+            &flags,
+        )
+        .await;
+    assert_eq!(v.mutate_calls, 1);
+    assert!(!v.allowed);
+    assert!(
+        v.error.starts_with(&format!(
+            "admission webhook \"{WEBHOOK}\" denied the request: {debian}@{digest}: denied by rule \"deny-critical-prod\": "
+        )),
+        "{}",
+        v.error
+    );
+    assert!(v.object.is_some());
 }

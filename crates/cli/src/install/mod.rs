@@ -45,6 +45,7 @@ use sha2::Digest;
 use crate::{InstallArgs, WebhookFailurePolicy};
 
 mod alerts_crd;
+mod mutating;
 pub mod pki;
 mod trust;
 
@@ -928,41 +929,49 @@ pub fn render(args: &InstallArgs) -> Result<Rendered> {
         WebhookFailurePolicy::Fail => "Fail",
         WebhookFailurePolicy::Ignore => "Ignore",
     };
+    let validating = ValidatingWebhookConfiguration {
+        metadata: meta(&args.webhook_name, None),
+        webhooks: Some(vec![ValidatingWebhook {
+            name: args.webhook_name.clone(),
+            admission_review_versions: strings(&["v1"]),
+            client_config: WebhookClientConfig {
+                ca_bundle: ca_bundle.map(|b| ByteString(b.into_bytes())),
+                service: Some(ServiceReference {
+                    name: NAME.into(),
+                    namespace: ns.into(),
+                    path: Some("/validate".into()),
+                    port: Some(443),
+                }),
+                url: None,
+            },
+            failure_policy: Some(failure_policy.into()),
+            match_policy: Some("Equivalent".into()),
+            namespace_selector: Some(LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: "kubernetes.io/metadata.name".into(),
+                    operator: "NotIn".into(),
+                    values: Some(vec!["kube-system".into(), ns.into()]),
+                }]),
+                ..Default::default()
+            }),
+            object_selector: Some(LabelSelector::default()),
+            rules: Some(webhook_rules()),
+            side_effects: "NoneOnDryRun".into(),
+            timeout_seconds: Some(args.timeout),
+            match_conditions: None,
+        }]),
+    };
+    if !args.no_pin_digests {
+        push(
+            "webhook.yaml",
+            mutating::COMMENT,
+            value(&mutating::configuration(&validating)?)?,
+        );
+    }
     push(
         "webhook.yaml",
         "The API server sends workload CREATE/UPDATE here (not in kube-system or vulngate's namespace).",
-        value(&ValidatingWebhookConfiguration {
-            metadata: meta(&args.webhook_name, None),
-            webhooks: Some(vec![ValidatingWebhook {
-                name: args.webhook_name.clone(),
-                admission_review_versions: strings(&["v1"]),
-                client_config: WebhookClientConfig {
-                    ca_bundle: ca_bundle.map(|b| ByteString(b.into_bytes())),
-                    service: Some(ServiceReference {
-                        name: NAME.into(),
-                        namespace: ns.into(),
-                        path: Some("/validate".into()),
-                        port: Some(443),
-                    }),
-                    url: None,
-                },
-                failure_policy: Some(failure_policy.into()),
-                match_policy: Some("Equivalent".into()),
-                namespace_selector: Some(LabelSelector {
-                    match_expressions: Some(vec![LabelSelectorRequirement {
-                        key: "kubernetes.io/metadata.name".into(),
-                        operator: "NotIn".into(),
-                        values: Some(vec!["kube-system".into(), ns.into()]),
-                    }]),
-                    ..Default::default()
-                }),
-                object_selector: Some(LabelSelector::default()),
-                rules: Some(webhook_rules()),
-                side_effects: "NoneOnDryRun".into(),
-                timeout_seconds: Some(args.timeout),
-                match_conditions: None,
-            }]),
-        })?,
+        value(&validating)?,
     );
     if !args.no_default_rule {
         push(

@@ -9,6 +9,7 @@
 pub mod answer;
 mod breakglass;
 pub mod limits;
+pub mod mutate;
 pub mod review;
 
 use std::collections::BTreeSet;

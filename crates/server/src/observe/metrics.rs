@@ -139,6 +139,7 @@ struct Inner {
     rescan_lookup_errors: Counter,
     events: Family<Labels, Counter>,
     alert_store: crate::alerts::AlertMetrics,
+    pins: crate::admission::mutate::PinMetrics,
     decision_counters: [std::sync::OnceLock<Counter>; FREQUENT_DECISIONS.len()],
     request_counters: [std::sync::OnceLock<Counter>; FREQUENT_RESPONSES.len()],
     http: crate::http::HttpMetrics,
@@ -285,6 +286,7 @@ impl Metrics {
             decision_counters: Default::default(),
             request_counters: Default::default(),
             alert_store: crate::alerts::AlertMetrics::register(&mut registry),
+            pins: crate::admission::mutate::PinMetrics::register(&mut registry),
             registry,
             decisions,
             requests,
@@ -334,6 +336,11 @@ impl Metrics {
     /// The review limits' and break-glass metrics (defined in `admission::limits`).
     pub fn guard(&self) -> &crate::admission::limits::GuardMetrics {
         &self.0.guard
+    }
+
+    /// Digest pinning (`/mutate`).
+    pub fn pins(&self) -> &crate::admission::mutate::PinMetrics {
+        &self.0.pins
     }
 
     /// The alert writer's and journal's metrics (defined in `alerts::metrics`).
