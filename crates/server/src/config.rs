@@ -152,6 +152,8 @@ pub struct Config {
     pub kev: Option<CatalogConfig>,
     /// FIRST EPSS scores, for `epssAtLeast` / `epssPercentileAtLeast` conditions.
     pub epss: Option<CatalogConfig>,
+    /// The review listener (REST API and web console); off when absent.
+    pub review: Option<crate::review::ReviewConfig>,
 }
 
 /// The default metrics listen address (loopback; `vulngate install` renders `0.0.0.0:9090`).
@@ -360,6 +362,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             kev: None,
             epss: None,
+            review: None,
         }
     }
 }
@@ -495,6 +498,9 @@ impl Config {
         {
             fix(p);
         }
+        if let Some(r) = self.review.as_mut() {
+            r.tokens.iter_mut().for_each(|t| fix(&mut t.token_file));
+        }
         // Files named in the registry section: credentials, CA bundles, trust material.
         if let Some(r) = self.registry.as_mut() {
             if let Some(p) = r.auth.docker_config.as_mut() {
@@ -560,6 +566,9 @@ impl Config {
             ));
         }
         self.alert_writer.validate()?;
+        if let Some(r) = &self.review {
+            r.validate()?;
+        }
         if self.max_request_bytes < 1024 {
             return Err(("maxRequestBytes".into(), "must be at least 1024".into()));
         }

@@ -212,6 +212,8 @@ fn alert(id: &str) -> Alert {
         reason: "because".into(),
         dry_run: false,
         break_glass: None,
+        explanation: Default::default(),
+        review: Default::default(),
     }
 }
 

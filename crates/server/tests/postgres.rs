@@ -56,6 +56,8 @@ fn alert(id: &str, secs: i64, action: AlertAction, ns: &str, rule: &str, image: 
         reason: format!("reason {id}"),
         dry_run: id == "a3",
         break_glass: (action == AlertAction::BreakGlass).then(|| "INC-1".to_string()),
+        explanation: Default::default(),
+        review: Default::default(),
     }
 }
 
@@ -181,6 +183,7 @@ fn cases() -> Vec<(&'static str, AlertFilter, Vec<&'static str>)> {
                 image: Some("nginx".into()),
                 limit: None,
                 origin: None,
+                ..Default::default()
             },
             vec!["a3"],
         ),
@@ -308,7 +311,7 @@ async fn schema_is_the_same_in_both_stores() {
     let server = Postgres::start();
     let url = PostgresUrl::parse(&server.url()).expect("url");
     drop(PostgresBackend::open(&url, Some(&server.password_file())).expect("postgres"));
-    for table in ["alerts", "schema_migrations"] {
+    for table in ["alerts", "alert_reviews", "alert_vulns", "schema_migrations"] {
         let s = sqlite_columns(&db, table);
         assert!(!s.is_empty(), "{table}");
         assert_eq!(s, pg_columns(&server.url(), table).await, "{table}");
