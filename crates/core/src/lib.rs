@@ -15,8 +15,8 @@ pub mod vex;
 pub mod workload;
 
 pub use engine::{
-    evaluate, evaluate_with, violations, AnalyzedReport, Decision, Outcome, RequestContext, Subject,
-    UnscannedReason, Violation,
+    evaluate, evaluate_with, violations, AnalyzedReport, Decision, Outcome, RequestContext,
+    Subject, UnscannedReason, Violation,
 };
 pub use exploit::{Catalogs, EpssScores, KevCatalog};
 pub use image::ImageRef;

@@ -2,8 +2,12 @@
 //! deciding one marked, allowed ones left out; nothing for an allow.
 
 use chrono::{TimeZone, Utc};
-use vulngate_core::engine::{evaluate, violations, AnalyzedReport, Outcome, RequestContext, Subject};
-use vulngate_core::model::{Finding, FindingsReport, Package, ReportFormat, ReportIdentity, Scanner, Severity};
+use vulngate_core::engine::{
+    evaluate, violations, AnalyzedReport, Outcome, RequestContext, Subject,
+};
+use vulngate_core::model::{
+    Finding, FindingsReport, Package, ReportFormat, ReportIdentity, Scanner, Severity,
+};
 use vulngate_core::rules::{Precedence, RuleSet};
 use vulngate_core::{Catalogs, ImageRef};
 
@@ -70,7 +74,14 @@ fn every_counted_vulnerability_is_listed_and_the_deciding_one_marked() {
         finding("CVE-2024-0004", Severity::High, 7.5, &[]),
         finding("CVE-2024-0005", Severity::Medium, 5.0, &[]),
     ]);
-    let d = evaluate(&rules, Precedence::Default, &ctx, &image, Subject::Report(&r), now);
+    let d = evaluate(
+        &rules,
+        Precedence::Default,
+        &ctx,
+        &image,
+        Subject::Report(&r),
+        now,
+    );
     assert_eq!(d.decision, Outcome::Deny);
     assert_eq!(d.vulnerability.as_deref(), Some("CVE-2024-0002"));
     let (v, total) = violations(&rules, &d, &ctx, &image, &r, now, Catalogs::NONE, 100);
@@ -103,7 +114,14 @@ fn an_allow_has_no_violations() {
     let ctx = RequestContext::default();
     let now = Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap();
     let r = report(vec![finding("CVE-2024-0005", Severity::Medium, 5.0, &[])]);
-    let d = evaluate(&rules, Precedence::Default, &ctx, &image, Subject::Report(&r), now);
+    let d = evaluate(
+        &rules,
+        Precedence::Default,
+        &ctx,
+        &image,
+        Subject::Report(&r),
+        now,
+    );
     assert_eq!(d.decision, Outcome::Allow);
     let (v, total) = violations(&rules, &d, &ctx, &image, &r, now, Catalogs::NONE, 100);
     assert!(v.is_empty());

@@ -311,7 +311,12 @@ async fn schema_is_the_same_in_both_stores() {
     let server = Postgres::start();
     let url = PostgresUrl::parse(&server.url()).expect("url");
     drop(PostgresBackend::open(&url, Some(&server.password_file())).expect("postgres"));
-    for table in ["alerts", "alert_reviews", "alert_vulns", "schema_migrations"] {
+    for table in [
+        "alerts",
+        "alert_reviews",
+        "alert_vulns",
+        "schema_migrations",
+    ] {
         let s = sqlite_columns(&db, table);
         assert!(!s.is_empty(), "{table}");
         assert_eq!(s, pg_columns(&server.url(), table).await, "{table}");

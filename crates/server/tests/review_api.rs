@@ -50,9 +50,21 @@ async fn seeded() -> (Harness, Router) {
     let cfg = review_config(tokens.path());
     let h = harness_with(RULES, TestSource::new(), |c| c.review = Some(cfg));
     std::mem::forget(tokens); // read at construction; kept for the test's life
-    admit(&h.server, &create(&deployment("prod-shop", &[DEBIAN, ALPINE]))).await;
-    admit(&h.server, &create(&workload("Deployment", "api", "dev", &[DEBIAN]))).await;
-    admit(&h.server, &create(&workload("Pod", "tool", "prod-tools", &[GRYPE]))).await;
+    admit(
+        &h.server,
+        &create(&deployment("prod-shop", &[DEBIAN, ALPINE])),
+    )
+    .await;
+    admit(
+        &h.server,
+        &create(&workload("Deployment", "api", "dev", &[DEBIAN])),
+    )
+    .await;
+    admit(
+        &h.server,
+        &create(&workload("Pod", "tool", "prod-tools", &[GRYPE])),
+    )
+    .await;
     let router = h.server.review_router().expect("review configured");
     (h, router)
 }
@@ -87,11 +99,20 @@ async fn get(router: &Router, uri: &str) -> (StatusCode, Value) {
 }
 
 async fn post(router: &Router, uri: &str, token: &str, body: Value) -> (StatusCode, Value) {
-    call(router, "POST", uri, Some(token), Some(serde_json::to_vec(&body).unwrap())).await
+    call(
+        router,
+        "POST",
+        uri,
+        Some(token),
+        Some(serde_json::to_vec(&body).unwrap()),
+    )
+    .await
 }
 
 fn error_code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or_else(|| panic!("not an API error: {v}"))
+    v["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an API error: {v}"))
 }
 
 #[tokio::test]
@@ -100,11 +121,18 @@ async fn every_endpoint_needs_a_valid_token() {
     for (method, uri) in [
         ("GET", "/api/v1/alerts"),
         ("GET", "/api/v1/alerts/0190c2d1-aaaa-7bbb-8ccc-0123456789ab"),
-        ("POST", "/api/v1/alerts/0190c2d1-aaaa-7bbb-8ccc-0123456789ab/resolve"),
+        (
+            "POST",
+            "/api/v1/alerts/0190c2d1-aaaa-7bbb-8ccc-0123456789ab/resolve",
+        ),
         ("GET", "/api/v1/rules"),
         ("POST", "/api/v1/evaluate"),
     ] {
-        for token in [None, Some("wrong-token-0123456789abcdef"), Some(&READER[..READER.len() - 1])] {
+        for token in [
+            None,
+            Some("wrong-token-0123456789abcdef"),
+            Some(&READER[..READER.len() - 1]),
+        ] {
             let (status, body) = call(&r, method, uri, token, Some(b"{}".to_vec())).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri} {token:?}");
             assert_eq!(error_code(&body), "unauthorized");
@@ -117,7 +145,10 @@ async fn every_endpoint_needs_a_valid_token() {
         .header("authorization", format!("Basic {READER}"))
         .body(Body::empty())
         .unwrap();
-    assert_eq!(r.clone().oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
     // The OpenAPI document is public.
     let (status, _) = call(&r, "GET", "/api/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
@@ -211,7 +242,10 @@ async fn filters_and_cursor_pages() {
     assert_eq!(count(&p), 0);
     // By vulnerability id: the two debian alerts share their deciding CVE.
     let (_, shop) = get(&r, "/api/v1/alerts?namespace=prod-shop").await;
-    let cve = shop["items"][0]["vulnerability"]["id"].as_str().unwrap().to_string();
+    let cve = shop["items"][0]["vulnerability"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (_, p) = get(&r, &format!("/api/v1/alerts?cve={cve}")).await;
     assert_eq!(count(&p), 2, "{p}");
 }
@@ -227,7 +261,13 @@ async fn reviewers_change_state_readers_cannot() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(error_code(&body), "forbidden");
 
-    let (status, a) = post(&r, &ack, REVIEWER, json!({"comment": "patching base image"})).await;
+    let (status, a) = post(
+        &r,
+        &ack,
+        REVIEWER,
+        json!({"comment": "patching base image"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{a}");
     assert_eq!(a["state"], "acknowledged");
     assert_eq!(a["history"][0]["by"], "sec-team");
@@ -238,19 +278,41 @@ async fn reviewers_change_state_readers_cannot() {
     // Acknowledging twice is a conflict, and says why.
     let (status, body) = post(&r, &ack, REVIEWER, json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("acknowledged"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("acknowledged"));
 
-    let (status, a) = post(&r, &format!("/api/v1/alerts/{id}/resolve"), REVIEWER, json!({"comment": "rebuilt"})).await;
+    let (status, a) = post(
+        &r,
+        &format!("/api/v1/alerts/{id}/resolve"),
+        REVIEWER,
+        json!({"comment": "rebuilt"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{a}");
     assert_eq!(a["state"], "resolved");
     // An empty body is an empty comment.
-    let (status, a) = call(&r, "POST", &format!("/api/v1/alerts/{id}/reopen"), Some(REVIEWER), None).await;
+    let (status, a) = call(
+        &r,
+        "POST",
+        &format!("/api/v1/alerts/{id}/reopen"),
+        Some(REVIEWER),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{a}");
     assert_eq!(a["state"], "open");
     assert_eq!(a["history"].as_array().unwrap().len(), 3);
 
     // Listed with its state; filtered by it.
-    post(&r, &format!("/api/v1/alerts/{id}/resolve"), REVIEWER, json!({})).await;
+    post(
+        &r,
+        &format!("/api/v1/alerts/{id}/resolve"),
+        REVIEWER,
+        json!({}),
+    )
+    .await;
     let (_, p) = get(&r, "/api/v1/alerts?state=resolved").await;
     assert_eq!(p["items"][0]["id"], id.as_str());
     assert_eq!(p["items"].as_array().unwrap().len(), 1);
@@ -260,17 +322,61 @@ async fn reviewers_change_state_readers_cannot() {
 async fn hostile_input_gets_a_clear_4xx_json_error() {
     let (_h, r) = seeded().await;
     let cases: Vec<(&str, StatusCode, &str)> = vec![
-        ("/api/v1/alerts?cursor=not-a-cursor", StatusCode::BAD_REQUEST, "bad-cursor"),
-        ("/api/v1/alerts?cursor=MjAyNi0wMS0wMVQwMDowMDowMFp8JyBPUiAxPTE", StatusCode::BAD_REQUEST, "bad-cursor"),
-        ("/api/v1/alerts?limit=501", StatusCode::BAD_REQUEST, "bad-filter"),
-        ("/api/v1/alerts?limit=abc", StatusCode::BAD_REQUEST, "bad-filter"),
-        ("/api/v1/alerts?state=closed", StatusCode::BAD_REQUEST, "bad-filter"),
-        ("/api/v1/alerts?action=allow", StatusCode::BAD_REQUEST, "bad-filter"),
-        ("/api/v1/alerts?since=tomorrow", StatusCode::BAD_REQUEST, "bad-filter"),
-        ("/api/v1/alerts?namespace=a&namespace=b", StatusCode::BAD_REQUEST, "bad-filter"),
-        ("/api/v1/alerts?order=asc", StatusCode::BAD_REQUEST, "bad-filter"),
-        ("/api/v1/alerts/0190c2d1-aaaa-7bbb-8ccc-0123456789ab", StatusCode::NOT_FOUND, "not-found"),
-        ("/api/v1/alerts/..%2F..%2Fetc%2Fpasswd", StatusCode::NOT_FOUND, "not-found"),
+        (
+            "/api/v1/alerts?cursor=not-a-cursor",
+            StatusCode::BAD_REQUEST,
+            "bad-cursor",
+        ),
+        (
+            "/api/v1/alerts?cursor=MjAyNi0wMS0wMVQwMDowMDowMFp8JyBPUiAxPTE",
+            StatusCode::BAD_REQUEST,
+            "bad-cursor",
+        ),
+        (
+            "/api/v1/alerts?limit=501",
+            StatusCode::BAD_REQUEST,
+            "bad-filter",
+        ),
+        (
+            "/api/v1/alerts?limit=abc",
+            StatusCode::BAD_REQUEST,
+            "bad-filter",
+        ),
+        (
+            "/api/v1/alerts?state=closed",
+            StatusCode::BAD_REQUEST,
+            "bad-filter",
+        ),
+        (
+            "/api/v1/alerts?action=allow",
+            StatusCode::BAD_REQUEST,
+            "bad-filter",
+        ),
+        (
+            "/api/v1/alerts?since=tomorrow",
+            StatusCode::BAD_REQUEST,
+            "bad-filter",
+        ),
+        (
+            "/api/v1/alerts?namespace=a&namespace=b",
+            StatusCode::BAD_REQUEST,
+            "bad-filter",
+        ),
+        (
+            "/api/v1/alerts?order=asc",
+            StatusCode::BAD_REQUEST,
+            "bad-filter",
+        ),
+        (
+            "/api/v1/alerts/0190c2d1-aaaa-7bbb-8ccc-0123456789ab",
+            StatusCode::NOT_FOUND,
+            "not-found",
+        ),
+        (
+            "/api/v1/alerts/..%2F..%2Fetc%2Fpasswd",
+            StatusCode::NOT_FOUND,
+            "not-found",
+        ),
         ("/api/v2/alerts", StatusCode::NOT_FOUND, "not-found"),
     ];
     for (uri, want, code) in cases {
@@ -282,27 +388,94 @@ async fn hostile_input_gets_a_clear_4xx_json_error() {
     let long = "x".repeat(300);
     let (status, body) = get(&r, &format!("/api/v1/alerts?image={long}")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"]["message"].as_str().unwrap().contains("256"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("256"),
+        "{body}"
+    );
 
     let unknown = "/api/v1/alerts/0190c2d1-aaaa-7bbb-8ccc-0123456789ab/resolve";
     let (status, body) = post(&r, unknown, REVIEWER, json!({})).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not-found"));
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not-found")
+    );
     let (_, all) = get(&r, "/api/v1/alerts").await;
     let id = all["items"][0]["id"].as_str().unwrap().to_string();
-    let (status, body) = post(&r, &format!("/api/v1/alerts/{id}/delete"), REVIEWER, json!({})).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not-found"));
-    let (status, body) = post(&r, &format!("/api/v1/alerts/{id}/resolve"), REVIEWER, json!({"comment": 5})).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "bad-body"), "{body}");
-    let (status, body) = post(&r, &format!("/api/v1/alerts/{id}/resolve"), REVIEWER, json!({"coment": "typo"})).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "bad-body"), "{body}");
-    let (status, body) = post(&r, &format!("/api/v1/alerts/{id}/resolve"), REVIEWER, json!({"comment": "x".repeat(5000)})).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "bad-body"), "{body}");
+    let (status, body) = post(
+        &r,
+        &format!("/api/v1/alerts/{id}/delete"),
+        REVIEWER,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not-found")
+    );
+    let (status, body) = post(
+        &r,
+        &format!("/api/v1/alerts/{id}/resolve"),
+        REVIEWER,
+        json!({"comment": 5}),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "bad-body"),
+        "{body}"
+    );
+    let (status, body) = post(
+        &r,
+        &format!("/api/v1/alerts/{id}/resolve"),
+        REVIEWER,
+        json!({"coment": "typo"}),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "bad-body"),
+        "{body}"
+    );
+    let (status, body) = post(
+        &r,
+        &format!("/api/v1/alerts/{id}/resolve"),
+        REVIEWER,
+        json!({"comment": "x".repeat(5000)}),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "bad-body"),
+        "{body}"
+    );
     // A body over review.maxBodyBytes (64 KiB here).
     let huge = serde_json::to_vec(&json!({"comment": "x".repeat(100 << 10)})).unwrap();
-    let (status, body) = call(&r, "POST", &format!("/api/v1/alerts/{id}/resolve"), Some(REVIEWER), Some(huge)).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"), "{body}");
-    let (status, body) = call(&r, "POST", "/api/v1/evaluate", Some(READER), Some(b"{not json".to_vec())).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "bad-body"), "{body}");
+    let (status, body) = call(
+        &r,
+        "POST",
+        &format!("/api/v1/alerts/{id}/resolve"),
+        Some(REVIEWER),
+        Some(huge),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"),
+        "{body}"
+    );
+    let (status, body) = call(
+        &r,
+        "POST",
+        "/api/v1/evaluate",
+        Some(READER),
+        Some(b"{not json".to_vec()),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "bad-body"),
+        "{body}"
+    );
     // Nothing changed.
     let (_, a) = get(&r, &format!("/api/v1/alerts/{id}")).await;
     assert_eq!(a["state"], "open");
@@ -327,7 +500,13 @@ async fn evaluate_is_a_what_if_that_writes_nothing() {
     let (h, r) = seeded().await;
     let before = h.server.alerts().list(&Default::default()).unwrap().len();
     // Images in a namespace, under the rules in force.
-    let (status, a) = post(&r, "/api/v1/evaluate", READER, json!({"images": [DEBIAN, ALPINE], "namespace": "prod-x"})).await;
+    let (status, a) = post(
+        &r,
+        "/api/v1/evaluate",
+        READER,
+        json!({"images": [DEBIAN, ALPINE], "namespace": "prod-x"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{a}");
     assert_eq!(a["decision"], "deny");
     assert_eq!(a["images"][0]["rule"], "deny-critical-prod");
@@ -335,13 +514,26 @@ async fn evaluate_is_a_what_if_that_writes_nothing() {
     assert_eq!(a["images"][1]["decision"], "allow");
     // A draft that turns the deny rule off: the audit rule decides.
     let draft = "apiVersion: vulngate.io/v1\nkind: SecurityRule\nmetadata: { name: deny-critical-prod }\nspec:\n  enabled: false\n  action: deny\n  conditions: [{ severity: critical, maxCount: 0 }]\n";
-    let (status, a) = post(&r, "/api/v1/evaluate", READER, json!({"images": [DEBIAN], "namespace": "prod-x", "rules": draft})).await;
+    let (status, a) = post(
+        &r,
+        "/api/v1/evaluate",
+        READER,
+        json!({"images": [DEBIAN], "namespace": "prod-x", "rules": draft}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{a}");
     assert_eq!(a["decision"], "audit", "{a}");
     assert_eq!(a["images"][0]["rule"], "audit-high");
     // A manifest: each container, with the workload named.
-    let manifest = serde_yaml_ng::to_string(&workload("Deployment", "shop", "prod-a", &[DEBIAN])).unwrap();
-    let (status, a) = post(&r, "/api/v1/evaluate", READER, json!({"manifest": manifest})).await;
+    let manifest =
+        serde_yaml_ng::to_string(&workload("Deployment", "shop", "prod-a", &[DEBIAN])).unwrap();
+    let (status, a) = post(
+        &r,
+        "/api/v1/evaluate",
+        READER,
+        json!({"manifest": manifest}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{a}");
     assert_eq!(a["decision"], "deny");
     assert_eq!(a["images"][0]["workload"], "Deployment/shop");
@@ -349,9 +541,15 @@ async fn evaluate_is_a_what_if_that_writes_nothing() {
     for (body, code) in [
         (json!({}), "bad-body"),
         (json!({"images": [""]}), "bad-image"),
-        (json!({"manifest": "kind: Secret\napiVersion: v1\nmetadata: {name: s}"}), "bad-manifest"),
+        (
+            json!({"manifest": "kind: Secret\napiVersion: v1\nmetadata: {name: s}"}),
+            "bad-manifest",
+        ),
         (json!({"manifest": ": : :"}), "bad-manifest"),
-        (json!({"images": [DEBIAN], "rules": "kind: SecurityRule\nspec: {bogus: 1}"}), "bad-rules"),
+        (
+            json!({"images": [DEBIAN], "rules": "kind: SecurityRule\nspec: {bogus: 1}"}),
+            "bad-rules",
+        ),
         (json!({"images": [DEBIAN], "extra": 1}), "bad-body"),
         (json!({"images": vec![DEBIAN; 65]}), "bad-body"),
     ] {
@@ -360,7 +558,10 @@ async fn evaluate_is_a_what_if_that_writes_nothing() {
         assert_eq!(error_code(&e), code, "{body}: {e}");
     }
     // Nothing recorded.
-    assert_eq!(h.server.alerts().list(&Default::default()).unwrap().len(), before);
+    assert_eq!(
+        h.server.alerts().list(&Default::default()).unwrap().len(),
+        before
+    );
 }
 
 #[tokio::test]
@@ -385,10 +586,24 @@ async fn the_openapi_document_is_generated_from_the_handlers() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    for f in ["namespace", "workload", "image", "rule", "action", "cve", "state", "since", "cursor", "limit"] {
+    for f in [
+        "namespace",
+        "workload",
+        "image",
+        "rule",
+        "action",
+        "cve",
+        "state",
+        "since",
+        "cursor",
+        "limit",
+    ] {
         assert!(params.contains(&f), "{f}");
     }
-    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
 }
 
 #[tokio::test]
@@ -418,7 +633,9 @@ async fn a_token_file_too_short_is_a_config_error() {
     rc.tokens.truncate(1);
     let mut cfg = config(dir.path(), Some(RULES));
     cfg.review = Some(rc);
-    let e = Server::with_source(cfg, TestSource::new()).unwrap_err().to_string();
+    let e = Server::with_source(cfg, TestSource::new())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("review.tokens[0].tokenFile"), "{e}");
     assert!(e.contains("at least 16"), "{e}");
 }
@@ -433,10 +650,14 @@ async fn over_tls_on_its_own_listener() {
     let server = Server::with_source(cfg.clone(), TestSource::new()).unwrap();
     admit(&server, &create(&deployment("prod-shop", &[DEBIAN]))).await;
     let tls = vulngate_server::tls::setup(&cfg).unwrap();
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(tls.ca_file.clone().unwrap()).unwrap()).unwrap();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(tls.ca_file.clone().unwrap()).unwrap())
+        .unwrap();
     let webhook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let review = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (wport, rport) = (webhook.local_addr().unwrap().port(), review.local_addr().unwrap().port());
+    let (wport, rport) = (
+        webhook.local_addr().unwrap().port(),
+        review.local_addr().unwrap().port(),
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.with_review_listener(review).serve_on(
         webhook,
@@ -450,7 +671,11 @@ async fn over_tls_on_its_own_listener() {
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
             .add_root_certificate(ca.clone());
-        b = if http2 { b.http2_prior_knowledge() } else { b.http1_only() };
+        b = if http2 {
+            b.http2_prior_knowledge()
+        } else {
+            b.http1_only()
+        };
         let client = b.build().unwrap();
         let resp = client
             .get(format!("https://localhost:{rport}/api/v1/alerts"))

@@ -40,7 +40,10 @@ fn tool(name: &str) -> PathBuf {
             return real;
         }
     }
-    panic!("{name} not found in {} or /usr/bin: run {INSTALL}", tools_bin().display());
+    panic!(
+        "{name} not found in {} or /usr/bin: run {INSTALL}",
+        tools_bin().display()
+    );
 }
 
 struct Driver {
@@ -74,7 +77,10 @@ fn start_driver() -> Driver {
     let driver = Driver { child, port };
     let until = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < until, "chromedriver did not listen on {port} within 20s");
+        assert!(
+            Instant::now() < until,
+            "chromedriver did not listen on {port} within 20s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     driver
@@ -127,9 +133,21 @@ async fn serve() -> Running {
     cfg.cluster_name = Some("aks-prod-1".into());
     cfg.review = Some(review_config(dir.path()));
     let server = Server::with_source(cfg.clone(), TestSource::new()).unwrap();
-    admit(&server, &create(&deployment("prod-shop", &[DEBIAN, ALPINE]))).await;
-    admit(&server, &create(&workload("Deployment", "api", "dev", &[DEBIAN]))).await;
-    admit(&server, &create(&workload("Pod", "tool", "prod-tools", &[GRYPE]))).await;
+    admit(
+        &server,
+        &create(&deployment("prod-shop", &[DEBIAN, ALPINE])),
+    )
+    .await;
+    admit(
+        &server,
+        &create(&workload("Deployment", "api", "dev", &[DEBIAN])),
+    )
+    .await;
+    admit(
+        &server,
+        &create(&workload("Pod", "tool", "prod-tools", &[GRYPE])),
+    )
+    .await;
     let tls = vulngate_server::tls::setup(&cfg).unwrap();
     let webhook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let review = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -155,7 +173,9 @@ fn save_screenshot(name: &str, png: &[u8]) {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::write(&out, png).unwrap();
     if std::env::var_os("VULNGATE_UPDATE_SCREENSHOTS").is_some() {
-        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs").join(name);
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs")
+            .join(name);
         std::fs::write(docs, png).unwrap();
     }
     assert!(png.starts_with(b"\x89PNG"), "{name} is not a PNG");
@@ -188,18 +208,50 @@ async fn the_console_in_a_real_browser() {
     c.goto(&format!("{base}/")).await.unwrap();
     assert!(c.current_url().await.unwrap().as_str().ends_with("/login"));
     // A wrong token is refused with a message.
-    c.find(Locator::Id("token")).await.unwrap().send_keys("not-a-token-at-all").await.unwrap();
-    c.find(Locator::Css("form[action='/login'] button")).await.unwrap().click().await.unwrap();
-    let err = c.find(Locator::Css("p.error")).await.unwrap().text().await.unwrap();
+    c.find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys("not-a-token-at-all")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action='/login'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let err = c
+        .find(Locator::Css("p.error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(err.contains("not valid"), "{err}");
-    c.find(Locator::Id("token")).await.unwrap().send_keys(REVIEWER).await.unwrap();
-    c.find(Locator::Css("form[action='/login'] button")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(REVIEWER)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action='/login'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 
     // The alerts table with counts.
     assert!(c.current_url().await.unwrap().as_str().ends_with('/'));
     let rows = c.find_all(Locator::Css("table tbody tr")).await.unwrap();
     assert_eq!(rows.len(), 3);
-    let open = c.find(Locator::Css("[data-state=open]")).await.unwrap().text().await.unwrap();
+    let open = c
+        .find(Locator::Css("[data-state=open]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(open, "3");
     // Every visible field has a label.
     let unlabeled = c
@@ -212,8 +264,15 @@ async fn the_console_in_a_real_browser() {
         .unwrap();
     assert_eq!(unlabeled, json!([]), "fields without a label");
     // Keyboard: the first Tab reaches the skip link.
-    c.execute("document.activeElement.blur()", vec![]).await.unwrap();
-    c.find(Locator::Css("body")).await.unwrap().send_keys("\u{E004}").await.unwrap();
+    c.execute("document.activeElement.blur()", vec![])
+        .await
+        .unwrap();
+    c.find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys("\u{E004}")
+        .await
+        .unwrap();
     let focused = c
         .execute("return document.activeElement.className", vec![])
         .await
@@ -222,42 +281,137 @@ async fn the_console_in_a_real_browser() {
     save_screenshot("review-alerts.png", &c.screenshot().await.unwrap());
 
     // Filter by namespace.
-    c.find(Locator::Id("f-namespace")).await.unwrap().send_keys("prod-shop").await.unwrap();
-    c.find(Locator::Css("form.filters button")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("f-namespace"))
+        .await
+        .unwrap()
+        .send_keys("prod-shop")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.filters button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let rows = c.find_all(Locator::Css("table tbody tr")).await.unwrap();
     assert_eq!(rows.len(), 1);
-    assert!(c.current_url().await.unwrap().as_str().contains("namespace=prod-shop"));
+    assert!(c
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("namespace=prod-shop"));
 
     // The alert: violations (deciding marked), rule snapshot; acknowledge with a comment.
-    c.find(Locator::Css("table tbody tr td a")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("table tbody tr td a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let deciding = c.find_all(Locator::Css("tr.deciding")).await.unwrap();
     assert!(!deciding.is_empty());
-    let snapshot = c.find(Locator::Css("pre.snapshot")).await.unwrap().text().await.unwrap();
+    let snapshot = c
+        .find(Locator::Css("pre.snapshot"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(snapshot.contains("deny-critical-prod"), "{snapshot}");
-    assert_eq!(c.find(Locator::Id("state")).await.unwrap().text().await.unwrap(), "open");
-    c.find(Locator::Id("comment")).await.unwrap().send_keys("Base image rebuild scheduled (JIRA-42)").await.unwrap();
-    c.find(Locator::Css("button[value=acknowledge]")).await.unwrap().click().await.unwrap();
-    assert_eq!(c.find(Locator::Id("state")).await.unwrap().text().await.unwrap(), "acknowledged");
-    let history = c.find(Locator::Css("ol.history")).await.unwrap().text().await.unwrap();
+    assert_eq!(
+        c.find(Locator::Id("state"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "open"
+    );
+    c.find(Locator::Id("comment"))
+        .await
+        .unwrap()
+        .send_keys("Base image rebuild scheduled (JIRA-42)")
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[value=acknowledge]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.find(Locator::Id("state"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "acknowledged"
+    );
+    let history = c
+        .find(Locator::Css("ol.history"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(history.contains("sec-team"), "{history}");
     assert!(history.contains("JIRA-42"), "{history}");
     save_screenshot("review-alert.png", &c.screenshot().await.unwrap());
 
     // Rules.
     c.goto(&format!("{base}/rules")).await.unwrap();
-    let text = c.find(Locator::Css("table")).await.unwrap().text().await.unwrap();
-    assert!(text.contains("deny-critical-prod") && text.contains("audit-high"), "{text}");
+    let text = c
+        .find(Locator::Css("table"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("deny-critical-prod") && text.contains("audit-high"),
+        "{text}"
+    );
 
     // What if.
     c.goto(&format!("{base}/evaluate")).await.unwrap();
-    c.find(Locator::Id("images")).await.unwrap().send_keys(DEBIAN).await.unwrap();
-    c.find(Locator::Id("namespace")).await.unwrap().send_keys("prod-payments").await.unwrap();
-    c.find(Locator::Css("form.evaluate button")).await.unwrap().click().await.unwrap();
-    assert_eq!(c.find(Locator::Id("decision")).await.unwrap().text().await.unwrap(), "deny");
+    c.find(Locator::Id("images"))
+        .await
+        .unwrap()
+        .send_keys(DEBIAN)
+        .await
+        .unwrap();
+    c.find(Locator::Id("namespace"))
+        .await
+        .unwrap()
+        .send_keys("prod-payments")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.evaluate button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.find(Locator::Id("decision"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "deny"
+    );
     save_screenshot("review-evaluate.png", &c.screenshot().await.unwrap());
 
     // Log out: back to the login page, the session gone.
-    c.find(Locator::Css("form[action='/logout'] button")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("form[action='/logout'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     c.goto(&format!("{base}/")).await.unwrap();
     assert!(c.current_url().await.unwrap().as_str().ends_with("/login"));
 
@@ -268,7 +422,10 @@ async fn the_console_in_a_real_browser() {
 
 /// The text between `start` and the next `"` after it.
 fn attr_after<'a>(html: &'a str, start: &str) -> &'a str {
-    let i = html.find(start).unwrap_or_else(|| panic!("{start} not in page")) + start.len();
+    let i = html
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} not in page"))
+        + start.len();
     &html[i..i + html[i..].find('"').unwrap()]
 }
 
@@ -314,8 +471,14 @@ async fn the_console_works_without_javascript_and_checks_csrf() {
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
-    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
     let html = page.text().await.unwrap();
     let href = attr_after(&html, "href=\"/alerts/").to_string();
     let id = href.as_str();
@@ -355,7 +518,11 @@ async fn the_console_works_without_javascript_and_checks_csrf() {
     let r = client
         .post(format!("{base}/alerts/{id}"))
         .header("cookie", &cookie)
-        .form(&[("csrf", csrf.as_str()), ("change", "resolve"), ("comment", "fixed <b>now</b>")])
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("change", "resolve"),
+            ("comment", "fixed <b>now</b>"),
+        ])
         .send()
         .await
         .unwrap();
@@ -370,8 +537,14 @@ async fn the_console_works_without_javascript_and_checks_csrf() {
         .text()
         .await
         .unwrap();
-    assert!(detail.contains("<strong id=\"state\">resolved</strong>"), "{detail}");
-    assert!(detail.contains("fixed &lt;b&gt;now&lt;/b&gt;"), "comment not escaped");
+    assert!(
+        detail.contains("<strong id=\"state\">resolved</strong>"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("fixed &lt;b&gt;now&lt;/b&gt;"),
+        "comment not escaped"
+    );
 
     // A reader sees the alert but no review form, and cannot post one.
     let reader = login(READER).await;

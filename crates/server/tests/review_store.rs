@@ -11,10 +11,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use pg::{Postgres, PASSWORD};
 use vulngate_core::engine::{AffectedPackage, SeverityCounts, Violation, Vulnerability};
 use vulngate_core::{Outcome, Severity};
-use vulngate_server::alerts::{
-    Cursor, Explanation, PostgresUrl, ReviewChange, ReviewState,
+use vulngate_server::alerts::{Cursor, Explanation, PostgresUrl, ReviewChange, ReviewState};
+use vulngate_server::{
+    Alert, AlertAction, AlertBackend, AlertError, AlertFilter, PostgresBackend, SqliteBackend,
 };
-use vulngate_server::{Alert, AlertAction, AlertBackend, AlertError, AlertFilter, PostgresBackend, SqliteBackend};
 
 fn t(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_767_225_600 + secs, 0).unwrap()
@@ -112,11 +112,27 @@ fn check_review(name: &str, b: &dyn AlertBackend) {
         ids(b.list(&f).unwrap_or_else(|e| panic!("{name}: {e}")))
     };
     // New filters.
-    assert_eq!(f(&|f| f.workload = Some("web".into())), ["a3", "a1"], "{name}");
-    assert_eq!(f(&|f| f.cve = Some("CVE-2024-0002".into())), ["a2", "a1"], "{name}");
+    assert_eq!(
+        f(&|f| f.workload = Some("web".into())),
+        ["a3", "a1"],
+        "{name}"
+    );
+    assert_eq!(
+        f(&|f| f.cve = Some("CVE-2024-0002".into())),
+        ["a2", "a1"],
+        "{name}"
+    );
     // An alias of a violation finds the alert too.
-    assert_eq!(f(&|f| f.cve = Some("GHSA-aaaa-bbbb-cccc".into())), ["a4", "a2", "a1"], "{name}");
-    assert_eq!(f(&|f| f.cve = Some("CVE-1999-9999".into())), Vec::<String>::new(), "{name}");
+    assert_eq!(
+        f(&|f| f.cve = Some("GHSA-aaaa-bbbb-cccc".into())),
+        ["a4", "a2", "a1"],
+        "{name}"
+    );
+    assert_eq!(
+        f(&|f| f.cve = Some("CVE-1999-9999".into())),
+        Vec::<String>::new(),
+        "{name}"
+    );
     // Keyset pages: a2 and a3 share a time, ordered by id; no alert lost or repeated.
     let mut seen = Vec::new();
     let mut after: Option<Cursor> = None;
@@ -143,17 +159,26 @@ fn check_review(name: &str, b: &dyn AlertBackend) {
 
     // open -> acknowledged -> resolved -> open, each change in the history.
     let got = b
-        .review("a1", &change(ReviewState::Acknowledged, "bob", "looking", 100))
+        .review(
+            "a1",
+            &change(ReviewState::Acknowledged, "bob", "looking", 100),
+        )
         .unwrap()
         .unwrap();
     assert_eq!(got.review.state, ReviewState::Acknowledged, "{name}");
-    b.review("a1", &change(ReviewState::Resolved, "bob", "fixed in 1.1.1w", 200))
-        .unwrap()
-        .unwrap();
+    b.review(
+        "a1",
+        &change(ReviewState::Resolved, "bob", "fixed in 1.1.1w", 200),
+    )
+    .unwrap()
+    .unwrap();
     // Not allowed: acknowledging a resolved alert; the state and history stay.
     match b.review("a1", &change(ReviewState::Acknowledged, "eve", "", 250)) {
         Err(AlertError::Transition { from, to, .. }) => {
-            assert_eq!((from, to), (ReviewState::Resolved, ReviewState::Acknowledged))
+            assert_eq!(
+                (from, to),
+                (ReviewState::Resolved, ReviewState::Acknowledged)
+            )
         }
         other => panic!("{name}: {other:?}"),
     }
@@ -171,18 +196,45 @@ fn check_review(name: &str, b: &dyn AlertBackend) {
     assert_eq!(
         h,
         [
-            ("bob", ReviewState::Open, ReviewState::Acknowledged, "looking"),
-            ("bob", ReviewState::Acknowledged, ReviewState::Resolved, "fixed in 1.1.1w"),
-            ("carol", ReviewState::Resolved, ReviewState::Open, "came back"),
+            (
+                "bob",
+                ReviewState::Open,
+                ReviewState::Acknowledged,
+                "looking"
+            ),
+            (
+                "bob",
+                ReviewState::Acknowledged,
+                ReviewState::Resolved,
+                "fixed in 1.1.1w"
+            ),
+            (
+                "carol",
+                ReviewState::Resolved,
+                ReviewState::Open,
+                "came back"
+            ),
         ],
         "{name}"
     );
     assert_eq!(a1.review.history[0].time, t(100), "{name}");
-    assert!(b.review("nope", &change(ReviewState::Resolved, "bob", "", 1)).unwrap().is_none());
+    assert!(b
+        .review("nope", &change(ReviewState::Resolved, "bob", "", 1))
+        .unwrap()
+        .is_none());
 
-    b.review("a2", &change(ReviewState::Resolved, "bob", "", 400)).unwrap();
-    assert_eq!(f(&|f| f.state = Some(ReviewState::Resolved)), ["a2"], "{name}");
-    assert_eq!(f(&|f| f.state = Some(ReviewState::Open)), ["a4", "a3", "a1"], "{name}");
+    b.review("a2", &change(ReviewState::Resolved, "bob", "", 400))
+        .unwrap();
+    assert_eq!(
+        f(&|f| f.state = Some(ReviewState::Resolved)),
+        ["a2"],
+        "{name}"
+    );
+    assert_eq!(
+        f(&|f| f.state = Some(ReviewState::Open)),
+        ["a4", "a3", "a1"],
+        "{name}"
+    );
     // The list carries the state too (not the history).
     let listed = b.list(&AlertFilter::default()).unwrap();
     let a2 = listed.iter().find(|a| a.id == "a2").unwrap();
@@ -265,7 +317,10 @@ fn old_row(id: &str, secs: i64, cve: &str) -> (String, String, String) {
 fn check_migrated(name: &str, b: &dyn AlertBackend) {
     let all = b.list(&AlertFilter::default()).unwrap();
     assert_eq!(ids(all.clone()), ["o2", "o1"], "{name}");
-    assert!(all.iter().all(|a| a.review.state == ReviewState::Open), "{name}");
+    assert!(
+        all.iter().all(|a| a.review.state == ReviewState::Open),
+        "{name}"
+    );
     // The deciding vulnerability's ids were indexed by the migration.
     let by_cve = b
         .list(&AlertFilter {
@@ -276,7 +331,10 @@ fn check_migrated(name: &str, b: &dyn AlertBackend) {
     assert_eq!(ids(by_cve), ["o1"], "{name}");
     // And old alerts can be reviewed.
     let a = b
-        .review("o1", &change(ReviewState::Acknowledged, "bob", "old one", 50))
+        .review(
+            "o1",
+            &change(ReviewState::Acknowledged, "bob", "old one", 50),
+        )
         .unwrap()
         .unwrap();
     assert_eq!(a.review.state, ReviewState::Acknowledged, "{name}");
@@ -290,7 +348,10 @@ fn a_store_from_before_review_states_is_migrated_sqlite() {
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
         conn.execute_batch(V2_SQLITE).unwrap();
-        for (id, time, data) in [old_row("o1", 10, "CVE-2023-1111"), old_row("o2", 20, "CVE-2023-2222")] {
+        for (id, time, data) in [
+            old_row("o1", 10, "CVE-2023-1111"),
+            old_row("o2", 20, "CVE-2023-2222"),
+        ] {
             conn.execute(
                 "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name, operation,
                  user_name, image, digest, rule, dry_run, data)
@@ -314,7 +375,10 @@ async fn a_store_from_before_review_states_is_migrated_postgres() {
         let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
         client.batch_execute(V2_POSTGRES).await.unwrap();
-        for (id, time, data) in [old_row("o1", 10, "CVE-2023-1111"), old_row("o2", 20, "CVE-2023-2222")] {
+        for (id, time, data) in [
+            old_row("o1", 10, "CVE-2023-1111"),
+            old_row("o2", 20, "CVE-2023-2222"),
+        ] {
             client
                 .execute(
                     "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name, operation,

@@ -224,7 +224,8 @@ pub(super) fn counted_all(
     let ignored = ignored_by(rule, r, inp.now);
     let scope = inp.cel_scope(c);
     let scope = scope.as_ref();
-    let ok = |i: usize| ignored.binary_search(&i).is_err() && passes_filters(rule, ci, c, i, inp, scope);
+    let ok =
+        |i: usize| ignored.binary_search(&i).is_err() && passes_filters(rule, ci, c, i, inp, scope);
     let mut out = Vec::new();
     let mut total = 0;
     let mut push = |i: usize, out: &mut Vec<usize>| {

@@ -209,7 +209,9 @@ impl ReviewState {
         use ReviewState::*;
         matches!(
             (self, to),
-            (Open, Acknowledged) | (Open | Acknowledged, Resolved) | (Acknowledged | Resolved, Open)
+            (Open, Acknowledged)
+                | (Open | Acknowledged, Resolved)
+                | (Acknowledged | Resolved, Open)
         )
     }
 }
@@ -226,7 +228,9 @@ impl FromStr for ReviewState {
         ReviewState::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown review state {s:?} (expected open, acknowledged or resolved)"))
+            .ok_or_else(|| {
+                format!("unknown review state {s:?} (expected open, acknowledged or resolved)")
+            })
     }
 }
 

@@ -607,7 +607,10 @@ impl Inner {
 
     async fn list(&self, f: &AlertFilter) -> Result<Vec<Alert>, AlertError> {
         let (w, args) = list_query(f, "strpos");
-        let sql = format!("SELECT id, data, state FROM alerts WHERE TRUE{}", dollars(&w));
+        let sql = format!(
+            "SELECT id, data, state FROM alerts WHERE TRUE{}",
+            dollars(&w)
+        );
         let params = binds(&args);
         let params: Vec<&(dyn ToSql + Sync)> = params
             .iter()
@@ -684,7 +687,10 @@ impl Inner {
         )
         .await
         .map_err(|e| self.err(e))?;
-        let alert = get_in(&tx, id).await.map_err(|e| self.err(e))?.transpose()?;
+        let alert = get_in(&tx, id)
+            .await
+            .map_err(|e| self.err(e))?
+            .transpose()?;
         tx.commit().await.map_err(|e| self.err(e))?;
         lease.release();
         Ok(alert)

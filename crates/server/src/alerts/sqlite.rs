@@ -167,7 +167,10 @@ impl AlertBackend for SqliteBackend {
     fn list(&self, f: &AlertFilter) -> Result<Vec<Alert>, AlertError> {
         let conn = self.conn()?;
         let (w, args) = list_query(f, "instr");
-        let sql = format!("SELECT id, data, state FROM alerts WHERE TRUE{}", numbered(&w));
+        let sql = format!(
+            "SELECT id, data, state FROM alerts WHERE TRUE{}",
+            numbered(&w)
+        );
         let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(args.iter().map(bind)), |r| {
@@ -243,7 +246,9 @@ impl AlertBackend for SqliteBackend {
     fn count_by_state(&self, f: &AlertFilter) -> Result<Vec<(ReviewState, u64)>, AlertError> {
         let conn = self.conn()?;
         let (sql, args) = count_query(f, "instr");
-        let mut stmt = conn.prepare_cached(&numbered(&sql)).map_err(|e| self.err(e))?;
+        let mut stmt = conn
+            .prepare_cached(&numbered(&sql))
+            .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(args.iter().map(bind)), |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
@@ -293,11 +298,9 @@ pub(crate) fn with_state(mut a: Alert, state: &str) -> Result<Alert, AlertError>
 #[allow(clippy::type_complexity)]
 fn get_in(conn: &Connection, id: &str) -> rusqlite::Result<Option<Result<Alert, AlertError>>> {
     let row: Option<(String, String)> = conn
-        .query_row(
-            "SELECT data, state FROM alerts WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT data, state FROM alerts WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     let Some((data, state)) = row else {
         return Ok(None);

@@ -71,7 +71,10 @@ impl utoipa::Modify for BearerAuth {
 
 /// The caller of an API request: a valid bearer token, else 401.
 pub(crate) fn caller(ctx: &Ctx, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    ctx.review.auth.bearer(headers).ok_or_else(ApiError::unauthorized)
+    ctx.review
+        .auth
+        .bearer(headers)
+        .ok_or_else(ApiError::unauthorized)
 }
 
 /// Runs a store call off the async workers.
@@ -320,7 +323,11 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
     serde_path_to_error::deserialize(de).map_err(|e| {
         ApiError::bad(
             "bad-body",
-            format!("request body: {}: {}", e.path(), shorten(&e.inner().to_string())),
+            format!(
+                "request body: {}: {}",
+                e.path(),
+                shorten(&e.inner().to_string())
+            ),
         )
     })
 }

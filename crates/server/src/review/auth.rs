@@ -157,7 +157,10 @@ impl Auth {
 
     /// The caller named by `Authorization: Bearer TOKEN`; `None` without a valid one.
     pub fn bearer(&self, headers: &HeaderMap) -> Option<Principal> {
-        let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+        let value = headers
+            .get(axum::http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?;
         let (scheme, token) = value.split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return None;
@@ -260,14 +263,23 @@ mod tests {
     fn tokens_are_matched_exactly() {
         let dir = tempfile::tempdir().unwrap();
         let a = auth(dir.path());
-        assert_eq!(a.token("reader-token-0123456789").unwrap().role, Role::Reader);
+        assert_eq!(
+            a.token("reader-token-0123456789").unwrap().role,
+            Role::Reader
+        );
         assert_eq!(a.token("reviewer-token-0123456789").unwrap().name, "rw");
         assert!(a.token("reader-token-012345678").is_none());
         assert!(a.token("").is_none());
         let mut h = HeaderMap::new();
-        h.insert("authorization", "Bearer reader-token-0123456789".parse().unwrap());
+        h.insert(
+            "authorization",
+            "Bearer reader-token-0123456789".parse().unwrap(),
+        );
         assert_eq!(a.bearer(&h).unwrap().name, "ro");
-        h.insert("authorization", "Basic reader-token-0123456789".parse().unwrap());
+        h.insert(
+            "authorization",
+            "Basic reader-token-0123456789".parse().unwrap(),
+        );
         assert!(a.bearer(&h).is_none());
     }
 
@@ -298,11 +310,17 @@ mod tests {
         let _second = a.login(p.clone());
         let third = a.login(p);
         let mut h = HeaderMap::new();
-        h.insert("cookie", format!("x=1; {SESSION_COOKIE}={third}").parse().unwrap());
+        h.insert(
+            "cookie",
+            format!("x=1; {SESSION_COOKIE}={third}").parse().unwrap(),
+        );
         let s = a.session(&h).unwrap();
         assert!(csrf_ok(&s, &s.csrf.clone()));
         assert!(!csrf_ok(&s, "nope"));
-        h.insert("cookie", format!("{SESSION_COOKIE}={first}").parse().unwrap());
+        h.insert(
+            "cookie",
+            format!("{SESSION_COOKIE}={first}").parse().unwrap(),
+        );
         assert!(a.session(&h).is_none(), "the oldest session was dropped");
     }
 }

@@ -32,7 +32,10 @@ pub(crate) fn routes() -> Router<Arc<Ctx>> {
         .route("/rules", get(rules_page))
         .route("/evaluate", get(evaluate_page).post(evaluate_post))
         .route("/counts", get(counts))
-        .route("/static/console.css", get(|| async { asset("text/css", CSS) }))
+        .route(
+            "/static/console.css",
+            get(|| async { asset("text/css", CSS) }),
+        )
         .route(
             "/static/console.js",
             get(|| async { asset("text/javascript", JS) }),
@@ -142,10 +145,18 @@ async fn login(
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(f)) = form else {
-        return (StatusCode::BAD_REQUEST, login_markup(Some("The form was not filled in."))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            login_markup(Some("The form was not filled in.")),
+        )
+            .into_response();
     };
     let Some(p) = ctx.review.auth.token(f.token.trim()) else {
-        return (StatusCode::UNAUTHORIZED, login_markup(Some("That token is not valid."))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            login_markup(Some("That token is not valid.")),
+        )
+            .into_response();
     };
     tracing::info!(token = %p.name, "review console login");
     let id = ctx.review.auth.login(p);
@@ -184,7 +195,9 @@ async fn logout(
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("vulngate_session=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0"),
+        HeaderValue::from_static(
+            "vulngate_session=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
+        ),
     );
     r
 }
@@ -577,7 +590,12 @@ pub(crate) struct EvaluateForm {
     rules: String,
 }
 
-fn evaluate_markup(s: &Session, f: &EvaluateForm, answer: Option<&EvaluateAnswer>, error: Option<&str>) -> Markup {
+fn evaluate_markup(
+    s: &Session,
+    f: &EvaluateForm,
+    answer: Option<&EvaluateAnswer>,
+    error: Option<&str>,
+) -> Markup {
     html! {
         h1 { "What if" }
         p { "Evaluates images or a workload manifest under the rules in force and optional draft rules, the way the webhook would. Nothing is recorded." }
@@ -622,7 +640,12 @@ async fn evaluate_page(AxState(ctx): AxState<Arc<Ctx>>, headers: HeaderMap) -> R
         Ok(s) => s,
         Err(r) => return r,
     };
-    layout("What if", Some(&s), evaluate_markup(&s, &EvaluateForm::default(), None, None)).into_response()
+    layout(
+        "What if",
+        Some(&s),
+        evaluate_markup(&s, &EvaluateForm::default(), None, None),
+    )
+    .into_response()
 }
 
 async fn evaluate_post(
@@ -662,7 +685,11 @@ async fn evaluate_post(
     };
     (
         status,
-        layout("What if", Some(&s), evaluate_markup(&s, &f, answer.as_ref(), error.as_deref())),
+        layout(
+            "What if",
+            Some(&s),
+            evaluate_markup(&s, &f, answer.as_ref(), error.as_deref()),
+        ),
     )
         .into_response()
 }

@@ -192,7 +192,12 @@ pub fn parse_since(v: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String>
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Ok(t.with_timezone(&Utc));
     }
-    let err = || format!("{:?} is neither an RFC 3339 time nor a duration such as 24h or 7d", shorten(v));
+    let err = || {
+        format!(
+            "{:?} is neither an RFC 3339 time nor a duration such as 24h or 7d",
+            shorten(v)
+        )
+    };
     let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?);
     let n: i64 = num.parse().map_err(|_| err())?;
     let secs = match unit {
@@ -223,7 +228,9 @@ mod tests {
     use super::*;
 
     fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
-        q.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        q.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -246,7 +253,12 @@ mod tests {
     #[test]
     fn filters_are_typed_and_bounded() {
         let f = filter_from_pairs(
-            &pairs(&[("namespace", "prod"), ("state", "open"), ("limit", "10"), ("since", "24h")]),
+            &pairs(&[
+                ("namespace", "prod"),
+                ("state", "open"),
+                ("limit", "10"),
+                ("since", "24h"),
+            ]),
             false,
         )
         .unwrap();
@@ -254,7 +266,10 @@ mod tests {
         assert_eq!(f.state, Some(ReviewState::Open));
         assert_eq!(f.limit, Some(10));
         assert!(f.since.is_some());
-        assert_eq!(filter_from_pairs(&[], false).unwrap().limit, Some(DEFAULT_PAGE));
+        assert_eq!(
+            filter_from_pairs(&[], false).unwrap().limit,
+            Some(DEFAULT_PAGE)
+        );
         for q in [
             vec![("limit", "501")],
             vec![("limit", "0")],
