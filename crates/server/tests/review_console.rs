@@ -208,13 +208,17 @@ async fn the_console_in_a_real_browser() {
     c.goto(&format!("{base}/")).await.unwrap();
     assert!(c.current_url().await.unwrap().as_str().ends_with("/login"));
     // A wrong token is refused with a message.
-    c.find(Locator::Id("token"))
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("token"))
         .await
         .unwrap()
         .send_keys("not-a-token-at-all")
         .await
         .unwrap();
-    c.find(Locator::Css("form[action='/login'] button"))
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("form[action='/login'] button"))
         .await
         .unwrap()
         .click()
@@ -228,13 +232,17 @@ async fn the_console_in_a_real_browser() {
         .await
         .unwrap();
     assert!(err.contains("not valid"), "{err}");
-    c.find(Locator::Id("token"))
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("token"))
         .await
         .unwrap()
         .send_keys(REVIEWER)
         .await
         .unwrap();
-    c.find(Locator::Css("form[action='/login'] button"))
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("form[action='/login'] button"))
         .await
         .unwrap()
         .click()
@@ -242,6 +250,11 @@ async fn the_console_in_a_real_browser() {
         .unwrap();
 
     // The alerts table with counts.
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("[data-state=open]"))
+        .await
+        .unwrap();
     assert!(c.current_url().await.unwrap().as_str().ends_with('/'));
     let rows = c.find_all(Locator::Css("table tbody tr")).await.unwrap();
     assert_eq!(rows.len(), 3);
@@ -267,7 +280,9 @@ async fn the_console_in_a_real_browser() {
     c.execute("document.activeElement.blur()", vec![])
         .await
         .unwrap();
-    c.find(Locator::Css("body"))
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("body"))
         .await
         .unwrap()
         .send_keys("\u{E004}")
@@ -281,18 +296,23 @@ async fn the_console_in_a_real_browser() {
     save_screenshot("review-alerts.png", &c.screenshot().await.unwrap());
 
     // Filter by namespace.
-    c.find(Locator::Id("f-namespace"))
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("f-namespace"))
         .await
         .unwrap()
         .send_keys("prod-shop")
         .await
         .unwrap();
-    c.find(Locator::Css("form.filters button"))
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("form.filters button"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
+    wait_url(&c, "namespace=prod-shop").await;
     let rows = c.find_all(Locator::Css("table tbody tr")).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert!(c
@@ -303,10 +323,18 @@ async fn the_console_in_a_real_browser() {
         .contains("namespace=prod-shop"));
 
     // The alert: violations (deciding marked), rule snapshot; acknowledge with a comment.
-    c.find(Locator::Css("table tbody tr td a"))
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("table tbody tr td a"))
         .await
         .unwrap()
         .click()
+        .await
+        .unwrap();
+    wait_url(&c, "/alerts/").await;
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("pre.snapshot"))
         .await
         .unwrap();
     let deciding = c.find_all(Locator::Css("tr.deciding")).await.unwrap();
@@ -320,7 +348,9 @@ async fn the_console_in_a_real_browser() {
         .unwrap();
     assert!(snapshot.contains("deny-critical-prod"), "{snapshot}");
     assert_eq!(
-        c.find(Locator::Id("state"))
+        c.wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Id("state"))
             .await
             .unwrap()
             .text()
@@ -328,27 +358,23 @@ async fn the_console_in_a_real_browser() {
             .unwrap(),
         "open"
     );
-    c.find(Locator::Id("comment"))
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("comment"))
         .await
         .unwrap()
         .send_keys("Base image rebuild scheduled (JIRA-42)")
         .await
         .unwrap();
-    c.find(Locator::Css("button[value=acknowledge]"))
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("button[value=acknowledge]"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    assert_eq!(
-        c.find(Locator::Id("state"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "acknowledged"
-    );
+    wait_text(&c, Locator::Id("state"), "acknowledged").await;
     let history = c
         .find(Locator::Css("ol.history"))
         .await
@@ -376,48 +402,80 @@ async fn the_console_in_a_real_browser() {
 
     // What if.
     c.goto(&format!("{base}/evaluate")).await.unwrap();
-    c.find(Locator::Id("images"))
+    wait_url(&c, "/evaluate").await;
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("images"))
         .await
         .unwrap()
         .send_keys(DEBIAN)
         .await
         .unwrap();
-    c.find(Locator::Id("namespace"))
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("namespace"))
         .await
         .unwrap()
         .send_keys("prod-payments")
         .await
         .unwrap();
-    c.find(Locator::Css("form.evaluate button"))
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("form.evaluate button"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    assert_eq!(
-        c.find(Locator::Id("decision"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "deny"
-    );
+    wait_text(&c, Locator::Id("decision"), "deny").await;
     save_screenshot("review-evaluate.png", &c.screenshot().await.unwrap());
 
     // Log out: back to the login page, the session gone.
-    c.find(Locator::Css("form[action='/logout'] button"))
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("form[action='/logout'] button"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
+    wait_url(&c, "/login").await;
     c.goto(&format!("{base}/")).await.unwrap();
-    assert!(c.current_url().await.unwrap().as_str().ends_with("/login"));
+    wait_url(&c, "/login").await;
 
     c.close().await.unwrap();
     drop(driver);
     running.stop().await;
+}
+
+/// Waits (at most 10 s) until the browser's URL contains `part`.
+async fn wait_url(c: &fantoccini::Client, part: &str) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let url = c.current_url().await.unwrap();
+        if url.as_str().contains(part) {
+            return;
+        }
+        assert!(Instant::now() < until, "URL {url} never contained {part}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (at most 10 s) until the element's text is `want`.
+async fn wait_text(c: &fantoccini::Client, loc: Locator<'_>, want: &str) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(e) = c.find(loc).await {
+            if let Ok(t) = e.text().await {
+                if t == want {
+                    return;
+                }
+                assert!(Instant::now() < until, "text {t:?}, never {want:?}");
+            }
+        }
+        assert!(Instant::now() < until, "{want:?} never shown");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The text between `start` and the next `"` after it.
