@@ -45,7 +45,7 @@ fn report(findings: Vec<Finding>) -> AnalyzedReport {
         digest: Some("sha256:feed".into()),
         ..ReportIdentity::default()
     };
-    AnalyzedReport::new(r, identity, &[], None)
+    AnalyzedReport::new(&r, identity, &[], None)
 }
 
 const RULES: &str = r#"
