@@ -68,6 +68,13 @@ EXPECT[cargo-cyclonedx]=$CDX_VERSION
 EXPECT[image-debs]='libc6=2.36-*'
 # ---- release image (end)
 SYS_TOOLS=(wrk hey hyperfine)   # bookworm, system apt
+# ---- review console browser test (begin): Debian's chromium and its chromedriver (bookworm,
+# system apt: chromium needs its shared libraries installed, not extracted), driven by fantoccini
+SYS_TOOLS+=(chromium chromium-driver)
+declare -A SYS_CMD=([chromium-driver]=chromedriver)   # package -> command, where they differ
+EXPECT[chromium]='1*'
+EXPECT[chromium-driver]='1*'
+# ---- review console browser test (end)
 PG_BIN=/usr/lib/postgresql/15/bin   # bookworm `postgresql` (15), system apt; tests use these three
 PG_TOOLS=(initdb postgres pg_ctl)
 
@@ -146,7 +153,7 @@ image_debs_version() {
 
 sys_version() {
   local tool=$1
-  command -v "$tool" >/dev/null 2>&1 || return 0
+  command -v "${SYS_CMD[$tool]:-$tool}" >/dev/null 2>&1 || return 0
   dpkg-query -W -f '${Version}' "$tool" 2>/dev/null || echo unknown-not-from-dpkg
 }
 
@@ -477,6 +484,10 @@ link_bins() {
   [[ -x "$CRD_BIN" ]] && ln -sfn ../go/bin/crd-apiserver "$BIN_DIR/crd-apiserver"
   for t in "${PG_TOOLS[@]}"; do
     [[ -x "$PG_BIN/$t" ]] && ln -sfn "$PG_BIN/$t" "$BIN_DIR/$t"
+  done
+  # review console browser test
+  for t in chromium chromedriver; do
+    [[ -x "/usr/bin/$t" ]] && ln -sfn "/usr/bin/$t" "$BIN_DIR/$t"
   done
   return 0
 }

@@ -72,6 +72,7 @@ pub fn run(cmd: AlertsCommand) -> Result<ExitCode> {
                 rule: a.rule,
                 image: a.image,
                 limit: Some(a.limit),
+                ..AlertFilter::default()
             };
             let alerts = store.list(&filter).map_err(|e| anyhow!("{e}"))?;
             match a.output {

@@ -16,8 +16,8 @@ pub mod vex;
 pub mod workload;
 
 pub use engine::{
-    evaluate, evaluate_with, AnalyzedReport, Decision, Outcome, RequestContext, Subject,
-    UnscannedReason,
+    evaluate, evaluate_with, violations, AnalyzedReport, Decision, Outcome, RequestContext,
+    Subject, UnscannedReason, Violation,
 };
 pub use exploit::{Catalogs, EpssScores, KevCatalog};
 pub use image::ImageRef;

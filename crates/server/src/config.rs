@@ -171,6 +171,8 @@ pub struct Config {
     pub kev: Option<CatalogConfig>,
     /// FIRST EPSS scores, for `epssAtLeast` / `epssPercentileAtLeast` conditions.
     pub epss: Option<CatalogConfig>,
+    /// The review listener (REST API and web console); off when absent.
+    pub review: Option<crate::review::ReviewConfig>,
 }
 
 /// `alerts:` in vulngate.yaml.
@@ -407,6 +409,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             kev: None,
             epss: None,
+            review: None,
         }
     }
 }
@@ -558,6 +561,9 @@ impl Config {
         {
             fix(p);
         }
+        if let Some(r) = self.review.as_mut() {
+            r.tokens.iter_mut().for_each(|t| fix(&mut t.token_file));
+        }
         // Files named in the registry section: credentials, CA bundles, trust material.
         if let Some(r) = self.registry.as_mut() {
             if let Some(p) = r.auth.docker_config.as_mut() {
@@ -654,6 +660,10 @@ impl Config {
                 "alerts.dedupWindow".into(),
                 "must be at most 8784h (a year)".into(),
             ));
+            ));
+        }
+        if let Some(r) = &self.review {
+            r.validate()?;
         }
         if self.max_request_bytes < 1024 {
             return Err(("maxRequestBytes".into(), "must be at least 1024".into()));

@@ -20,6 +20,7 @@ mod error;
 pub mod http;
 pub mod observe;
 mod record;
+pub mod review;
 pub mod rules;
 pub mod source;
 pub mod tls;
@@ -98,6 +99,8 @@ impl State {
 #[derive(Debug, Clone)]
 pub struct Server {
     state: Arc<State>,
+    /// The review listener's tokens and sessions (`review:`).
+    review: Option<Arc<review::Review>>,
 }
 
 impl Server {
@@ -186,8 +189,13 @@ impl Server {
             skip,
             ready: AtomicBool::new(ready),
         };
+        let review = match &state.config.review {
+            Some(r) => Some(Arc::new(review::Review::load(r)?)),
+            None => None,
+        };
         Ok(Server {
             state: Arc::new(state),
+            review,
         })
     }
 
@@ -322,6 +330,24 @@ impl Server {
             .with_state(self.state.clone())
     }
 
+    /// The review listener's routes (API and console), when `review` is configured.
+    pub fn review_router(&self) -> Option<Router> {
+        self.review
+            .as_ref()
+            .map(|r| review::router(self.state.clone(), r.clone()))
+    }
+
+    /// Serves the review listener on `tcp` instead of binding `review.listen` (tests: a
+    /// port chosen by the system). Without `review` configured: nothing.
+    pub fn with_review_listener(self, tcp: TcpListener) -> Server {
+        if let Some(r) = &self.review {
+            if let Ok(mut slot) = r.listener.lock() {
+                *slot = Some(tcp);
+            }
+        }
+        self
+    }
+
     /// The metrics listener's routes: `GET /metrics` (Prometheus text) only.
     pub fn metrics_router(&self) -> Router {
         Router::new()
@@ -404,11 +430,33 @@ impl Server {
         let webhook = http::Listener {
             name: "webhook",
             tcp: listener,
-            tls: Some(TlsAcceptor::from(tls)),
+            tls: Some(TlsAcceptor::from(tls.clone())),
             router: self_.router(),
             limits: Arc::new(http::Limits::new(&cfg.http, max_connections)),
         }
         .spawn(http_metrics.clone(), stop_rx.clone());
+        // The review listener: its own address, the webhook's certificate and limits.
+        let review = match (&self_.review, &cfg.review) {
+            (Some(r), Some(rc)) => {
+                let bound = r.listener.lock().ok().and_then(|mut s| s.take());
+                let tcp = match bound {
+                    Some(t) => t,
+                    None => bind(rc.listen, "review.listen").await?,
+                };
+                tracing::info!(listen = ?tcp.local_addr().ok(), tokens = rc.tokens.len(), "review listener serving");
+                Some(
+                    http::Listener {
+                        name: "review",
+                        tcp,
+                        tls: Some(TlsAcceptor::from(tls.clone())),
+                        router: review::router(self_.state.clone(), r.clone()),
+                        limits: Arc::new(http::Limits::new(&cfg.http, rc.max_connections)),
+                    }
+                    .spawn(http_metrics.clone(), stop_rx.clone()),
+                )
+            }
+            _ => None,
+        };
         let metrics = metrics_listener.map(|tcp| {
             http::Listener {
                 name: "metrics",
@@ -429,6 +477,9 @@ impl Server {
             webhook.drained().await;
             if let Some(m) = &metrics {
                 m.drained().await;
+            }
+            if let Some(r) = &review {
+                r.drained().await;
             }
         })
         .await;

@@ -7,7 +7,7 @@ use kube::core::admission::Operation;
 use vulngate_core::workload::WorkloadKind;
 use vulngate_core::{Outcome, RequestContext};
 
-use crate::alerts::{Alert, AlertAction, AlertOrigin};
+use crate::alerts::{Alert, AlertAction, AlertOrigin, Explanation, Review};
 use crate::cluster::events::EventSpec;
 use crate::observe::log::{log_decision, log_runtime_alert, operation_name, DecisionLine};
 use crate::verdict::Verdict;
@@ -214,6 +214,8 @@ pub(crate) async fn unreadable(state: &State, u: Unreadable) -> bool {
         count: 1,
         last_seen: None,
         kinds: Vec::new(),
+        explanation: Explanation::default(),
+        review: Review::default(),
     };
     write_alerts(state, &u.uid, vec![alert], None).await
 }
@@ -307,6 +309,12 @@ pub(crate) fn alert(
         count: 1,
         last_seen: None,
         kinds,
+        explanation: Explanation {
+            violations: v.violations.clone(),
+            violations_total: v.violations_total,
+            also_fired: d.also_fired.clone(),
+        },
+        review: Review::default(),
     }
 }
 

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use vulngate_core::engine::SeverityCounts;
 use vulngate_core::{
-    evaluate_with, AnalyzedReport, Catalogs, Decision, ImageRef, Outcome, Precedence,
-    RequestContext, RuleSet, Subject, UnscannedReason,
+    evaluate_with, violations, AnalyzedReport, Catalogs, Decision, ImageRef, Outcome, Precedence,
+    RequestContext, RuleSet, Subject, UnscannedReason, Violation,
 };
 
 use crate::cache::{Analyzed, PlatformAnalyzed};
@@ -117,6 +117,10 @@ pub(crate) struct Verdict {
     /// The registry's warnings about this image's lookup (reports dropped, unverified or
     /// merged), for the log, the metric and the response warnings.
     pub warnings: Vec<String>,
+    /// Every vulnerability that fulfilled the deciding condition (at most
+    /// `Judge::max_violations`), and how many did.
+    pub violations: Vec<Violation>,
+    pub violations_total: usize,
 }
 
 /// What every verdict of one review (or one scan) is judged with.
@@ -133,6 +137,8 @@ pub(crate) struct Judge<'a> {
     /// Whether the image is pinned to the digest the lookup resolved before evaluation
     /// (admission; re-evaluation already evaluates the digest a container runs).
     pub pin_resolved: bool,
+    /// Most violations a verdict lists (`alertWriter.maxViolations`).
+    pub max_violations: usize,
 }
 
 impl Judge<'_> {
@@ -141,6 +147,7 @@ impl Judge<'_> {
         let lookup =
             lookup.unwrap_or_else(|| Err(LookupFailure::Source(SourceError("task failed".into()))));
         let mut warnings = Vec::new();
+        let mut listed = (Vec::new(), 0);
         let (decision, failure) = match (lookup, r) {
             (Ok(a), Some(mut pinned)) => {
                 for w in &a.warnings {
@@ -154,8 +161,24 @@ impl Judge<'_> {
                     }
                 }
                 if a.platforms.is_empty() {
-                    (self.engine(&pinned, subject_of(&a.subject)), None)
+                    let decision = self.engine(&pinned, subject_of(&a.subject));
+                    if let Ok(report) = &a.subject {
+                        // Explains the decision taken above; never changes it.
+                        listed = violations(
+                            self.rules,
+                            &decision,
+                            self.ctx,
+                            &pinned,
+                            report,
+                            self.now,
+                            self.catalogs,
+                            self.max_violations,
+                        );
+                    }
+                    (decision, None)
                 } else {
+                    // Per-platform reports: the worst platform decides (its violations are
+                    // not listed yet).
                     (self.worst_platform(&pinned, &a.platforms), None)
                 }
             }
@@ -172,6 +195,8 @@ impl Judge<'_> {
             decision,
             failure,
             warnings,
+            violations: listed.0,
+            violations_total: listed.1,
         }
     }
 

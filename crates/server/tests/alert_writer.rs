@@ -220,6 +220,8 @@ fn alert(id: &str) -> Alert {
         count: 1,
         last_seen: None,
         kinds: Vec::new(),
+        explanation: Default::default(),
+        review: Default::default(),
     }
 }
 

@@ -61,6 +61,8 @@ fn alert(id: &str, secs: i64, action: AlertAction, ns: &str, rule: &str, image: 
         count: 1,
         last_seen: None,
         kinds: Vec::new(),
+        explanation: Default::default(),
+        review: Default::default(),
     }
 }
 
@@ -186,6 +188,7 @@ fn cases() -> Vec<(&'static str, AlertFilter, Vec<&'static str>)> {
                 image: Some("nginx".into()),
                 limit: None,
                 origin: None,
+                ..Default::default()
             },
             vec!["a3"],
         ),
@@ -442,7 +445,13 @@ async fn schema_is_the_same_in_both_stores() {
     let server = Postgres::start();
     let url = PostgresUrl::parse(&server.url()).expect("url");
     drop(PostgresBackend::open(&url, Some(&server.password_file())).expect("postgres"));
-    for table in ["alerts", "schema_migrations", "alert_repeats"] {
+    for table in [
+        "alerts",
+        "alert_reviews",
+        "alert_vulns",
+        "alert_repeats",
+        "schema_migrations",
+    ] {
         let s = sqlite_columns(&db, table);
         assert!(!s.is_empty(), "{table}");
         assert_eq!(s, pg_columns(&server.url(), table).await, "{table}");
@@ -500,7 +509,7 @@ fn two_replicas_migrating_a_fresh_database_at_once_both_succeed() {
     });
     assert_eq!(
         versions,
-        vec![1, 2, 3],
+        vec![1, 2, 3, 4],
         "every migration applied exactly once"
     );
 }

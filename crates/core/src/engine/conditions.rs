@@ -207,6 +207,54 @@ pub(super) fn fire_point(rule: &Rule, inp: &Inputs<'_>) -> Option<(usize, usize,
     best
 }
 
+/// Every vulnerability of the report that counts for condition `ci` of `rule` (passes its
+/// filters, is not allowed or exempted by the rule), in walk order, at most `cap` of them;
+/// the second value is how many count in all. For explaining a decision (the alert's
+/// violations), never for deciding.
+pub(super) fn counted_all(
+    rule: &Rule,
+    ci: usize,
+    inp: &Inputs<'_>,
+    cap: usize,
+) -> (Vec<usize>, usize) {
+    let r = inp.r;
+    let Some(c) = rule.spec.conditions.get(ci) else {
+        return (Vec::new(), 0);
+    };
+    let ignored = ignored_by(rule, r, inp.now);
+    let scope = inp.cel_scope(c);
+    let scope = scope.as_ref();
+    let ok =
+        |i: usize| ignored.binary_search(&i).is_err() && passes_filters(rule, ci, c, i, inp, scope);
+    let mut out = Vec::new();
+    let mut total = 0;
+    let mut push = |i: usize, out: &mut Vec<usize>| {
+        total += 1;
+        if out.len() < cap {
+            out.push(i);
+        }
+    };
+    if c.is_cve_list() {
+        let mut hits: Vec<usize> = c.cve_ids.iter().filter_map(|id| r.find(id)).collect();
+        hits.sort_unstable();
+        hits.dedup();
+        for i in hits.into_iter().filter(|i| ok(*i)) {
+            push(i, &mut out);
+        }
+    } else {
+        let min_rank = c.severity.unwrap_or(Severity::Unknown).rank();
+        for (i, v) in r.vulnerabilities.iter().enumerate() {
+            if v.severity.rank() < min_rank {
+                break; // sorted most severe first
+            }
+            if ok(i) {
+                push(i, &mut out);
+            }
+        }
+    }
+    (out, total)
+}
+
 /// A count condition whose only filter is `fixAvailable`, computed from positions instead of a
 /// walk: the candidates (all vulnerabilities, or the fixable / unfixable ones) are in walk
 /// order, so the vulnerability that makes the count exceed `maxCount` is the candidate of rank

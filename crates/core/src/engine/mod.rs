@@ -30,7 +30,7 @@ use crate::rules::{Action, Precedence, Rule, RuleSet};
 
 use crate::exploit::Catalogs;
 pub use analyze::{AffectedPackage, AnalyzedReport, SeverityCounts, Vulnerability};
-use conditions::{count_reason, fire_point, Inputs};
+use conditions::{count_reason, counted_all, fire_point, Inputs};
 use scope::{in_scope, resource_exempt};
 
 /// What the request says about where the image runs (for scope and exemptions).
@@ -390,4 +390,69 @@ fn stale_reason(rule: &Rule, r: &AnalyzedReport) -> String {
         ),
         None => format!("unscanned image: findings report has no scan time, maxReportAge {age} cannot be checked"),
     }
+}
+
+/// One vulnerability that fulfilled the deciding condition (for review: an alert lists them
+/// all, the deciding one marked).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Violation {
+    #[serde(flatten)]
+    pub vulnerability: Vulnerability,
+    /// The vulnerability at which the rule fired.
+    #[serde(default)]
+    pub deciding: bool,
+    /// Digest of the findings report it comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+}
+
+/// The vulnerabilities that fulfilled `decision`'s deciding condition: every one the
+/// condition counts over the whole report (not only up to the point where it fired), in walk
+/// order, at most `cap`, and how many there are in all. Empty when nothing fired on a
+/// vulnerability (allow, unscanned, stale report). Pure; it explains a decision taken by
+/// [`evaluate_with`] with the same inputs and never changes it.
+#[allow(clippy::too_many_arguments)]
+pub fn violations(
+    rules: &RuleSet,
+    decision: &Decision,
+    ctx: &RequestContext,
+    image: &ImageRef,
+    report: &AnalyzedReport,
+    now: DateTime<Utc>,
+    catalogs: &Catalogs,
+    cap: usize,
+) -> (Vec<Violation>, usize) {
+    let (Some(name), Some(ci)) = (
+        decision.rule.as_deref(),
+        decision.condition.as_ref().and_then(|c| c.index),
+    ) else {
+        return (Vec::new(), 0);
+    };
+    let Some(rule) = rules.rules().iter().find(|r| r.name == name) else {
+        return (Vec::new(), 0);
+    };
+    let inp = Inputs {
+        r: report,
+        catalogs,
+        image,
+        ctx,
+        now,
+    };
+    let (idx, total) = counted_all(rule, ci, &inp, cap);
+    let digest = report.identity.digest.clone();
+    let out = idx
+        .into_iter()
+        .map(|i| {
+            let mut v = report.vulnerabilities[i].clone();
+            v.known_exploited = catalogs.kev_of(&v).map(|(_, e)| e);
+            v.epss = catalogs.epss_of(&v).map(|(_, s)| s);
+            Violation {
+                deciding: decision.vulnerability.as_deref() == Some(v.id.as_str()),
+                vulnerability: v,
+                report: digest.clone(),
+            }
+        })
+        .collect();
+    (out, total)
 }

@@ -191,6 +191,7 @@ pub(crate) async fn decide(state: &State, mut job: Box<Job>) -> Answer {
         now: Utc::now(),
         policy,
         pin_resolved: true,
+        max_violations: state.config.alert_writer.max_violations,
     };
     let verdicts: Vec<Verdict> = images
         .iter()

@@ -100,6 +100,59 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         time     TEXT COLLATE "C" NOT NULL
     );"#,
     },
+    // Self-contained (touches only the `state` column and its own tables), so it can be
+    // renumbered when merged after other migrations.
+    Migration {
+        version: 4,
+        description: "review state and history; vulnerability ids of alerts",
+        sqlite: "ALTER TABLE alerts ADD COLUMN state TEXT NOT NULL DEFAULT 'open';
+    CREATE TABLE alert_reviews (
+        alert_id   TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        time       TEXT NOT NULL,
+        user_name  TEXT NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state   TEXT NOT NULL,
+        comment    TEXT NOT NULL,
+        PRIMARY KEY (alert_id, seq)
+    );
+    CREATE TABLE alert_vulns (
+        vuln_id  TEXT NOT NULL,
+        alert_id TEXT NOT NULL,
+        PRIMARY KEY (vuln_id, alert_id)
+    );
+    INSERT OR IGNORE INTO alert_vulns (vuln_id, alert_id)
+        SELECT j.value, a.id FROM alerts a, json_each(a.data, '$.vulnerability.ids') j
+        WHERE json_valid(a.data) AND json_type(a.data, '$.vulnerability.ids') = 'array';
+    CREATE INDEX alerts_state ON alerts (state, time);
+    CREATE INDEX alerts_name ON alerts (name, time);
+    CREATE INDEX alerts_action ON alerts (action, time);",
+        postgres: r#"ALTER TABLE alerts ADD COLUMN state TEXT NOT NULL DEFAULT 'open';
+    CREATE TABLE alert_reviews (
+        alert_id   TEXT COLLATE "C" NOT NULL,
+        seq        BIGINT NOT NULL,
+        time       TEXT COLLATE "C" NOT NULL,
+        user_name  TEXT NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state   TEXT NOT NULL,
+        comment    TEXT NOT NULL,
+        PRIMARY KEY (alert_id, seq)
+    );
+    CREATE TABLE alert_vulns (
+        vuln_id  TEXT COLLATE "C" NOT NULL,
+        alert_id TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (vuln_id, alert_id)
+    );
+    INSERT INTO alert_vulns (vuln_id, alert_id)
+        SELECT DISTINCT j.value, a.id
+        FROM alerts a, jsonb_array_elements_text(
+            CASE WHEN jsonb_typeof(a.data::jsonb -> 'vulnerability' -> 'ids') = 'array'
+                 THEN a.data::jsonb -> 'vulnerability' -> 'ids' ELSE '[]'::jsonb END) j
+        ON CONFLICT DO NOTHING;
+    CREATE INDEX alerts_state ON alerts (state, time);
+    CREATE INDEX alerts_name ON alerts (name, time);
+    CREATE INDEX alerts_action ON alerts (action, time);"#,
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -29,7 +29,7 @@ pub use kubernetes::{KubernetesBackend, KubernetesStoreConfig};
 pub use metrics::AlertMetrics;
 pub use postgres::{PostgresBackend, PostgresUrl};
 pub use sqlite::SqliteBackend;
-use vulngate_core::engine::{SeverityCounts, Vulnerability};
+use vulngate_core::engine::{Firing, SeverityCounts, Violation, Vulnerability};
 use vulngate_core::model::ReportIdentity;
 use vulngate_core::{Outcome, UnscannedReason};
 pub use writer::{AlertWriterConfig, Durable};
@@ -167,7 +167,129 @@ pub struct Alert {
     /// The kinds of the objects this alert was raised for (`Deployment`, `ReplicaSet`, `Pod`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kinds: Vec<String>,
+    /// Every vulnerability that fulfilled the deciding condition, and the other rules that
+    /// would also have fired (empty for alerts stored before they were recorded).
+    #[serde(flatten)]
+    pub explanation: Explanation,
+    /// Where the review of the alert stands (stored apart from the alert: `open` when
+    /// recorded).
+    #[serde(flatten)]
+    pub review: Review,
 }
+
+/// Why an alert was raised, in full (issue 19 item 1).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Explanation {
+    /// Every vulnerability that fulfilled the deciding condition, in walk order, the
+    /// deciding one marked; at most `alertWriter.maxViolations`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<Violation>,
+    /// How many vulnerabilities fulfilled it (more than `violations` holds when capped).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub violations_total: usize,
+    /// Every other rule that would also have fired, in walk order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_fired: Vec<Firing>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The review state of an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReviewState {
+    #[default]
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+impl ReviewState {
+    pub const ALL: [ReviewState; 3] = [
+        ReviewState::Open,
+        ReviewState::Acknowledged,
+        ReviewState::Resolved,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewState::Open => "open",
+            ReviewState::Acknowledged => "acknowledged",
+            ReviewState::Resolved => "resolved",
+        }
+    }
+
+    /// Whether a reviewer may move an alert from `self` to `to`: acknowledge an open alert,
+    /// resolve an open or acknowledged one, reopen an acknowledged or resolved one.
+    pub fn can_move_to(self, to: ReviewState) -> bool {
+        use ReviewState::*;
+        matches!(
+            (self, to),
+            (Open, Acknowledged)
+                | (Open | Acknowledged, Resolved)
+                | (Acknowledged | Resolved, Open)
+        )
+    }
+}
+
+impl std::fmt::Display for ReviewState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ReviewState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ReviewState::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown review state {s:?} (expected open, acknowledged or resolved)")
+            })
+    }
+}
+
+/// An alert's review: its state and every change of it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Review {
+    #[serde(default)]
+    pub state: ReviewState,
+    /// Oldest first; only [`AlertStore::get`] fills it (lists leave it empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<ReviewEvent>,
+}
+
+/// One change of an alert's review state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewEvent {
+    pub time: DateTime<Utc>,
+    /// Who changed it (the API token's name, or the Kubernetes user).
+    pub by: String,
+    pub from: ReviewState,
+    pub to: ReviewState,
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// Where a page of alerts ends: the last alert's time and id (the list's order). Shown to
+/// clients as an opaque string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub time: DateTime<Utc>,
+    pub id: String,
+}
+
+impl Cursor {
+    pub fn after(a: &Alert) -> Cursor {
+        Cursor {
+            time: a.time,
+            id: a.id.clone(),
 
 fn one() -> u64 {
     1
@@ -220,8 +342,134 @@ pub struct AlertFilter {
     pub rule: Option<String>,
     /// Substring of the image reference.
     pub image: Option<String>,
+    /// The workload's (object's) name.
+    pub workload: Option<String>,
+    /// A vulnerability id (or alias) among the alert's violations.
+    pub cve: Option<String>,
+    pub state: Option<ReviewState>,
+    /// Only alerts after this one in the list's order (the next page).
+    pub after: Option<Cursor>,
     /// At most this many, newest first (default 100).
     pub limit: Option<usize>,
+}
+
+/// A query parameter of the alert list (both stores bind the same values).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SqlArg {
+    Text(String),
+    Int(i64),
+}
+
+/// The `WHERE` clauses (after `WHERE TRUE`), the order and the limit of `f`, with `?`
+/// placeholders the store numbers, and their values. `substr` is the dialect's
+/// substring-position function (`instr`, `strpos`).
+pub(crate) fn list_query(f: &AlertFilter, substr: &str) -> (String, Vec<SqlArg>) {
+    let (mut sql, mut args) = where_clauses(f, substr);
+    if let Some(s) = f.state {
+        sql.push_str(" AND state = ?");
+        args.push(SqlArg::Text(s.as_str().to_string()));
+    }
+    if let Some(c) = &f.after {
+        sql.push_str(" AND (time < ? OR (time = ? AND id < ?))");
+        args.push(SqlArg::Text(rfc3339(c.time)));
+        args.push(SqlArg::Text(rfc3339(c.time)));
+        args.push(SqlArg::Text(c.id.clone()));
+    }
+    let limit = f.limit.unwrap_or(100).min(i64::MAX as usize) as i64;
+    sql.push_str(" ORDER BY time DESC, id DESC LIMIT ?");
+    args.push(SqlArg::Int(limit));
+    (sql, args)
+}
+
+/// The count by review state of the alerts `f` selects (its state, cursor and limit
+/// ignored): `SELECT state, COUNT(*) ... GROUP BY state`, placeholders as in [`list_query`].
+pub(crate) fn count_query(f: &AlertFilter, substr: &str) -> (String, Vec<SqlArg>) {
+    let (w, args) = where_clauses(f, substr);
+    (
+        format!("SELECT state, COUNT(*) FROM alerts WHERE TRUE{w} GROUP BY state"),
+        args,
+    )
+}
+
+/// The parsed counts of [`count_query`], every state present (0 when none).
+pub(crate) fn state_counts(rows: Vec<(String, i64)>) -> Vec<(ReviewState, u64)> {
+    ReviewState::ALL
+        .into_iter()
+        .map(|s| {
+            let n = rows
+                .iter()
+                .filter(|(st, _)| st == s.as_str())
+                .map(|(_, n)| (*n).max(0) as u64)
+                .sum();
+            (s, n)
+        })
+        .collect()
+}
+
+fn where_clauses(f: &AlertFilter, substr: &str) -> (String, Vec<SqlArg>) {
+    let mut sql = String::new();
+    let mut args = Vec::new();
+    let text = |s: &str| SqlArg::Text(s.to_string());
+    if let Some(t) = f.since {
+        sql.push_str(" AND time >= ?");
+        args.push(SqlArg::Text(rfc3339(t)));
+    }
+    if let Some(a) = f.action {
+        sql.push_str(" AND action = ?");
+        args.push(text(a.as_str()));
+    }
+    if let Some(o) = f.origin {
+        sql.push_str(" AND origin = ?");
+        args.push(text(o.as_str()));
+    }
+    if let Some(n) = &f.namespace {
+        sql.push_str(" AND namespace = ?");
+        args.push(text(n));
+    }
+    if let Some(r) = &f.rule {
+        sql.push_str(" AND rule = ?");
+        args.push(text(r));
+    }
+    if let Some(i) = &f.image {
+        sql.push_str(&format!(" AND {substr}(image, ?) > 0"));
+        args.push(text(i));
+    }
+    if let Some(w) = &f.workload {
+        sql.push_str(" AND name = ?");
+        args.push(text(w));
+    }
+    if let Some(c) = &f.cve {
+        sql.push_str(" AND id IN (SELECT alert_id FROM alert_vulns WHERE vuln_id = ?)");
+        args.push(text(c));
+    }
+    (sql, args)
+}
+
+/// Every vulnerability id and alias an alert is about (the `cve` filter's index).
+pub(crate) fn vuln_ids(a: &Alert) -> Vec<&str> {
+    let mut ids: Vec<&str> = a
+        .explanation
+        .violations
+        .iter()
+        .flat_map(|v| v.vulnerability.ids.iter().map(String::as_str))
+        .chain(
+            a.vulnerability
+                .iter()
+                .flat_map(|v| v.ids.iter().map(String::as_str)),
+        )
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// A change of an alert's review state, by whom and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewChange {
+    pub to: ReviewState,
+    pub by: String,
+    pub comment: String,
+    pub time: DateTime<Utc>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,6 +511,13 @@ pub enum AlertError {
         store: String,
         #[source]
         journal: journal::JournalError,
+    },
+    /// The alert's review state does not allow the change (acknowledging a resolved alert).
+    #[error("alert {id} is {from}: it cannot become {to}")]
+    Transition {
+        id: String,
+        from: ReviewState,
+        to: ReviewState,
     },
     #[error("alert store: {0}")]
     Other(String),
@@ -341,9 +596,24 @@ pub trait AlertBackend: Send + Sync + Debug {
         let _ = window;
         self.record_new(alerts)
     }
+    /// Alerts matching `filter`, newest first, with their review state (not its history).
     fn list(&self, filter: &AlertFilter) -> Result<Vec<Alert>, AlertError>;
-    /// The alert `id`, or the alert that absorbed the repeat `id`.
+    /// The alert `id` (or the alert that absorbed the repeat `id`) with its review state
+    /// and history.
     fn get(&self, id: &str) -> Result<Option<Alert>, AlertError>;
+    /// Changes an alert's review state and appends the change to its history, in one
+    /// transaction; `None` when no alert has this id, [`AlertError::Transition`] when its
+    /// current state does not allow the change. The default: not supported.
+    fn review(&self, id: &str, change: &ReviewChange) -> Result<Option<Alert>, AlertError> {
+        let _ = (id, change);
+        Err(AlertError::Other("this store keeps no review state".into()))
+    }
+    /// How many alerts match `filter` (its state, `after` and `limit` ignored) in each review
+    /// state. The default: not supported.
+    fn count_by_state(&self, filter: &AlertFilter) -> Result<Vec<(ReviewState, u64)>, AlertError> {
+        let _ = filter;
+        Err(AlertError::Other("this store keeps no review state".into()))
+    }
 }
 
 /// The alert store. Reads go to the backend; the webhook's writes go through the writer
@@ -495,6 +765,19 @@ impl AlertStore {
     pub fn get(&self, id: &str) -> Result<Option<Alert>, AlertError> {
         self.backend.get(id)
     }
+
+    /// See [`AlertBackend::review`].
+    pub fn review(&self, id: &str, change: &ReviewChange) -> Result<Option<Alert>, AlertError> {
+        self.backend.review(id, change)
+    }
+
+    /// See [`AlertBackend::count_by_state`].
+    pub fn count_by_state(
+        &self,
+        filter: &AlertFilter,
+    ) -> Result<Vec<(ReviewState, u64)>, AlertError> {
+        self.backend.count_by_state(filter)
+    }
 }
 
 /// Fixed-width RFC 3339 (sorts as text).
@@ -544,6 +827,8 @@ mod tests {
             count: 1,
             last_seen: None,
             kinds: Vec::new(),
+            explanation: Explanation::default(),
+            review: Review::default(),
         }
     }
 

@@ -29,7 +29,11 @@ use tokio::sync::Semaphore;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
-use super::{decode, migrations, rfc3339, Alert, AlertBackend, AlertError, AlertFilter};
+use super::sqlite::{parse_state, parse_time, with_state};
+use super::{
+    count_query, decode, list_query, migrations, rfc3339, state_counts, vuln_ids, Alert,
+    AlertBackend, AlertError, AlertFilter, ReviewChange, ReviewEvent, ReviewState, SqlArg,
+};
 
 /// Most connections one backend opens.
 pub const MAX_CONNECTIONS: usize = 4;
@@ -554,6 +558,13 @@ impl Inner {
             ))
             .await
             .map_err(|e| self.err(e))?;
+        let vulns = tx
+            .prepare(
+                "INSERT INTO alert_vulns (vuln_id, alert_id) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(|e| self.err(e))?;
         let mut inserted = 0;
         for a in alerts {
             let data = serde_json::to_string(a).map_err(|e| AlertError::Corrupt {
@@ -562,7 +573,7 @@ impl Inner {
             })?;
             let time = rfc3339(a.time);
             let key = a.dedup_key();
-            inserted += tx
+            let n = tx
                 .execute(
                     &stmt,
                     &[
@@ -586,6 +597,14 @@ impl Inner {
                 )
                 .await
                 .map_err(|e| self.err(e))?;
+            if n > 0 {
+                for v in vuln_ids(a) {
+                    tx.execute(&vulns, &[&v, &a.id])
+                        .await
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+            inserted += n;
         }
         tx.commit().await.map_err(|e| self.err(e))?;
         lease.release();
@@ -696,6 +715,15 @@ impl Inner {
             )
             .await
             .map_err(|e| self.err(e))?;
+            for v in vuln_ids(a) {
+                tx.execute(
+                    "INSERT INTO alert_vulns (vuln_id, alert_id) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING",
+                    &[&v, &a.id],
+                )
+                .await
+                .map_err(|e| self.err(e))?;
+            }
             taken += 1;
         }
         tx.commit().await.map_err(|e| self.err(e))?;
@@ -704,33 +732,13 @@ impl Inner {
     }
 
     async fn list(&self, f: &AlertFilter) -> Result<Vec<Alert>, AlertError> {
-        let mut sql = String::from("SELECT id, data FROM alerts WHERE TRUE");
-        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-        let mut add = |clause: &str, v: Box<dyn ToSql + Sync + Send>| {
-            args.push(v);
-            sql.push_str(&clause.replace('?', &format!("${}", args.len())));
-        };
-        if let Some(t) = f.since {
-            add(" AND time >= ?", Box::new(rfc3339(t)));
-        }
-        if let Some(a) = f.action {
-            add(" AND action = ?", Box::new(a.as_str()));
-        }
-        if let Some(o) = f.origin {
-            add(" AND origin = ?", Box::new(o.as_str()));
-        }
-        if let Some(n) = &f.namespace {
-            add(" AND namespace = ?", Box::new(n.clone()));
-        }
-        if let Some(r) = &f.rule {
-            add(" AND rule = ?", Box::new(r.clone()));
-        }
-        if let Some(i) = &f.image {
-            add(" AND strpos(image, ?) > 0", Box::new(i.clone()));
-        }
-        let limit = f.limit.unwrap_or(100).min(i64::MAX as usize) as i64;
-        add(" ORDER BY time DESC, id DESC LIMIT ?", Box::new(limit));
-        let params: Vec<&(dyn ToSql + Sync)> = args
+        let (w, args) = list_query(f, "strpos");
+        let sql = format!(
+            "SELECT id, data, state FROM alerts WHERE TRUE{}",
+            dollars(&w)
+        );
+        let params = binds(&args);
+        let params: Vec<&(dyn ToSql + Sync)> = params
             .iter()
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))
             .collect();
@@ -745,33 +753,183 @@ impl Inner {
             .map(|r| {
                 let id: String = r.try_get(0).map_err(|e| self.err(e))?;
                 let data: String = r.try_get(1).map_err(|e| self.err(e))?;
-                decode(&id, &data)
+                let state: String = r.try_get(2).map_err(|e| self.err(e))?;
+                with_state(decode(&id, &data)?, &state)
             })
             .collect()
     }
 
     async fn get(&self, id: &str) -> Result<Option<Alert>, AlertError> {
         let mut lease = self.lease().await?;
-        let row = lease
-            .client()?
+        let client = lease.client()?;
+        // A repeat's id names the alert that absorbed it.
+        let target = client
             .query_opt(
-                "SELECT id, data FROM alerts WHERE id = $1 UNION ALL \
-                 SELECT a.id, a.data FROM alert_repeats r JOIN alerts a ON a.id = r.alert_id \
-                 WHERE r.id = $1 LIMIT 1",
+                "SELECT alert_id FROM alert_repeats WHERE id = $1 \
+                 AND NOT EXISTS (SELECT 1 FROM alerts WHERE id = $1)",
                 &[&id],
             )
             .await
             .map_err(|e| self.err(e))?;
+        let target: Option<String> = match target {
+            Some(r) => Some(r.try_get(0).map_err(|e| self.err(e))?),
+            None => None,
+        };
+        let id = target.as_deref().unwrap_or(id);
+        let out = get_in(client, id).await;
         lease.release();
-        match row {
-            None => Ok(None),
-            Some(r) => {
-                let id: String = r.try_get(0).map_err(|e| self.err(e))?;
-                let data: String = r.try_get(1).map_err(|e| self.err(e))?;
-                decode(&id, &data).map(Some)
-            }
+        out.map_err(|e| self.err(e))?.transpose()
+    }
+
+    async fn review(&self, id: &str, change: &ReviewChange) -> Result<Option<Alert>, AlertError> {
+        let mut lease = self.lease().await?;
+        let client = lease.client()?;
+        let tx = client.transaction().await.map_err(|e| self.err(e))?;
+        let row = tx
+            .query_opt(
+                "SELECT state, (SELECT COUNT(*) FROM alert_reviews WHERE alert_id = $1)::BIGINT
+                 FROM alerts WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let state: String = row.try_get(0).map_err(|e| self.err(e))?;
+        let seq: i64 = row.try_get(1).map_err(|e| self.err(e))?;
+        let from = parse_state(id, &state)?;
+        if !from.can_move_to(change.to) {
+            return Err(AlertError::Transition {
+                id: id.to_string(),
+                from,
+                to: change.to,
+            });
+        }
+        tx.execute(
+            "UPDATE alerts SET state = $2 WHERE id = $1",
+            &[&id, &change.to.as_str()],
+        )
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO alert_reviews (alert_id, seq, time, user_name, from_state, to_state, comment)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &id,
+                &(seq + 1),
+                &rfc3339(change.time),
+                &change.by,
+                &from.as_str(),
+                &change.to.as_str(),
+                &change.comment,
+            ],
+        )
+        .await
+        .map_err(|e| self.err(e))?;
+        let alert = get_in(&tx, id)
+            .await
+            .map_err(|e| self.err(e))?
+            .transpose()?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        lease.release();
+        Ok(alert)
+    }
+
+    async fn count_by_state(&self, f: &AlertFilter) -> Result<Vec<(ReviewState, u64)>, AlertError> {
+        let (sql, args) = count_query(f, "strpos");
+        let sql = dollars(&sql).replace("COUNT(*)", "COUNT(*)::BIGINT");
+        let params = binds(&args);
+        let params: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let mut lease = self.lease().await?;
+        let rows = lease
+            .client()?
+            .query(&sql, &params)
+            .await
+            .map_err(|e| self.err(e))?;
+        lease.release();
+        let rows = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<Vec<(String, i64)>, tokio_postgres::Error>>()
+            .map_err(|e| self.err(e))?;
+        Ok(state_counts(rows))
+    }
+}
+
+/// `?` placeholders numbered `$1`, `$2`...
+fn dollars(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for ch in sql.chars() {
+        if ch == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(ch);
         }
     }
+    out
+}
+
+fn binds(args: &[SqlArg]) -> Vec<Box<dyn ToSql + Sync + Send>> {
+    args.iter()
+        .map(|a| -> Box<dyn ToSql + Sync + Send> {
+            match a {
+                SqlArg::Text(s) => Box::new(s.clone()),
+                SqlArg::Int(i) => Box::new(*i),
+            }
+        })
+        .collect()
+}
+
+/// The alert with its state and history (`Ok(None)`: no such id).
+#[allow(clippy::type_complexity)]
+async fn get_in<C: tokio_postgres::GenericClient>(
+    client: &C,
+    id: &str,
+) -> Result<Option<Result<Alert, AlertError>>, tokio_postgres::Error> {
+    let Some(row) = client
+        .query_opt("SELECT data, state FROM alerts WHERE id = $1", &[&id])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let data: String = row.try_get(0)?;
+    let state: String = row.try_get(1)?;
+    let rows = client
+        .query(
+            "SELECT time, user_name, from_state, to_state, comment FROM alert_reviews
+             WHERE alert_id = $1 ORDER BY seq",
+            &[&id],
+        )
+        .await?;
+    let mut history = Vec::with_capacity(rows.len());
+    for r in &rows {
+        history.push((
+            r.try_get::<_, String>(0)?,
+            r.try_get::<_, String>(1)?,
+            r.try_get::<_, String>(2)?,
+            r.try_get::<_, String>(3)?,
+            r.try_get::<_, String>(4)?,
+        ));
+    }
+    Ok(Some((|| {
+        let mut a = with_state(decode(id, &data)?, &state)?;
+        for (time, by, from, to, comment) in history {
+            a.review.history.push(ReviewEvent {
+                time: parse_time(id, &time)?,
+                by,
+                from: parse_state(id, &from)?,
+                to: parse_state(id, &to)?,
+                comment,
+            });
+        }
+        Ok(a)
+    })()))
 }
 
 impl AlertBackend for PostgresBackend {
@@ -807,6 +965,19 @@ impl AlertBackend for PostgresBackend {
         let inner = self.inner.clone();
         let id = id.to_string();
         self.run(async move { inner.get(&id).await })
+    }
+
+    fn review(&self, id: &str, change: &ReviewChange) -> Result<Option<Alert>, AlertError> {
+        let inner = self.inner.clone();
+        let id = id.to_string();
+        let change = change.clone();
+        self.run(async move { inner.review(&id, &change).await })
+    }
+
+    fn count_by_state(&self, filter: &AlertFilter) -> Result<Vec<(ReviewState, u64)>, AlertError> {
+        let inner = self.inner.clone();
+        let filter = filter.clone();
+        self.run(async move { inner.count_by_state(&filter).await })
     }
 }
 

@@ -8,7 +8,10 @@ use std::sync::Mutex;
 use chrono::Utc;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{decode, migrations, rfc3339, Alert, AlertBackend, AlertError, AlertFilter};
+use super::{
+    count_query, decode, list_query, migrations, rfc3339, state_counts, vuln_ids, Alert,
+    AlertBackend, AlertError, AlertFilter, ReviewChange, ReviewEvent, ReviewState, SqlArg,
+};
 
 /// SQLite storage.
 #[derive(Debug)]
@@ -110,12 +113,17 @@ impl SqliteBackend {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
                 ))
                 .map_err(|e| self.err(e))?;
+            let mut vulns = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO alert_vulns (vuln_id, alert_id) VALUES (?1, ?2)",
+                )
+                .map_err(|e| self.err(e))?;
             for a in alerts {
                 let data = serde_json::to_string(a).map_err(|e| AlertError::Corrupt {
                     id: a.id.clone(),
                     message: e.to_string(),
                 })?;
-                inserted += stmt
+                let n = stmt
                     .execute(params![
                         a.id,
                         rfc3339(a.time),
@@ -135,6 +143,12 @@ impl SqliteBackend {
                         a.dedup_key()
                     ])
                     .map_err(|e| self.err(e))?;
+                if n > 0 {
+                    for v in vuln_ids(a) {
+                        vulns.execute(params![v, a.id]).map_err(|e| self.err(e))?;
+                    }
+                }
+                inserted += n;
             }
         }
         tx.commit().map_err(|e| self.err(e))?;
@@ -231,6 +245,13 @@ impl SqliteBackend {
                 ])
             })
             .map_err(|e| self.err(e))?;
+            for v in vuln_ids(a) {
+                tx.execute(
+                    "INSERT OR IGNORE INTO alert_vulns (vuln_id, alert_id) VALUES (?1, ?2)",
+                    params![v, a.id],
+                )
+                .map_err(|e| self.err(e))?;
+            }
             taken += 1;
         }
         tx.commit().map_err(|e| self.err(e))?;
@@ -257,42 +278,25 @@ impl AlertBackend for SqliteBackend {
 
     fn list(&self, f: &AlertFilter) -> Result<Vec<Alert>, AlertError> {
         let conn = self.conn()?;
-        let mut sql = String::from("SELECT id, data FROM alerts WHERE 1=1");
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
-        let mut add = |clause: &str, v: Box<dyn rusqlite::ToSql>| {
-            args.push(v);
-            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
-        };
-        if let Some(t) = f.since {
-            add(" AND time >= ?", Box::new(rfc3339(t)));
-        }
-        if let Some(a) = f.action {
-            add(" AND action = ?", Box::new(a.as_str()));
-        }
-        if let Some(o) = f.origin {
-            add(" AND origin = ?", Box::new(o.as_str()));
-        }
-        if let Some(n) = &f.namespace {
-            add(" AND namespace = ?", Box::new(n.clone()));
-        }
-        if let Some(r) = &f.rule {
-            add(" AND rule = ?", Box::new(r.clone()));
-        }
-        if let Some(i) = &f.image {
-            add(" AND instr(image, ?) > 0", Box::new(i.clone()));
-        }
-        let limit = f.limit.unwrap_or(100).min(i64::MAX as usize) as i64;
-        add(" ORDER BY time DESC, id DESC LIMIT ?", Box::new(limit));
-        let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let (w, args) = list_query(f, "instr");
+        let sql = format!(
+            "SELECT id, data, state FROM alerts WHERE TRUE{}",
+            numbered(&w)
+        );
+        let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            .query_map(rusqlite::params_from_iter(args.iter().map(bind)), |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
             })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, data) = row.map_err(|e| self.err(e))?;
-            out.push(decode(&id, &data)?);
+            let (id, data, state) = row.map_err(|e| self.err(e))?;
+            out.push(with_state(decode(&id, &data)?, &state)?);
         }
         Ok(out)
     }
@@ -300,16 +304,160 @@ impl AlertBackend for SqliteBackend {
     /// The alert `id`, or the alert that absorbed the repeat `id`.
     fn get(&self, id: &str) -> Result<Option<Alert>, AlertError> {
         let conn = self.conn()?;
-        let row: Option<(String, String)> = conn
+        // A repeat's id names the alert that absorbed it.
+        let target: Option<String> = conn
             .query_row(
-                "SELECT id, data FROM alerts WHERE id = ?1 UNION ALL \
-                 SELECT a.id, a.data FROM alert_repeats r JOIN alerts a ON a.id = r.alert_id \
-                 WHERE r.id = ?1 LIMIT 1",
+                "SELECT alert_id FROM alert_repeats WHERE id = ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM alerts WHERE id = ?1)",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let id = target.as_deref().unwrap_or(id);
+        get_in(&conn, id).map_err(|e| self.err(e))?.transpose()
+    }
+
+    fn review(&self, id: &str, change: &ReviewChange) -> Result<Option<Alert>, AlertError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let current: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT state, (SELECT COUNT(*) FROM alert_reviews WHERE alert_id = ?1)
+                 FROM alerts WHERE id = ?1",
                 [id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        row.map(|(id, d)| decode(&id, &d)).transpose()
+        let Some((state, seq)) = current else {
+            return Ok(None);
+        };
+        let from = parse_state(id, &state)?;
+        if !from.can_move_to(change.to) {
+            return Err(AlertError::Transition {
+                id: id.to_string(),
+                from,
+                to: change.to,
+            });
+        }
+        tx.execute(
+            "UPDATE alerts SET state = ?2 WHERE id = ?1",
+            params![id, change.to.as_str()],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO alert_reviews (alert_id, seq, time, user_name, from_state, to_state, comment)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                id,
+                seq + 1,
+                rfc3339(change.time),
+                change.by,
+                from.as_str(),
+                change.to.as_str(),
+                change.comment
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        let alert = get_in(&tx, id).map_err(|e| self.err(e))?.transpose()?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(alert)
     }
+
+    fn count_by_state(&self, f: &AlertFilter) -> Result<Vec<(ReviewState, u64)>, AlertError> {
+        let conn = self.conn()?;
+        let (sql, args) = count_query(f, "instr");
+        let mut stmt = conn
+            .prepare_cached(&numbered(&sql))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter().map(bind)), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(state_counts(rows))
+    }
+}
+
+/// `?` placeholders numbered `?1`, `?2`... (the filter's values never appear in the text).
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for ch in sql.chars() {
+        if ch == '?' {
+            n += 1;
+            out.push_str(&format!("?{n}"));
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+fn bind(a: &SqlArg) -> rusqlite::types::Value {
+    match a {
+        SqlArg::Text(s) => rusqlite::types::Value::Text(s.clone()),
+        SqlArg::Int(i) => rusqlite::types::Value::Integer(*i),
+    }
+}
+
+pub(crate) fn parse_state(id: &str, s: &str) -> Result<ReviewState, AlertError> {
+    s.parse().map_err(|message| AlertError::Corrupt {
+        id: id.to_string(),
+        message,
+    })
+}
+
+pub(crate) fn with_state(mut a: Alert, state: &str) -> Result<Alert, AlertError> {
+    a.review.state = parse_state(&a.id, state)?;
+    Ok(a)
+}
+
+/// The alert with its state and history (`Ok(None)`: no such id).
+#[allow(clippy::type_complexity)]
+fn get_in(conn: &Connection, id: &str) -> rusqlite::Result<Option<Result<Alert, AlertError>>> {
+    let row: Option<(String, String)> = conn
+        .query_row("SELECT data, state FROM alerts WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((data, state)) = row else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT time, user_name, from_state, to_state, comment FROM alert_reviews
+         WHERE alert_id = ?1 ORDER BY seq",
+    )?;
+    let rows: Vec<(String, String, String, String, String)> = stmt
+        .query_map([id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some((|| {
+        let mut a = with_state(decode(id, &data)?, &state)?;
+        for (time, by, from, to, comment) in rows {
+            a.review.history.push(ReviewEvent {
+                time: parse_time(id, &time)?,
+                by,
+                from: parse_state(id, &from)?,
+                to: parse_state(id, &to)?,
+                comment,
+            });
+        }
+        Ok(a)
+    })()))
+}
+
+pub(crate) fn parse_time(id: &str, t: &str) -> Result<chrono::DateTime<Utc>, AlertError> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| AlertError::Corrupt {
+            id: id.to_string(),
+            message: format!("review time {t:?}: {e}"),
+        })
 }

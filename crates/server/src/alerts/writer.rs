@@ -39,6 +39,9 @@ pub struct AlertWriterConfig {
     /// store before journaling.
     #[serde(with = "crate::config::duration_str")]
     pub write_timeout: Duration,
+    /// Most vulnerabilities an alert lists as violations (the ones that fulfilled the
+    /// deciding condition, most severe first); the alert still says how many there were.
+    pub max_violations: usize,
 }
 
 impl Default for AlertWriterConfig {
@@ -49,6 +52,7 @@ impl Default for AlertWriterConfig {
             journal_max_bytes: 64 << 20,
             replay_interval: Duration::from_secs(10),
             write_timeout: Duration::from_secs(5),
+            max_violations: 500,
         }
     }
 }
@@ -62,6 +66,9 @@ impl AlertWriterConfig {
         }
         if self.max_batch == 0 || self.max_batch > 65536 {
             return bad("maxBatch", "must be between 1 and 65536");
+        }
+        if self.max_violations == 0 || self.max_violations > 100_000 {
+            return bad("maxViolations", "must be between 1 and 100000");
         }
         if self.replay_interval < Duration::from_millis(100) {
             return bad("replayInterval", "must be at least 100ms");

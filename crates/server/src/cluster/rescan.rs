@@ -335,6 +335,7 @@ impl Rescanner {
                     now,
                     policy: FailurePolicy::Unscanned,
                     pin_resolved: false,
+                    max_violations: state.config.alert_writer.max_violations,
                 };
                 let verdict = judge.verdict(&c.spec_image, lookup, Some(c.pinned.clone()));
                 let decision = &verdict.decision;
