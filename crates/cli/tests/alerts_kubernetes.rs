@@ -65,6 +65,8 @@ fn alert(id: &str, ns: &str, workload: &str, minutes_ago: i64) -> Alert {
         count: 1,
         last_seen: None,
         kinds: Vec::new(),
+        explanation: Default::default(),
+        review: Default::default(),
     }
 }
 

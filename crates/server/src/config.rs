@@ -660,7 +660,6 @@ impl Config {
                 "alerts.dedupWindow".into(),
                 "must be at most 8784h (a year)".into(),
             ));
-            ));
         }
         if let Some(r) = &self.review {
             r.validate()?;

@@ -90,6 +90,8 @@ fn alert(id: &str, ns: Option<&str>, workload: &str, time: DateTime<Utc>) -> Ale
         count: 1,
         last_seen: None,
         kinds: Vec::new(),
+        explanation: Default::default(),
+        review: Default::default(),
     }
 }
 

@@ -76,6 +76,11 @@ fn alert(id: &str, secs: i64, ns: &str, name: &str, cves: &[&str]) -> Alert {
         reason: format!("reason {id}"),
         dry_run: false,
         break_glass: None,
+        workload_kind: None,
+        workload_name: None,
+        count: 1,
+        last_seen: None,
+        kinds: Vec::new(),
         explanation: Explanation {
             violations_total: violations.len(),
             violations,

@@ -1016,6 +1016,8 @@ mod tests {
             count: 1,
             last_seen: None,
             kinds: Vec::new(),
+            explanation: Default::default(),
+            review: Default::default(),
         }
     }
 

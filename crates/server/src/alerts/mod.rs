@@ -290,6 +290,9 @@ impl Cursor {
         Cursor {
             time: a.time,
             id: a.id.clone(),
+        }
+    }
+}
 
 fn one() -> u64 {
     1
