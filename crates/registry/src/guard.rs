@@ -15,7 +15,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::Url;
 
 use crate::config::RegistryConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 
 /// An exact `host[:port]` entry (insecureRegistries, wildcard-free allowHosts). Without a port
 /// it stands for the scheme's default port only.
@@ -170,6 +170,7 @@ impl Guard {
             return Err(Error::HostNotAllowed {
                 host: shown,
                 reason: "matches a denyHosts pattern".into(),
+                refusal: Refusal::Policy,
             });
         }
         if !self.allow.is_empty()
@@ -179,6 +180,7 @@ impl Guard {
             return Err(Error::HostNotAllowed {
                 host: shown,
                 reason: "matches no allowHosts pattern (host and port must both match)".into(),
+                refusal: Refusal::Policy,
             });
         }
         Ok(())
@@ -198,6 +200,7 @@ impl Guard {
                     reason: format!(
                         "scheme {s} not allowed (plain HTTP only for insecureRegistries, host and port exactly)"
                     ),
+                    refusal: Refusal::NeedsInsecure,
                 })
             }
         }
@@ -224,6 +227,7 @@ impl Guard {
                     "only {} of this host is listed (host and port must both match)",
                     listed.join(", ")
                 ),
+                refusal: Refusal::NeedsInsecure,
             });
         }
         if let Some(ip) = ip {
@@ -244,12 +248,14 @@ impl Guard {
     /// known metadata addresses, unspecified, multicast, broadcast; loopback unless the host is
     /// explicitly listed.
     fn check_addr(&self, host: &str, ip: IpAddr, loopback_listed: bool) -> Result<()> {
-        let refuse = |reason: &str| {
+        let refuse_as = |reason: &str, refusal: Refusal| {
             Err(Error::AddressRefused {
                 host: host.to_string(),
                 reason: format!("{ip} is {reason}"),
+                refusal,
             })
         };
+        let refuse = |reason: &str| refuse_as(reason, Refusal::Never);
         let ip = match ip {
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
                 Some(v4) => IpAddr::V4(v4),
@@ -272,8 +278,9 @@ impl Guard {
                     return refuse("not a unicast address");
                 }
                 if v4.is_loopback() && !loopback_listed {
-                    return refuse(
+                    return refuse_as(
                         "loopback (list this host:port in insecureRegistries or allowHosts)",
+                        Refusal::NeedsInsecure,
                     );
                 }
             }
@@ -289,8 +296,9 @@ impl Guard {
                     return refuse("not a unicast address");
                 }
                 if v6 == Ipv6Addr::LOCALHOST && !loopback_listed {
-                    return refuse(
+                    return refuse_as(
                         "loopback (list this host:port in insecureRegistries or allowHosts)",
+                        Refusal::NeedsInsecure,
                     );
                 }
             }
