@@ -375,6 +375,41 @@ mod tests {
         assert!(g.check_ip("a.azurecr.io", ip("10.1.2.3")).is_ok());
     }
 
+    /// Callers act on the kind of a refusal (the CLI's `--insecure-registry` hint), never on
+    /// its message.
+    #[test]
+    fn refusals_say_what_would_allow_them() {
+        use crate::error::ErrorKind;
+        let g = guard("insecureRegistries: ['localhost:5001']\ndenyHosts: ['bad.example.com']");
+        let u = |s: &str| Url::parse(s).expect("url");
+        let kind = |url: &str| g.check_url(&u(url)).expect_err(url).kind();
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let needs = ErrorKind::Refused(Refusal::NeedsInsecure);
+        assert_eq!(kind("http://registry.example.com/v2/"), needs, "plain HTTP");
+        assert_eq!(kind("https://127.0.0.1:5000/v2/"), needs, "loopback");
+        assert_eq!(kind("https://localhost:6000/v2/"), needs, "another port");
+        assert_eq!(
+            g.check_ip("a.example.com", ip("127.0.0.1"))
+                .expect_err("resolved to loopback")
+                .kind(),
+            needs
+        );
+        assert_eq!(
+            kind("https://bad.example.com/v2/"),
+            ErrorKind::Refused(Refusal::Policy)
+        );
+        assert_eq!(
+            kind("https://169.254.169.254/latest"),
+            ErrorKind::Refused(Refusal::Never)
+        );
+        assert_eq!(
+            g.check_ip("a.example.com", ip("fe80::1"))
+                .expect_err("link-local")
+                .kind(),
+            ErrorKind::Refused(Refusal::Never)
+        );
+    }
+
     #[test]
     fn host_and_port_must_both_match() {
         let u = |s: &str| Url::parse(s).expect("url");
