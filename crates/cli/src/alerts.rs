@@ -1,11 +1,81 @@
 //! `vulngate alerts list|show`: read the alert store that `vulngate serve` writes.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
+use chrono::{DateTime, Utc};
+use clap::{Subcommand, ValueEnum};
 use vulngate_server::{Alert, AlertAction, AlertFilter, AlertStore, StoreUrl};
 
-use crate::{AlertsCommand, AlertsOutput, StoreArgs};
+use crate::text::escape;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List alerts, newest first.
+    List(ListArgs),
+    /// Show one alert in full (JSON).
+    Show(ShowArgs),
+}
+
+/// Which alert store `vulngate alerts` reads: `--store`, else the `store` of `--config`;
+/// SQLite in `--data-dir` (else the config's `dataDir`, else ./vulngate-data).
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// The vulngate.yaml of `vulngate serve` (its store, dataDir and storePasswordFile).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The data directory of `vulngate serve` [default: ./vulngate-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Alert store: `sqlite`, a `postgres://` URL (password from the config's
+    /// storePasswordFile, $VULNGATE_STORE_PASSWORD or $PGPASSWORD), or `kubernetes` (Alert
+    /// objects; the config's kubernetes.kubeconfig, else in-cluster, $KUBECONFIG,
+    /// ~/.kube/config).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only alerts at or after this time (RFC 3339).
+    #[arg(long, value_parser = crate::parse::time)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only this action: audit, deny or break-glass.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Only this rule.
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// Only images containing this text.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// At most this many alerts.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// Alert id.
+    pub id: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
 
 /// The store `vulngate serve` writes: flags over `--config` over the defaults.
 fn open(args: &StoreArgs) -> Result<AlertStore> {
@@ -49,9 +119,9 @@ fn open(args: &StoreArgs) -> Result<AlertStore> {
     }
 }
 
-pub fn run(cmd: AlertsCommand) -> Result<ExitCode> {
+pub fn run(cmd: Command) -> Result<ExitCode> {
     match cmd {
-        AlertsCommand::List(a) => {
+        Command::List(a) => {
             let store = open(&a.store)?;
             let action = match a.action.as_deref() {
                 None => None,
@@ -76,16 +146,17 @@ pub fn run(cmd: AlertsCommand) -> Result<ExitCode> {
             };
             let alerts = store.list(&filter).map_err(|e| anyhow!("{e}"))?;
             match a.output {
-                AlertsOutput::Json => println!("{}", serde_json::to_string_pretty(&alerts)?),
-                AlertsOutput::Table => print_table(&alerts),
+                Output::Json => println!("{}", serde_json::to_string_pretty(&alerts)?),
+                Output::Table => print_table(&alerts),
             }
             Ok(ExitCode::SUCCESS)
         }
-        AlertsCommand::Show(a) => {
+        Command::Show(a) => {
             let store = open(&a.store)?;
             match store.get(&a.id).map_err(|e| anyhow!("{e}"))? {
                 Some(alert) => {
-                    println!("{}", serde_json::to_string_pretty(&alert)?);
+                    // Read on a terminal: C1 and bidi characters escaped too (same value).
+                    println!("{}", crate::text::to_json_pretty(&alert)?);
                     Ok(ExitCode::SUCCESS)
                 }
                 None => Err(anyhow!("no alert with id {:?}", a.id)),
@@ -100,6 +171,7 @@ fn print_table(alerts: &[Alert]) {
         "ID", "TIME", "LAST SEEN", "COUNT", "ACTION", "NAMESPACE", "WORKLOAD", "RULE"
     );
     let time = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    // Every string but the time and the action comes from a request or a rule: escaped.
     for a in alerts {
         // The top workload (a Pod's Deployment), else the object.
         let workload = match (&a.workload_kind, &a.workload_name) {
@@ -108,15 +180,15 @@ fn print_table(alerts: &[Alert]) {
         };
         println!(
             "{:<36}  {:<20}  {:<20}  {:>5}  {:<11}  {:<20}  {:<30}  {:<24}  {}{}",
-            a.id,
+            escape(&a.id),
             time(a.time),
             time(a.last_seen.unwrap_or(a.time)),
             a.count,
             a.action.as_str(),
-            a.namespace.as_deref().unwrap_or("-"),
-            workload,
-            a.rule.as_deref().unwrap_or("-"),
-            a.image,
+            escape(a.namespace.as_deref().unwrap_or("-")),
+            escape(&workload),
+            escape(a.rule.as_deref().unwrap_or("-")),
+            escape(&a.image),
             if a.dry_run { " (dry run)" } else { "" }
         );
     }

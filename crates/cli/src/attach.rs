@@ -1,17 +1,57 @@
 //! `vulngate attach`: push a findings report to an image's registry as a referrer of the image.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use clap::ValueEnum;
 use serde_json::json;
 use vulngate_core::findings::{self, Parsed};
 use vulngate_core::ImageRef;
 use vulngate_registry::{oci, AttachRequest, Error};
 
-use crate::{registry, AttachArgs, AttachOutput};
+use crate::check::registry::{self, RegistryArgs};
+use crate::text::escape;
 
-pub fn run(args: AttachArgs) -> Result<ExitCode> {
+const AFTER_HELP: &str = "\
+The report is parsed first (Trivy JSON, Grype JSON, SARIF 2.1.0, CycloneDX, in-toto/cosign
+vulnerability attestations, or an OpenVEX document, which is attached as
+application/openvex+json unless --artifact-type says otherwise) and pushed unchanged as an OCI
+image manifest whose subject is the image (a tag is resolved to its digest first). On
+registries without the referrers API, the referrers tag schema index (sha256-<hex>) is
+updated as well, as oras does. Sign the pushed artifact with `notation sign` or `cosign sign`
+(REPOSITORY@DIGEST printed below) to make it trusted under a trust policy.
+
+Exit codes: 0 attached, 1 the registry failed (unreachable, refused, authentication...),
+2 bad input (flags, image reference, report, configuration).";
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = AFTER_HELP)]
+pub struct Args {
+    /// The image the report belongs to (tag or digest).
+    #[arg(long, value_name = "REF")]
+    pub image: String,
+    /// The findings report to push.
+    #[arg(long, value_name = "FILE")]
+    pub report: PathBuf,
+    /// Artifact type of the referrer [default: application/vnd.vulngate.report+json].
+    #[arg(long, value_name = "TYPE", value_parser = crate::parse::media_type)]
+    pub artifact_type: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
     let image = ImageRef::parse(&args.image).context("--image")?;
     let path = &args.report;
     let bytes = vulngate_core::limits::read_capped(path, vulngate_core::limits::FileKind::Report)
@@ -82,11 +122,13 @@ pub fn run(args: AttachArgs) -> Result<ExitCode> {
                 ),
                 _ => String::new(),
             };
-            anstream::eprintln!(
-                "error: cannot attach {} to {}: {e}{hint}",
+            // The registry's answer is in `e`: escaped like every message printed here.
+            let message = format!(
+                "cannot attach {} to {}: {e}{hint}",
                 path.display(),
                 image.original
             );
+            anstream::eprintln!("error: {}", escape(&message));
             return Ok(ExitCode::from(1));
         }
     };
@@ -99,7 +141,7 @@ pub fn run(args: AttachArgs) -> Result<ExitCode> {
     };
     let mut out = std::io::stdout().lock();
     match args.output {
-        AttachOutput::Json => {
+        Output::Json => {
             let v = json!({
                 "image": image.original,
                 "subject": {
@@ -117,10 +159,12 @@ pub fn run(args: AttachArgs) -> Result<ExitCode> {
             serde_json::to_writer_pretty(&mut out, &v)?;
             writeln!(out)?;
         }
-        AttachOutput::Text => {
+        Output::Text => {
+            // The scanner's name and version come from the report: escaped.
             writeln!(
                 out,
-                "attached {what} to {repository}@{}",
+                "attached {} to {repository}@{}",
+                escape(&what),
                 attached.subject.digest
             )?;
             writeln!(out, "referrer: {repository}@{}", attached.artifact.digest)?;

@@ -12,10 +12,12 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
+use clap::{Subcommand, ValueEnum};
 use serde::Serialize;
 use vulngate_core::engine::{AnalyzedReport, Outcome, RequestContext, Subject};
 use vulngate_core::model::{
@@ -24,7 +26,33 @@ use vulngate_core::model::{
 use vulngate_core::rules::{is_live, Condition, ExemptionField, Op, Rule, ScopeField, Selector};
 use vulngate_core::{evaluate, Action, ImageRef, Precedence, RuleSet, Severity};
 
-use crate::{LintArgs, LintOutput};
+use crate::text::escape;
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Check a rule set: schema errors (exit 2), and warnings (exit 1) for expired
+    /// allowances/exemptions, rules that can never fire and audit rules that shadow deny rules.
+    Lint(Args),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Security rules: a YAML file or a directory of them.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub rules: PathBuf,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Date and time (RFC 3339) at which validUntil dates are checked [default: now].
+    #[arg(long, value_parser = crate::parse::time)]
+    pub now: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
 
 /// Probes larger than this (a huge `maxCount`) are not built.
 const MAX_PROBE_VULNERABILITIES: u32 = 10_000;
@@ -52,13 +80,13 @@ struct JsonReport<'a> {
     warnings: &'a [Warning],
 }
 
-pub fn run(args: LintArgs) -> Result<ExitCode> {
+pub fn run(args: Args) -> Result<ExitCode> {
     let now = args.now.unwrap_or_else(Utc::now);
     let rules = RuleSet::load(&args.rules).context("invalid rules")?;
     let warnings = lint(&rules, now);
     let mut out = anstream::stdout().lock();
     match args.output {
-        LintOutput::Json => {
+        Output::Json => {
             serde_json::to_writer_pretty(
                 &mut out,
                 &JsonReport {
@@ -68,7 +96,7 @@ pub fn run(args: LintArgs) -> Result<ExitCode> {
             )?;
             writeln!(out)?;
         }
-        LintOutput::Text => {
+        Output::Text => {
             let style = anstyle::Style::new()
                 .bold()
                 .fg_color(Some(anstyle::AnsiColor::Yellow.into()));
@@ -78,11 +106,9 @@ pub fn run(args: LintArgs) -> Result<ExitCode> {
                     .as_deref()
                     .map(|s| format!("{s}: "))
                     .unwrap_or_default();
-                writeln!(
-                    out,
-                    "{style}warning{style:#}: {src}rule {:?}: {}",
-                    w.rule, w.message
-                )?;
+                // Rule names, sources and messages quote the rule files: escaped.
+                let line = format!("{src}rule {:?}: {}", w.rule, w.message);
+                writeln!(out, "{style}warning{style:#}: {}", escape(&line))?;
             }
             let n = rules.rules().len();
             writeln!(

@@ -3,14 +3,48 @@
 //! unless `store`/`--store` names PostgreSQL,
 //! the default rule, no registry).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
 
-use crate::ServeArgs;
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// vulngate.yaml (see docs/configuration.md); the flags below override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Security rules: a YAML file or a directory of them (reloaded when they change).
+    #[arg(long, value_name = "FILE|DIR")]
+    pub rules: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8443].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Address of the plain-HTTP `/metrics` listener [default: 127.0.0.1:9090].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Directory for the alert store and the generated certificate [default: ./vulngate-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Alert store: `sqlite` (in the data directory) or `postgres://user@host:port/db?sslmode=...`
+    /// (password from `storePasswordFile`, $VULNGATE_STORE_PASSWORD or $PGPASSWORD).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// A registry reached over plain HTTP, and allowed on loopback (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]", value_parser = crate::parse::registry_host)]
+    pub insecure_registries: Vec<String>,
+    /// Serving certificate (PEM); reloaded when it changes. Without it, a self-signed one.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serving certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Validate the configuration, print it with the flags applied, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
 
 /// The configuration `serve` runs with: the file (or the defaults), then the flags.
-pub fn config(args: &ServeArgs) -> Result<vulngate_server::Config> {
+pub fn config(args: &Args) -> Result<vulngate_server::Config> {
     let mut cfg = match &args.config {
         Some(path) => vulngate_server::Config::load(path).map_err(|e| anyhow!("{e}"))?,
         None => vulngate_server::Config::default(),
@@ -45,7 +79,7 @@ pub fn config(args: &ServeArgs) -> Result<vulngate_server::Config> {
     Ok(cfg)
 }
 
-pub fn run(args: ServeArgs) -> Result<ExitCode> {
+pub fn run(args: Args) -> Result<ExitCode> {
     let cfg = config(&args)?;
     if args.check_config {
         println!(

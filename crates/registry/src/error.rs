@@ -9,9 +9,17 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("host {host:?} is not allowed by the registry host policy: {reason}")]
-    HostNotAllowed { host: String, reason: String },
+    HostNotAllowed {
+        host: String,
+        reason: String,
+        refusal: Refusal,
+    },
     #[error("refused to connect to {host}: {reason}")]
-    AddressRefused { host: String, reason: String },
+    AddressRefused {
+        host: String,
+        reason: String,
+        refusal: Refusal,
+    },
     #[error("{what}: not found (404)")]
     NotFound {
         what: String,
@@ -51,7 +59,66 @@ pub enum Error {
     Transport { what: String, reason: String },
 }
 
+/// Why the host policy refused a host or an address: what an operator can do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// `allowHosts` / `denyHosts`: the configured policy.
+    Policy,
+    /// Plain HTTP, or a loopback address: allowed only for a `host:port` listed in
+    /// `insecureRegistries` (or `allowHosts`, for loopback).
+    NeedsInsecure,
+    /// Never contacted, whatever the configuration: cloud metadata, link-local, not unicast.
+    Never,
+}
+
+/// What kind of failure an [`Error`] is. Callers branch on this, never on the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The client's configuration is invalid.
+    Config,
+    /// The host policy refused the host or address.
+    Refused(Refusal),
+    /// The registry could not be reached or its answer not read (connection, TLS, transport).
+    Unreachable,
+    /// A request (or the whole lookup) ran out of time.
+    Timeout,
+    /// The registry says the thing does not exist (404).
+    NotFound,
+    /// Authentication failed or access was denied (401, 403).
+    Unauthorized,
+    /// Rate limited (429).
+    RateLimited,
+    /// A registry error (5xx) or an unexpected status.
+    Server,
+    /// A configured limit was hit (size, number of referrers or artifacts).
+    LimitHit,
+    /// The bytes are not what was asked for (digest mismatch, truncated body).
+    VerificationFailed,
+    /// The content is not what the protocol says (not a manifest, bad JSON).
+    Invalid,
+}
+
 impl Error {
+    /// The kind of failure, for callers that act on it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Config(_) => ErrorKind::Config,
+            Error::HostNotAllowed { refusal, .. } | Error::AddressRefused { refusal, .. } => {
+                ErrorKind::Refused(*refusal)
+            }
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Unauthorized { .. } | Error::Forbidden { .. } => ErrorKind::Unauthorized,
+            Error::RateLimited { .. } => ErrorKind::RateLimited,
+            Error::Server { .. } | Error::Status { .. } => ErrorKind::Server,
+            Error::TooLarge { .. } => ErrorKind::LimitHit,
+            Error::Truncated { .. } | Error::DigestMismatch { .. } => ErrorKind::VerificationFailed,
+            Error::Invalid { .. } => ErrorKind::Invalid,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::Transport { .. } => ErrorKind::Unreachable,
+        }
+    }
+
     /// Whether the registry says the thing does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })

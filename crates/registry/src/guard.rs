@@ -15,7 +15,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::Url;
 
 use crate::config::RegistryConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 
 /// An exact `host[:port]` entry (insecureRegistries, wildcard-free allowHosts). Without a port
 /// it stands for the scheme's default port only.
@@ -170,6 +170,7 @@ impl Guard {
             return Err(Error::HostNotAllowed {
                 host: shown,
                 reason: "matches a denyHosts pattern".into(),
+                refusal: Refusal::Policy,
             });
         }
         if !self.allow.is_empty()
@@ -179,6 +180,7 @@ impl Guard {
             return Err(Error::HostNotAllowed {
                 host: shown,
                 reason: "matches no allowHosts pattern (host and port must both match)".into(),
+                refusal: Refusal::Policy,
             });
         }
         Ok(())
@@ -198,6 +200,7 @@ impl Guard {
                     reason: format!(
                         "scheme {s} not allowed (plain HTTP only for insecureRegistries, host and port exactly)"
                     ),
+                    refusal: Refusal::NeedsInsecure,
                 })
             }
         }
@@ -224,6 +227,7 @@ impl Guard {
                     "only {} of this host is listed (host and port must both match)",
                     listed.join(", ")
                 ),
+                refusal: Refusal::NeedsInsecure,
             });
         }
         if let Some(ip) = ip {
@@ -244,12 +248,14 @@ impl Guard {
     /// known metadata addresses, unspecified, multicast, broadcast; loopback unless the host is
     /// explicitly listed.
     fn check_addr(&self, host: &str, ip: IpAddr, loopback_listed: bool) -> Result<()> {
-        let refuse = |reason: &str| {
+        let refuse_as = |reason: &str, refusal: Refusal| {
             Err(Error::AddressRefused {
                 host: host.to_string(),
                 reason: format!("{ip} is {reason}"),
+                refusal,
             })
         };
+        let refuse = |reason: &str| refuse_as(reason, Refusal::Never);
         let ip = match ip {
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
                 Some(v4) => IpAddr::V4(v4),
@@ -272,8 +278,9 @@ impl Guard {
                     return refuse("not a unicast address");
                 }
                 if v4.is_loopback() && !loopback_listed {
-                    return refuse(
+                    return refuse_as(
                         "loopback (list this host:port in insecureRegistries or allowHosts)",
+                        Refusal::NeedsInsecure,
                     );
                 }
             }
@@ -289,8 +296,9 @@ impl Guard {
                     return refuse("not a unicast address");
                 }
                 if v6 == Ipv6Addr::LOCALHOST && !loopback_listed {
-                    return refuse(
+                    return refuse_as(
                         "loopback (list this host:port in insecureRegistries or allowHosts)",
+                        Refusal::NeedsInsecure,
                     );
                 }
             }
@@ -365,6 +373,41 @@ mod tests {
         assert!(g.check_ip("a.azurecr.io", ip("fe80::1")).is_err());
         assert!(g.check_ip("a.azurecr.io", ip("fd00:ec2::254")).is_err());
         assert!(g.check_ip("a.azurecr.io", ip("10.1.2.3")).is_ok());
+    }
+
+    /// Callers act on the kind of a refusal (the CLI's `--insecure-registry` hint), never on
+    /// its message.
+    #[test]
+    fn refusals_say_what_would_allow_them() {
+        use crate::error::ErrorKind;
+        let g = guard("insecureRegistries: ['localhost:5001']\ndenyHosts: ['bad.example.com']");
+        let u = |s: &str| Url::parse(s).expect("url");
+        let kind = |url: &str| g.check_url(&u(url)).expect_err(url).kind();
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let needs = ErrorKind::Refused(Refusal::NeedsInsecure);
+        assert_eq!(kind("http://registry.example.com/v2/"), needs, "plain HTTP");
+        assert_eq!(kind("https://127.0.0.1:5000/v2/"), needs, "loopback");
+        assert_eq!(kind("https://localhost:6000/v2/"), needs, "another port");
+        assert_eq!(
+            g.check_ip("a.example.com", ip("127.0.0.1"))
+                .expect_err("resolved to loopback")
+                .kind(),
+            needs
+        );
+        assert_eq!(
+            kind("https://bad.example.com/v2/"),
+            ErrorKind::Refused(Refusal::Policy)
+        );
+        assert_eq!(
+            kind("https://169.254.169.254/latest"),
+            ErrorKind::Refused(Refusal::Never)
+        );
+        assert_eq!(
+            g.check_ip("a.example.com", ip("fe80::1"))
+                .expect_err("link-local")
+                .kind(),
+            ErrorKind::Refused(Refusal::Never)
+        );
     }
 
     #[test]

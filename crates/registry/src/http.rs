@@ -456,13 +456,23 @@ impl Repo<'_> {
         while let Some(s) = src {
             if let Some(g) = s.downcast_ref::<Error>() {
                 return match g {
-                    Error::AddressRefused { host, reason } => Error::AddressRefused {
+                    Error::AddressRefused {
+                        host,
+                        reason,
+                        refusal,
+                    } => Error::AddressRefused {
                         host: host.clone(),
                         reason: format!("{reason} (while requesting {what})"),
+                        refusal: *refusal,
                     },
-                    Error::HostNotAllowed { host, reason } => Error::HostNotAllowed {
+                    Error::HostNotAllowed {
+                        host,
+                        reason,
+                        refusal,
+                    } => Error::HostNotAllowed {
                         host: host.clone(),
                         reason: format!("{reason} (while requesting {what})"),
+                        refusal: *refusal,
                     },
                     other => Error::Transport {
                         what: what.to_string(),

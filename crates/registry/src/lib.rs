@@ -36,7 +36,7 @@ use vulngate_core::UnscannedReason;
 pub use attach::{AttachRequest, Attached};
 pub use auth::Credentials;
 pub use config::{PlatformSelector, RegistryConfig, Require, TrustPolicy};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Refusal, Result};
 
 use http::Transport;
 use verify::TrustMaterial;
@@ -84,6 +84,11 @@ pub struct Lookup {
     pub platforms: Vec<PlatformLookup>,
     /// Things an operator should know (unsigned reports accepted, platform not in the index...).
     pub warnings: Vec<String>,
+    /// Why the image itself could not be reached, when it could not: the host policy refused
+    /// it, the registry could not be asked or failed to resolve the reference, the lookup
+    /// deadline passed (`report` then says `RegistryUnavailable`). `None` once the image's
+    /// manifest was read: what was wrong with its artifacts is in `report`.
+    pub unreachable: Option<ErrorKind>,
 }
 
 /// One report to judge for an image: the image's own (a single-platform image, or the selected

@@ -8,7 +8,7 @@ use vulngate_core::{ImageRef, UnscannedReason};
 
 use crate::auth::Credentials;
 use crate::config::{PlatformSelector, Require};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::http::Repo;
 use crate::oci::{self, Descriptor, Manifest};
 use crate::select::{self, Content, Evaluated, Verdict};
@@ -188,24 +188,26 @@ impl RegistryClient {
                 ))),
                 platforms: Vec::new(),
                 warnings: Vec::new(),
+                unreachable: Some(ErrorKind::Timeout),
             },
         }
     }
 
     async fn lookup_inner(&self, image: &ImageRef, extra: Option<&Credentials>) -> Lookup {
-        let fail = |r: UnscannedReason, digest: Option<String>| Lookup {
+        let fail = |r: UnscannedReason, kind: ErrorKind, digest: Option<String>| Lookup {
             digest,
             platform_digest: None,
             report: Err(r),
             platforms: Vec::new(),
             warnings: Vec::new(),
+            unreachable: Some(kind),
         };
         let repo = match self
             .transport
             .repo(&image.registry, &image.repository, false, extra)
         {
             Ok(r) => r,
-            Err(e) => return fail(unavailable(&e), image.digest.clone()),
+            Err(e) => return fail(unavailable(&e), e.kind(), image.digest.clone()),
         };
         let limits = &self.cfg.limits;
         // 1. Resolve.
@@ -219,7 +221,7 @@ impl RegistryClient {
             .await
         {
             Ok(f) => f,
-            Err(e) => return fail(unavailable(&e), image.digest.clone()),
+            Err(e) => return fail(unavailable(&e), e.kind(), image.digest.clone()),
         };
         let digest = top.digest.clone();
         let top_manifest: Manifest = match serde_json::from_slice(&top.bytes) {
@@ -230,6 +232,7 @@ impl RegistryClient {
                         "manifest {}: not an OCI manifest or index: {e}",
                         image.normalized()
                     )),
+                    ErrorKind::Invalid,
                     Some(digest),
                 )
             }
@@ -263,6 +266,7 @@ impl RegistryClient {
                 report,
                 platforms: Vec::new(),
                 warnings: ctx.warnings,
+                unreachable: None,
             };
         }
 
@@ -308,6 +312,7 @@ impl RegistryClient {
                     report,
                     platforms: Vec::new(),
                     warnings: ctx.warnings,
+                    unreachable: None,
                 }
             }
             PlatformSelector::All => {
@@ -335,6 +340,7 @@ impl RegistryClient {
                     report,
                     platforms,
                     warnings: ctx.warnings,
+                    unreachable: None,
                 }
             }
         }

@@ -7,12 +7,28 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::InstallArgs;
+use super::Args;
+
+/// Without `--allow-unsigned-reports`, a Notation root or a cosign key is required: the
+/// rendered trust policy requires a signature by them.
+pub(super) fn require_signatures(args: &Args) -> Result<()> {
+    if !args.allow_unsigned_reports
+        && args.notation_trust_store.is_empty()
+        && args.cosign_public_key.is_empty()
+    {
+        bail!(
+            "findings reports must be signed: give --notation-trust-store FILE and/or \
+             --cosign-public-key FILE (the rendered trust policy requires a signature by them), \
+             or --allow-unsigned-reports to accept unsigned reports"
+        );
+    }
+    Ok(())
+}
 
 /// Where the trust files are mounted, and their ConfigMap keys: (key, source file).
 pub(super) const TRUST_DIR: &str = "/etc/vulngate/trust";
 
-pub(super) fn trust_keys(args: &InstallArgs) -> Vec<(String, &Path)> {
+pub(super) fn trust_keys(args: &Args) -> Vec<(String, &Path)> {
     let n = args
         .notation_trust_store
         .iter()
@@ -28,7 +44,7 @@ pub(super) fn trust_keys(args: &InstallArgs) -> Vec<(String, &Path)> {
 
 /// The trust files' contents by ConfigMap key, read (at most 1 MiB each) and checked by loading
 /// them as the server will.
-pub(super) fn trust_files(args: &InstallArgs) -> Result<BTreeMap<String, String>> {
+pub(super) fn trust_files(args: &Args) -> Result<BTreeMap<String, String>> {
     const MAX: u64 = 1 << 20;
     let mut out = BTreeMap::new();
     for (key, path) in trust_keys(args) {
@@ -55,7 +71,7 @@ pub(super) fn trust_files(args: &InstallArgs) -> Result<BTreeMap<String, String>
 
 /// The `registry:` section: `{}` with --allow-unsigned-reports, else one trust policy for every
 /// image that requires a signature by the given roots or keys.
-pub(super) fn registry_section(args: &InstallArgs) -> serde_json::Value {
+pub(super) fn registry_section(args: &Args) -> serde_json::Value {
     if args.allow_unsigned_reports {
         return serde_json::json!({});
     }

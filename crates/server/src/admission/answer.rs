@@ -54,7 +54,7 @@ pub(crate) fn respond(
                 warnings.push(format!("break-glass: {}", line(d, "would be audited")))
             }
             (Outcome::Allow, _) => {
-                if let Some(r) = failure_note(d) {
+                if let Some(r) = failure_note(v, policy) {
                     warnings.push(r);
                 }
             }
@@ -207,13 +207,12 @@ fn line(d: &Decision, verb: &str) -> String {
     }
 }
 
-/// A warning for an image allowed by the `allow` failure policy.
-fn failure_note(d: &Decision) -> Option<String> {
-    if d.rule.is_none() && d.unscanned.is_some() && d.reason.contains("failure policy") {
-        Some(format!("{}: {}", d.image, d.reason))
-    } else {
-        None
-    }
+/// A warning for an image allowed by the `allow` failure policy: its lookup failed, and no
+/// rule decided (`Judge::failed` allowed it).
+fn failure_note(v: &Verdict, policy: FailurePolicy) -> Option<String> {
+    let d = &v.decision;
+    let by_policy = policy == FailurePolicy::Allow && v.failure.is_some() && d.rule.is_none();
+    by_policy.then(|| format!("{}: {}", d.image, d.reason))
 }
 
 /// (the same fields in the same order, `status` always present), written straight to bytes.

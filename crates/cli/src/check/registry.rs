@@ -5,6 +5,7 @@
 //! A lookup never fails: every registry problem is an `UnscannedReason` with its exact cause,
 //! and the rules decide (exit 2 stays for bad input: flags, configuration).
 
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -12,9 +13,22 @@ use anyhow::{anyhow, Context, Result};
 use vulngate_core::ImageRef;
 use vulngate_registry::{AttachRequest, Attached, Found, Lookup, RegistryClient, RegistryConfig};
 
-use crate::check::{Entry, Source, SourceInfo};
-use crate::reports::{ImageFindings, LoadedReport};
-use crate::RegistryArgs;
+use super::model::{Entry, Source, SourceInfo};
+use super::reports::{ImageFindings, LoadedReport};
+
+/// Registry access, shared by `check` and `attach`.
+#[derive(Debug, clap::Args)]
+pub struct RegistryArgs {
+    /// A registry reached over plain HTTP, and allowed to resolve to a loopback address
+    /// (repeatable). Nothing else is ever contacted without TLS.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]", value_parser = crate::parse::registry_host)]
+    pub insecure_registries: Vec<String>,
+    /// A vulngate.yaml whose `registry:` section configures registry access: allowed hosts,
+    /// credentials, CA bundles, limits, timeouts, platform and trust policies (see
+    /// docs/registry.md). The whole file is validated; its other sections are not used here.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
 
 /// The `registry:` section of `--config` (the whole file validated as the server's
 /// `vulngate.yaml`), with `--insecure-registry` hosts added and `--platform` applied.
@@ -96,6 +110,7 @@ impl Registry {
                         )),
                         platforms: Vec::new(),
                         warnings: Vec::new(),
+                        unreachable: Some(vulngate_registry::ErrorKind::Unreachable),
                     })
                 })
                 .collect()
@@ -151,5 +166,6 @@ pub fn source(image: &ImageRef, lookup: Lookup) -> Source {
         registry: true,
         entries,
         warnings,
+        unreachable: lookup.unreachable,
     }
 }

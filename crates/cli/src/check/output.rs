@@ -1,4 +1,6 @@
-//! `vulngate check` output: a human table, JSON, SARIF 2.1.0.
+//! `vulngate check` output: a human table, JSON, SARIF 2.1.0. The table's cells are
+//! escaped ([`crate::text::escape`]): images, workloads, rules, ids and reasons come from
+//! manifests, reports and registries. JSON and SARIF carry the exact strings.
 
 use std::io::Write;
 
@@ -10,7 +12,8 @@ use vulngate_core::engine::{Decision, Outcome};
 use vulngate_core::model::Severity;
 use vulngate_core::RuleSet;
 
-use crate::check::{Checked, SourceInfo, WorkloadInfo};
+use super::model::{Checked, SourceInfo, WorkloadInfo};
+use crate::text::escape;
 
 #[derive(Serialize)]
 struct JsonOutput<'a> {
@@ -118,7 +121,7 @@ pub fn table(overall: Outcome, checked: &[Checked]) -> Result<()> {
     }
     header.extend(["IMAGE", "DECISION", "RULE", "VULNERABILITY", "REASON"]);
     let plain = |text: String| Cell {
-        text,
+        text: escape(&text).into_owned(),
         style: Style::new(),
     };
     let rows: Vec<Vec<Cell>> = checked
@@ -144,12 +147,13 @@ pub fn table(overall: Outcome, checked: &[Checked]) -> Result<()> {
                 style: decision_style(d.decision),
             });
             row.push(plain(d.rule.clone().unwrap_or_else(|| "-".into())));
+            let vulnerability = match (&d.vulnerability, c.severity) {
+                (Some(v), Some(s)) => format!("{v} ({s})"),
+                (Some(v), None) => v.clone(),
+                (None, _) => "-".into(),
+            };
             row.push(Cell {
-                text: match (&d.vulnerability, c.severity) {
-                    (Some(v), Some(s)) => format!("{v} ({s})"),
-                    (Some(v), None) => v.clone(),
-                    (None, _) => "-".into(),
-                },
+                text: escape(&vulnerability).into_owned(),
                 style: severity_style(c.severity),
             });
             row.push(plain(d.reason.clone()));
