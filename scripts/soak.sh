@@ -142,7 +142,10 @@ log "soak: ${DURATION}s at $RATE reviews/s (60% clean, 30% vulnerable, 10% fault
 "$BIN/examples/soak_load" --url "$URL" --duration "$DURATION" --rate "$RATE" --pid "$VG_PID" --label soak \
   --class "clean=$WORK/clean.txt:60:allow" --class "vulnerable=$WORK/vulnerable.txt:30:deny" \
   --class "faulty=$WORK/faulty.txt:10:deny" >"$OUT/soak.json"
-log "soak: $(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(f"{j["answered"]} answered, {j["rps"]:.0f}/s, p99 {j["latency"]["p99_ms"]} ms, 403: {j["denied_403"]}, transport errors {j["transport_errors"]}")' "$OUT/soak.json")"
+brief() { # a load client's result file -> one line
+  python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print("%d answered, %.0f/s, p99 %.2f ms, 403: %d, transport errors %d" % (j["answered"], j["rps"], j["latency"]["p99_ms"], j["denied_403"], j["transport_errors"]))' "$1"
+}
+log "soak: $(brief "$OUT/soak.json")"
 
 # ---- deny storm -----------------------------------------------------------------------------
 STORM_FILES=()
@@ -153,7 +156,7 @@ if (( STORM_SECONDS > 0 )); then
       "$BIN/examples/soak_load" --url "$URL" --duration "$STORM_SECONDS" --connections "$STORM_CONN" \
         --label "storm-$phase-$r" --class "$class" >"$OUT/storm-$phase-$r.json"
       STORM_FILES+=("$OUT/storm-$phase-$r.json")
-      log "storm $phase $r: $(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(f"{j["rps"]:.0f}/s p99 {j["latency"]["p99_ms"]} ms")' "$OUT/storm-$phase-$r.json")"
+      log "storm $phase $r: $(brief "$OUT/storm-$phase-$r.json")"
     done
   done
 fi

@@ -24,3 +24,12 @@ echo "==> cargo clippy (also type-checks the benches)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
 cargo test --workspace --locked
+# Smokes of the proof harnesses (issue 17): every cargo-fuzz target for a few seconds (the
+# recorded runs are `scripts/fuzz.sh 600`), and a short soak with registry faults on the debug
+# build the tests just made (the recorded run is `scripts/soak.sh`, release, 600 s at 1000/s; a
+# debug vulngate answers only tens of reviews per second on 2 shared cores, hence 20/s here).
+echo "==> fuzz smoke (scripts/fuzz.sh ${FUZZ_SMOKE_SECONDS:-4}: every target, nightly toolchain)"
+scripts/fuzz.sh "${FUZZ_SMOKE_SECONDS:-4}"
+echo "==> soak smoke (scripts/soak.sh 20 20: mixed allow/deny, registry faults, 403s = deny alerts)"
+SOAK_PROFILE=debug SOAK_CLEAN=20 SOAK_VULNERABLE=10 SOAK_STORM_SECONDS=2 SOAK_STORM_ROUNDS=1 \
+  SOAK_STORM_CONNECTIONS=4 SOAK_OUT=target/soak-smoke scripts/soak.sh 20 20

@@ -201,6 +201,9 @@ async fn serve(mut sock: TcpStream, stats: Stats) -> std::io::Result<()> {
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
         "reset" => {
+            // Zero linger: close sends RST at once (tokio deprecates set_linger because a
+            // non-zero linger blocks the thread on drop; zero does not).
+            #[allow(deprecated)]
             sock.set_linger(Some(Duration::ZERO))?;
             drop(sock);
             return Ok(());
