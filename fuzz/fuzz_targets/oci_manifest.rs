@@ -12,7 +12,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(m) = serde_json::from_slice::<Manifest>(data) else {
         return;
     };
-    for ct in [None, Some(oci::OCI_INDEX), Some(oci::OCI_MANIFEST), Some("")] {
+    for ct in [
+        None,
+        Some(oci::OCI_INDEX),
+        Some(oci::OCI_MANIFEST),
+        Some(""),
+    ] {
         let _ = m.is_index(ct);
     }
     let _ = m.effective_artifact_type();

@@ -10,7 +10,11 @@ fuzz_target!(|data: &[u8]| {
     match findings::parse(data) {
         Ok(Parsed::Report(r)) => {
             if let Ok(direct) = findings::parse_format(r.format, data) {
-                assert_eq!(direct, r, "detection and parse_format({}) disagree", r.format);
+                assert_eq!(
+                    direct, r,
+                    "detection and parse_format({}) disagree",
+                    r.format
+                );
             }
             vulngate_fuzz::exercise_report(&r, &r.vex);
         }

@@ -21,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
         let again = RuleSet::parse_yaml(&doc, "round trip")
             .unwrap_or_else(|e| panic!("a parsed rule does not parse again: {e}\n{doc}"));
         assert_eq!(again.len(), 1);
-        assert_eq!(again[0].to_doc(), r.to_doc(), "round trip changed the rule\n{doc}");
+        assert_eq!(
+            again[0].to_doc(),
+            r.to_doc(),
+            "round trip changed the rule\n{doc}"
+        );
     }
     let Ok(set) = RuleSet::new(rules) else {
         return;

@@ -29,8 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The real image manifest captured from docker-registry (crates/registry/tests/data).
-const MANIFEST: &[u8] =
-    include_bytes!("../../registry/tests/data/manifests/image.manifest.json");
+const MANIFEST: &[u8] = include_bytes!("../../registry/tests/data/manifests/image.manifest.json");
 const MANIFEST_DIGEST: &str =
     "sha256:05d20e8740ef391bb7d5436d5dad4eb18cdf223eb520c7dec4cd151cd465ce00";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -171,7 +170,13 @@ async fn serve(mut sock: TcpStream, stats: Stats) -> std::io::Result<()> {
         return Ok(());
     };
     if path == "/v2/" || path == "/v2" {
-        return full(&mut sock, 200, &[("Content-Type", "application/json")], b"{}").await;
+        return full(
+            &mut sock,
+            200,
+            &[("Content-Type", "application/json")],
+            b"{}",
+        )
+        .await;
     }
     let fault = path
         .strip_prefix("/v2/")

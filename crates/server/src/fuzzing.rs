@@ -40,12 +40,26 @@ fn images(r: &Review) -> Vec<String> {
         .object
         .as_ref()
         .and_then(|o| o.workload.as_ref().ok())
-        .map(|w| w.containers.iter().map(|c| c.image.clone()).collect::<Vec<_>>())
+        .map(|w| {
+            w.containers
+                .iter()
+                .map(|c| c.image.clone())
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     let old = r
         .old_workload
         .as_ref()
-        .map(|w| w.containers.iter().map(|c| c.image.clone()).collect::<Vec<_>>())
+        .map(|w| {
+            w.containers
+                .iter()
+                .map(|c| c.image.clone())
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
-    object.into_iter().chain(["--".to_string()]).chain(old).collect()
+    object
+        .into_iter()
+        .chain(["--".to_string()])
+        .chain(old)
+        .collect()
 }
