@@ -26,7 +26,7 @@ fn keys() -> &'static [CosignKey] {
 fuzz_target!(|data: &[u8]| {
     let _ = verify_cosign_bundle(data, keys(), IMAGE);
     let _ = verify_dsse(data, keys(), None, IMAGE);
-    let _ = verify_dsse(data, keys(), Some(&keys()[0].hint), IMAGE);
+    let _ = verify_dsse(data, keys(), Some(keys()[0].hint.as_str()), IMAGE);
     let (sig, payload) = match data.iter().position(|&b| b == b'\n') {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (&b""[..], data),
