@@ -24,3 +24,6 @@ echo "==> cargo clippy (also type-checks the benches)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
 cargo test --workspace --locked
+# The proof harnesses of issue 17 (scripts/fuzz.sh, scripts/soak.sh) are not run here yet: their
+# targets and the soak have not been built and shown to pass within the suite's time on a quiet
+# machine (docs/reliability.md). Run them by hand: scripts/fuzz.sh SECONDS, scripts/soak.sh.

@@ -80,6 +80,13 @@ fn evil_alert() -> Alert {
         reason: "denied\u{1b}[0m".into(),
         dry_run: false,
         break_glass: None,
+        workload_kind: None,
+        workload_name: None,
+        count: 1,
+        last_seen: None,
+        kinds: Vec::new(),
+        explanation: Default::default(),
+        review: Default::default(),
     }
 }
 

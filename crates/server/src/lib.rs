@@ -17,6 +17,10 @@ pub mod catalog;
 pub mod cluster;
 pub mod config;
 mod error;
+/// cargo-fuzz entry points (`fuzz/`); not part of the server.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod observe;
 mod record;

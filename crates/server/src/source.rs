@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use vulngate_core::findings::{self, Parsed};
+use vulngate_core::limits::{self, FileKind};
 use vulngate_core::model::{FindingsReport, ReportIdentity, VexStatement};
 use vulngate_core::{ImageRef, UnscannedReason};
 use vulngate_registry::{Credentials, RegistryClient};
@@ -171,8 +172,9 @@ impl LocalFindings {
         if !index_path.exists() {
             return Self::from_convention(dir);
         }
-        let text = std::fs::read_to_string(&index_path)
-            .map_err(|e| Error::io(format!("reading {}", index_path.display()), e))?;
+        // Capped like every file vulngate reads (`VULNGATE_MAX_CONFIG_BYTES`).
+        let text = limits::read_to_string_capped(&index_path, FileKind::Config)
+            .map_err(|e| Error::Findings(e.to_string()))?;
         let index: IndexFile = serde_yaml_ng::from_str(&text).map_err(|e| {
             Error::Findings(format!(
                 "{}: expected `images: [{{image, digest?, report, vex?}}]` or a map of image to report file: {e}",
@@ -197,7 +199,7 @@ impl LocalFindings {
                 |m: String| Error::Findings(format!("{}: images[{i}]: {m}", index_path.display()));
             let read = |p: &Path| {
                 let p = dir.join(p);
-                std::fs::read(&p).map_err(|err| at(format!("cannot read {}: {err}", p.display())))
+                limits::read_capped(&p, FileKind::Report).map_err(|err| at(err.to_string()))
             };
             let mut vex = Vec::new();
             for v in &e.vex {
@@ -234,8 +236,8 @@ impl LocalFindings {
             if !path.is_file() {
                 continue;
             }
-            let bytes = std::fs::read(&path)
-                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            let bytes = limits::read_capped(&path, FileKind::Report)
+                .map_err(|e| Error::Findings(e.to_string()))?;
             let found = found_report(&bytes)
                 .map_err(|m| Error::Findings(format!("{}: {m}", path.display())))?;
             let entry = Arc::new(LocalEntry {
