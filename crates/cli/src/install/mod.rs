@@ -236,7 +236,11 @@ pub fn render(args: &Args) -> Result<Rendered> {
     let ns = args.namespace.as_str();
     let mut out = Rendered::default();
     objects::namespace_and_crds(args, &mut out)?;
-    objects::rbac(ns, alerts_crd::is_kubernetes(args.store.as_deref()), &mut out)?;
+    objects::rbac(
+        ns,
+        alerts_crd::is_kubernetes(args.store.as_deref()),
+        &mut out,
+    )?;
     let config_hash = config::render(args, &mut out)?;
     let tls = tls::render(args, &mut out)?;
     out.push(
