@@ -182,8 +182,10 @@ pub(crate) enum StrFn {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Lowered {
     Const(bool),
-    And(Box<Lowered>, Box<Lowered>),
-    Or(Box<Lowered>, Box<Lowered>),
+    /// `a && b && ...`, flattened.
+    All(Vec<Lowered>),
+    /// `a || b || ...`, flattened.
+    Any(Vec<Lowered>),
     Not(Box<Lowered>),
     Bool(BoolField),
     Double(DoubleField, Cmp, f64),
@@ -267,14 +269,26 @@ pub(crate) fn lower(e: &IdedExpr) -> Option<Lowered> {
         Expr::Call(c) => {
             let args = &c.args;
             match (c.func_name.as_str(), &c.target, args.len()) {
-                (operators::LOGICAL_AND, None, 2) => Some(Lowered::And(
-                    Box::new(lower(&args[0])?),
-                    Box::new(lower(&args[1])?),
-                )),
-                (operators::LOGICAL_OR, None, 2) => Some(Lowered::Or(
-                    Box::new(lower(&args[0])?),
-                    Box::new(lower(&args[1])?),
-                )),
+                (operators::LOGICAL_AND, None, 2) => {
+                    let mut all = Vec::new();
+                    for a in args {
+                        match lower(a)? {
+                            Lowered::All(xs) => all.extend(xs),
+                            x => all.push(x),
+                        }
+                    }
+                    Some(Lowered::All(all))
+                }
+                (operators::LOGICAL_OR, None, 2) => {
+                    let mut any = Vec::new();
+                    for a in args {
+                        match lower(a)? {
+                            Lowered::Any(xs) => any.extend(xs),
+                            x => any.push(x),
+                        }
+                    }
+                    Some(Lowered::Any(any))
+                }
                 (operators::LOGICAL_NOT, None, 1) => Some(Lowered::Not(Box::new(lower(&args[0])?))),
                 (operators::IN, None, 2) => lower_in(&args[0].expr, &args[1].expr),
                 ("startsWith" | "endsWith" | "contains", Some(target), 1) => {
@@ -346,25 +360,44 @@ fn lower_in(item: &Expr, list: &Expr) -> Option<Lowered> {
 
 impl Lowered {
     /// The expression's value for `v`, or `None` where the interpreter must answer.
+    #[inline]
     pub(crate) fn eval(&self, v: &Vulnerability, env: &Env<'_>) -> Option<bool> {
         match self {
+            // CEL's `&&` and `||` are commutative over errors: `false && error` is false and
+            // `true || error` true; with no decisive operand an unknown one makes it unknown.
+            Lowered::All(xs) => {
+                let mut unknown = false;
+                for x in xs {
+                    match x.eval_inline(v, env) {
+                        Some(false) => return Some(false),
+                        Some(true) => {}
+                        None => unknown = true,
+                    }
+                }
+                (!unknown).then_some(true)
+            }
+            Lowered::Any(xs) => {
+                let mut unknown = false;
+                for x in xs {
+                    match x.eval_inline(v, env) {
+                        Some(true) => return Some(true),
+                        Some(false) => {}
+                        None => unknown = true,
+                    }
+                }
+                (!unknown).then_some(false)
+            }
+            leaf => leaf.eval_inline(v, env),
+        }
+    }
+
+    /// A leaf evaluated in place (the common case: the operands of `&&` and `||`), a
+    /// composite through `eval`.
+    #[inline(always)]
+    fn eval_inline(&self, v: &Vulnerability, env: &Env<'_>) -> Option<bool> {
+        match self {
             Lowered::Const(b) => Some(*b),
-            Lowered::And(a, b) => match a.eval(v, env) {
-                Some(false) => Some(false),
-                Some(true) => b.eval(v, env),
-                None => match b.eval(v, env) {
-                    Some(false) => Some(false),
-                    _ => None,
-                },
-            },
-            Lowered::Or(a, b) => match a.eval(v, env) {
-                Some(true) => Some(true),
-                Some(false) => b.eval(v, env),
-                None => match b.eval(v, env) {
-                    Some(true) => Some(true),
-                    _ => None,
-                },
-            },
+            Lowered::All(_) | Lowered::Any(_) => self.eval(v, env),
             Lowered::Not(a) => a.eval(v, env).map(|b| !b),
             Lowered::Bool(f) => Some(match f {
                 BoolField::FixAvailable => v.fix_available,

@@ -264,6 +264,8 @@ fn entry(e: &EntryExpr, bound: &mut Vec<String>) -> Result<(), String> {
 /// per rule condition; `set` moves it to the next vulnerability.
 pub(crate) struct Scope<'a> {
     vulns: &'a [Vulnerability],
+    /// What a lowered expression reads besides the vulnerability.
+    env: lower::Env<'a>,
     current: AtomicUsize,
     catalogs: &'a Catalogs,
     image: &'a ImageRef,
@@ -281,6 +283,12 @@ impl<'a> Scope<'a> {
     ) -> Scope<'a> {
         Scope {
             vulns,
+            env: lower::Env {
+                catalogs,
+                image,
+                ctx,
+                now,
+            },
             current: AtomicUsize::new(0),
             catalogs,
             image,
@@ -291,15 +299,21 @@ impl<'a> Scope<'a> {
 
     /// Evaluates `cond` for vulnerability `i`: `Ok(true/false)`, or the error that makes it
     /// count.
+    /// Whether vulnerability `i` counts for `cond`: the expression is true, or it fails (a
+    /// broken condition never lets an image through silently). The engine's hot path.
+    #[inline]
+    pub(crate) fn counts(&self, cond: &CelCondition, i: usize) -> bool {
+        if let (Some(low), Some(v)) = (&cond.lowered, self.vulns.get(i)) {
+            if let Some(b) = low.eval(v, &self.env) {
+                return b;
+            }
+        }
+        !matches!(self.interpret(cond, i), Ok(false))
+    }
+
     pub(crate) fn eval(&self, cond: &CelCondition, i: usize) -> Result<bool, String> {
         if let (Some(low), Some(v)) = (&cond.lowered, self.vulns.get(i)) {
-            let env = lower::Env {
-                catalogs: self.catalogs,
-                image: self.image,
-                ctx: self.ctx,
-                now: self.now,
-            };
-            if let Some(b) = low.eval(v, &env) {
+            if let Some(b) = low.eval(v, &self.env) {
                 return Ok(b);
             }
         }

@@ -121,7 +121,7 @@ fn passes_filters(
     }
     if let (Some(Some(cond)), Some(scope)) = (rule.cel.get(ci), cel) {
         // An expression that fails counts the vulnerability (never a silent allow).
-        if let Ok(false) = scope.eval(cond, vi) {
+        if !scope.counts(cond, vi) {
             return false;
         }
     }
