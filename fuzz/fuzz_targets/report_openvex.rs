@@ -1,12 +1,5 @@
-//! VEX documents (`findings::parse_vex`: OpenVEX bare or as an in-toto predicate, CycloneDX
-//! analysis), then the statements applied to a fixed report by the engine.
+//! `vulngate_fuzz_targets::report_openvex` (the body lives in the main workspace, where the test
+//! command's smoke test runs it too): see its documentation.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use vulngate_core::findings;
-
-fuzz_target!(|data: &[u8]| {
-    if let Ok(statements) = findings::parse_vex(data) {
-        vulngate_fuzz::exercise_report(vulngate_fuzz::fixture_report(), &statements);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vulngate_fuzz_targets::report_openvex(data));

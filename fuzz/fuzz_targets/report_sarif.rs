@@ -1,14 +1,5 @@
-//! The Sarif parser on its own (`findings::parse_format`, no detection), then the engine on
-//! what parsed.
+//! `vulngate_fuzz_targets::report_sarif` (the body lives in the main workspace, where the test
+//! command's smoke test runs it too): see its documentation.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use vulngate_core::findings;
-use vulngate_core::model::ReportFormat;
-
-fuzz_target!(|data: &[u8]| {
-    if let Ok(r) = findings::parse_format(ReportFormat::Sarif, data) {
-        assert_eq!(r.format, ReportFormat::Sarif);
-        vulngate_fuzz::exercise_report(&r, &r.vex);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vulngate_fuzz_targets::report_sarif(data));

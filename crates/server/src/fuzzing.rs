@@ -1,5 +1,5 @@
-//! Entry points for the cargo-fuzz targets in `fuzz/` (feature `fuzzing`, off in every
-//! shipped build). They call the crate's own parse functions and assert the properties the
+//! Entry points for the fuzz targets (`crates/fuzz-targets`, run by `fuzz/` and the smoke
+//! test). They call the crate's own parse functions and assert the properties the
 //! code promises; no behaviour of the server depends on this module.
 
 use crate::admission::review::{parse_review, parse_review_slow, ParseOptions, Review};

@@ -121,14 +121,14 @@ fn compare(source: &str, sets: &[Vec<Vulnerability>], catalogs: &Catalogs) -> us
     let mut n = 0;
     for vulns in sets {
         let scope = Scope::new(vulns, catalogs, &image, &ctx, now());
-        for i in 0..vulns.len() {
+        for (i, v) in vulns.iter().enumerate() {
             let lowered = scope.eval(&cond, i);
             let interpreted = scope.interpret(&cond, i);
             assert_eq!(
                 lowered, interpreted,
-                "{source} on {:?}: lowered and interpreted differ",
-                vulns[i]
+                "{source} on {v:?}: lowered and interpreted differ"
             );
+            assert_eq!(scope.counts(&cond, i), interpreted != Ok(false));
             n += 1;
         }
     }

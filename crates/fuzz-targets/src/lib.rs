@@ -1,6 +1,37 @@
+//! The bodies of the cargo-fuzz targets in `fuzz/` (run them with `scripts/fuzz.sh`), shared
+//! with the stable smoke test of the test command (`tests/smoke.rs`), so the two cannot drift.
+//! Each target takes arbitrary bytes and panics only on a broken promise of the code it calls
+//! (a crash, for the fuzzer). [`TARGETS`] lists them by name.
+//!
 //! What every findings target does with a report that parsed: prepare it for the engine
 //! (VEX, alias merging, sorting) and evaluate the example rule sets against it, both
 //! precedences. A report the parsers accept must never make the engine panic.
+
+mod targets;
+pub use targets::*;
+
+/// A fuzz target: arbitrary bytes in, a panic only on a broken promise.
+pub type Target = fn(&[u8]);
+
+/// Every target, by the name of its cargo-fuzz binary.
+pub const TARGETS: &[(&str, Target)] = &[
+    (
+        "admission_review",
+        vulngate_server::fuzzing::admission_review,
+    ),
+    ("report_detect", report_detect),
+    ("report_trivy", report_trivy),
+    ("report_grype", report_grype),
+    ("report_sarif", report_sarif),
+    ("report_cyclonedx", report_cyclonedx),
+    ("report_intoto", report_intoto),
+    ("report_openvex", report_openvex),
+    ("rules_yaml", rules_yaml),
+    ("findings_index", findings_index),
+    ("oci_manifest", oci_manifest),
+    ("notation_jws", notation_jws),
+    ("cosign_envelopes", cosign_envelopes),
+];
 
 use std::sync::OnceLock;
 
@@ -15,9 +46,9 @@ pub fn rule_sets() -> &'static [RuleSet] {
     SETS.get_or_init(|| {
         let mut sets = vec![RuleSet::default_rules()];
         for (text, name) in [
-            (include_str!("../../examples/rules.yaml"), "rules.yaml"),
+            (include_str!("../../../examples/rules.yaml"), "rules.yaml"),
             (
-                include_str!("../../examples/exploitation/rules.yaml"),
+                include_str!("../../../examples/exploitation/rules.yaml"),
                 "exploitation/rules.yaml",
             ),
         ] {
@@ -98,7 +129,7 @@ pub fn fixture_report() -> &'static FindingsReport {
     REPORT.get_or_init(|| {
         vulngate_core::findings::parse_format(
             vulngate_core::model::ReportFormat::Trivy,
-            include_bytes!("../../crates/core/tests/data/reports/trivy/alpine-310.json"),
+            include_bytes!("../../../crates/core/tests/data/reports/trivy/alpine-310.json"),
         )
         .expect("fixture report parses")
     })
