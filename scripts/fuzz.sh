@@ -14,7 +14,7 @@
 # Environment: FUZZ_SANITIZER (none: our crates forbid unsafe code, and without ASan the
 # targets run about twice as fast; `address` for ASan), FUZZ_RSS_MB (2048: an input needing
 # more is a crash), FUZZ_INPUT_TIMEOUT (10 s: one input taking longer is a crash),
-# FUZZ_MAX_LEN (1 MiB: largest generated input).
+# FUZZ_MAX_LEN (1 MiB: largest generated input), FUZZ_JOBS (1: targets run at a time).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECONDS_PER_TARGET=${1:?usage: scripts/fuzz.sh SECONDS [TARGET...]}
@@ -135,12 +135,9 @@ log "building the targets (cargo +nightly fuzz build -s $SANITIZER)"
 cargo +nightly fuzz build -s "$SANITIZER" >&2
 mkdir -p "$FUZZ/logs"
 SUMMARY="$FUZZ/summary.md"
-{
-  echo "| target | seconds | executions | exec/s | corpus | crashes |"
-  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-} >"$SUMMARY"
-failed=()
-for t in "${TARGETS[@]}"; do
+# One target: runs it for SECONDS_PER_TARGET, writes its summary row to logs/TARGET.row.
+run_target() {
+  local t=$1 before after start took rc crashes execs speed corpus
   log "$t: ${SECONDS_PER_TARGET}s"
   mkdir -p "$FUZZ/artifacts/$t"
   before=$(find "$FUZZ/artifacts/$t" -type f | wc -l)
@@ -158,11 +155,38 @@ for t in "${TARGETS[@]}"; do
   execs=$(awk -F': *' '/stat::number_of_executed_units/{print $2}' "$FUZZ/logs/$t.log" | tail -1)
   speed=$(awk -F': *' '/stat::average_exec_per_sec/{print $2}' "$FUZZ/logs/$t.log" | tail -1)
   corpus=$(find "$FUZZ/corpus/$t" -type f | wc -l)
-  echo "| $t | $took | ${execs:-?} | ${speed:-?} | $corpus | $crashes |" >>"$SUMMARY"
+  echo "| $t | $took | ${execs:-?} | ${speed:-?} | $corpus | $crashes |" >"$FUZZ/logs/$t.row"
   if (( crashes > 0 )); then
-    failed+=("$t")
     log "$t: CRASH (exit $rc); log: fuzz/logs/$t.log; artifacts: fuzz/artifacts/$t/"
     grep -m5 -E "panicked|ERROR: libFuzzer|SUMMARY|Test unit written" "$FUZZ/logs/$t.log" >&2 || true
+  fi
+}
+# FUZZ_JOBS targets at a time (default 1; each libFuzzer process uses one core).
+JOBS=${FUZZ_JOBS:-1}
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "FUZZ_JOBS must be a positive number, not $JOBS" >&2; exit 2; }
+running=0
+for t in "${TARGETS[@]}"; do
+  rm -f "$FUZZ/logs/$t.row"
+  run_target "$t" &
+  running=$((running + 1))
+  if (( running >= JOBS )); then
+    wait -n || true
+    running=$((running - 1))
+  fi
+done
+wait || true
+{
+  echo "| target | seconds | executions | exec/s | corpus | crashes |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+} >"$SUMMARY"
+failed=()
+for t in "${TARGETS[@]}"; do
+  if [[ -f "$FUZZ/logs/$t.row" ]]; then
+    cat "$FUZZ/logs/$t.row" >>"$SUMMARY"
+    [[ $(awk -F'|' '{gsub(/ /,"",$7); print $7}' "$FUZZ/logs/$t.row") == 0 ]] || failed+=("$t")
+  else
+    echo "| $t | ? | ? | ? | ? | did not finish |" >>"$SUMMARY"
+    failed+=("$t")
   fi
 done
 cat "$SUMMARY"
