@@ -149,22 +149,23 @@ impl RuleWatcher {
         };
         let mut verdicts: BTreeMap<String, Result<RuleSpec, String>> = BTreeMap::new();
         for (name, obj) in &self.objects {
-            let parsed = parse(name, obj).and_then(|rule| {
-                if file_names.iter().any(|f| f == name) {
-                    Err(format!(
-                        "metadata.name: a rule file already defines a rule named {name:?}; the file's rule is in force"
-                    ))
-                } else {
-                    Ok(rule)
-                }
-            });
-            match parsed {
-                Ok(rule) => {
+            // A rule file defining the same name shadows the object: its own errors are not
+            // worth a warning then (the file's rule is in force), the shadowing is.
+            let shadowed = file_names.iter().any(|f| f == name);
+            match parse(name, obj) {
+                Ok(rule) if !shadowed => {
                     verdicts.insert(name.clone(), Ok(rule.spec.clone()));
                     self.last_good.insert(name.clone(), rule);
                 }
+                Ok(_) => {
+                    let e = format!(
+                        "metadata.name: a rule file already defines a rule named {name:?}; the file's rule is in force"
+                    );
+                    tracing::warn!(rule = %name, error = %e, "SecurityRule rejected");
+                    verdicts.insert(name.clone(), Err(e));
+                }
                 Err(e) => {
-                    if !file_names.iter().any(|f| f == name) || e.starts_with("metadata.name") {
+                    if !shadowed {
                         tracing::warn!(rule = %name, error = %e, "SecurityRule rejected");
                     }
                     verdicts.insert(name.clone(), Err(e));
