@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Legitimate reviews while slow-header clients hang on (issue 17, item 4).
 #
-# Starts `vulngate serve` (default rules, no registry: every image unscanned, answered without a
-# lookup), then measures /validate with hey twice in the same run: without slow clients, then while
+# Starts `vulngate serve` (default rules, the example findings directory: the image's report is
+# local, so no registry and no DNS is involved; the default rule audits it, an allow with an alert
+# whose repeats de-duplication absorbs), then measures /validate with hey twice in the same run: without slow clients, then while
 # BENCH_SLOW (500) clients keep a TLS connection each with half a request head sent (each one closed
 # by http.headerReadTimeout is reopened at once, so BENCH_SLOW hang on all the time). Prints both
 # p50/p99 and req/s, and how many slow connections the server closed.
@@ -40,13 +41,14 @@ dataDir: $WORK/data
 logLevel: warn
 metrics: { listen: 127.0.0.1:$MPORT }
 http: { headerReadTimeout: $HEADER_TIMEOUT }
+findingsDir: $ROOT/examples/findings
 YAML
 "$BIN" serve --config "$WORK/vulngate.yaml" 2>"$WORK/vulngate.log" &
 PIDS+=($!)
 for _ in $(seq 1 300); do curl -ksf -o /dev/null "https://127.0.0.1:$PORT/healthz" && break; sleep 0.1; done
 curl -ksf -o /dev/null "https://127.0.0.1:$PORT/healthz" || { cat "$WORK/vulngate.log" >&2; exit 1; }
 cat >"$WORK/review.json" <<'JSON'
-{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","kind":{"group":"apps","version":"v1","kind":"Deployment"},"resource":{"group":"apps","version":"v1","resource":"deployments"},"name":"web","namespace":"prod","operation":"CREATE","userInfo":{"username":"alice"},"object":{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"prod"},"spec":{"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"c","image":"registry.example.com/team/app:1"}]}}}},"dryRun":false}}
+{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","kind":{"group":"apps","version":"v1","kind":"Deployment"},"resource":{"group":"apps","version":"v1","resource":"deployments"},"name":"web","namespace":"prod","operation":"CREATE","userInfo":{"username":"alice"},"object":{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"prod"},"spec":{"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"c","image":"registry.example.com/platform/toolbox:2.1.0"}]}}}},"dryRun":false}}
 JSON
 URL="https://127.0.0.1:$PORT/validate?timeout=10s"
 curl -ksS -H 'Content-Type: application/json' --data-binary @"$WORK/review.json" "$URL" | grep -q '"allowed":true' \
