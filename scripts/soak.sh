@@ -15,7 +15,8 @@
 #
 # Checks (the script fails on any): no transport error, every answer HTTP 200, no review the
 # client could not send in time, every answer as its image class expects (allow / deny 403),
-# the number of 403 answers (soak and storm) equal to the deny alerts in the SQLite store, and,
+# the number of 403 answers (soak and storm) equal to the deny decisions recorded in the SQLite
+# store (deny alerts plus the repeats de-duplication counted into them), and,
 # for runs of 120 s or more, RSS flat after the first minute (the highest later sample at most
 # max(8 MiB, 10%) above the sample at 60 s). RSS is sampled every 10 s and printed.
 #
@@ -173,7 +174,9 @@ JOURNALED=$(metric vulngate_alerts_journaled)
 curl -s "http://127.0.0.1:$VG_METRICS/metrics" >"$OUT/metrics.txt"
 cp "$WORK/faults.json" "$OUT/faults.json" 2>/dev/null || echo '{}' >"$OUT/faults.json"
 RSS_END=$(awk '/^VmRSS:/{print $2}' "/proc/$VG_PID/status")
-DENY_ALERTS=$(python3 -c 'import sqlite3,sys; c=sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True); print(c.execute("select count(*) from alerts where action=?", ("deny",)).fetchone()[0])' "$WORK/vg-data/alerts.db")
+# Every deny answer is recorded as a deny alert or as a repeat counted into one
+# (alerts.dedupWindow): alert rows plus repeat rows.
+DENY_ALERTS=$(python3 -c 'import sqlite3,sys; c=sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True); print(c.execute("select (select count(*) from alerts where action=?1) + (select count(*) from alert_repeats r join alerts a on a.id = r.alert_id where a.action=?1)", ("deny",)).fetchone()[0])' "$WORK/vg-data/alerts.db")
 LISTED=$("$BIN/vulngate" alerts list --data-dir "$WORK/vg-data" --action deny --limit 3 -o json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 kill -0 "$VG_PID" 2>/dev/null || { echo "vulngate serve died: $(tail -5 "$WORK/vulngate.log")" >&2; exit 1; }
 
@@ -211,10 +214,10 @@ for name, c in soak["by_class"].items():
     print(f"| {name} | {c['expect']} | {c['answered']} | {c['allowed']} | {c['denied_403']} | {c['mismatched']} | {l['p50_ms']:.2f} | {l['p99_ms']:.2f} | {l['max_ms']:.2f} |")
 print(f"\nFault registry requests served, by fault: {faults}")
 total_403 = soak["denied_403"] + sum(s["denied_403"] for s in storms)
-print(f"\n403 answers (soak + storm): {total_403}; deny alerts in the store: {deny_alerts} "
+print(f"\n403 answers (soak + storm): {total_403}; deny alerts and counted repeats in the store: {deny_alerts} "
       f"(journal records left: {journal}, alerts that went through the journal: {journaled}; `vulngate alerts list --action deny` reads them: {listed} of 3 listed)")
 if total_403 != deny_alerts:
-    problems.append(f"403 answers {total_403} != deny alerts {deny_alerts}")
+    problems.append(f"403 answers {total_403} != deny alerts and repeats {deny_alerts}")
 if total_403 > 0 and listed == 0:
     problems.append("vulngate alerts list shows no deny alert")
 rss = soak["rss_kib"]

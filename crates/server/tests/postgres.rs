@@ -334,6 +334,39 @@ fn check_dedup(name: &str, b: &dyn AlertBackend) {
         ],
         "{name}"
     );
+    // One batch out of time order: each alert is absorbed by the earliest alert of its key
+    // within its own window, whatever came before it in the batch. e-1 (2 days + 12 s) has
+    // nothing within a day: new. e-2 (2 days + 1 s, earlier) reaches both d-3 (1 day + 1 s) and
+    // e-1: absorbed by d-3, the earlier. e-3 (2 days + 20 s) no longer reaches d-3: into e-1.
+    let shuffled = vec![
+        rollout_alert("e-1", 2 * 24 * 3600 + 12, "Pod", d1),
+        rollout_alert("e-2", 2 * 24 * 3600 + 1, "Pod", d1),
+        rollout_alert("e-3", 2 * 24 * 3600 + 20, "Pod", d1),
+        rollout_alert("e-4", 2 * 24 * 3600 + 21, "Pod", d1),
+    ];
+    assert_eq!(b.record_merged(&shuffled, DAY).expect("store"), 4, "{name}");
+    let mut got: Vec<(String, u64)> = all(b).into_iter().map(|a| (a.id, a.count)).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("d-1".to_string(), 102),
+            ("d-3".to_string(), 3),
+            ("d-5".to_string(), 1),
+            ("e-1".to_string(), 3)
+        ],
+        "{name}"
+    );
+    assert_eq!(
+        b.get("e-2").expect("store").expect("e-2").id,
+        "d-3",
+        "{name}"
+    );
+    assert_eq!(
+        b.get("e-4").expect("store").expect("e-4").id,
+        "e-1",
+        "{name}"
+    );
 }
 
 #[test]

@@ -2,10 +2,11 @@
 //! committed alert survives a crash), one connection behind a mutex. Writes take the write
 //! lock at `BEGIN` (`IMMEDIATE`), so a locked database fails the transaction before any work.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
@@ -166,6 +167,10 @@ impl SqliteBackend {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
+        // The absorbing alert of each key seen in this batch, decoded once and written once
+        // at the end: a storm of repeats of one key costs one decode and one UPDATE per batch,
+        // not one per repeat (measured: docs/benchmarks.md, deny storm).
+        let mut held: HashMap<String, Held> = HashMap::new();
         let mut taken = 0;
         for a in alerts {
             let known: Option<i64> = tx
@@ -182,34 +187,34 @@ impl SqliteBackend {
             if let Some(key) = &key {
                 let lo = a.time.checked_sub_signed(window).unwrap_or(a.time);
                 let hi = a.time.checked_add_signed(window).unwrap_or(a.time);
-                let first: Option<(String, String)> = tx
-                    .prepare_cached(
-                        "SELECT id, data FROM alerts WHERE dedup_key = ?1 AND time >= ?2 \
-                         AND time <= ?3 ORDER BY time, id LIMIT 1",
-                    )
-                    .and_then(|mut st| {
-                        st.query_row(params![key, rfc3339(lo), rfc3339(hi)], |r| {
-                            Ok((r.get(0)?, r.get(1)?))
+                if !held.get(key).is_some_and(|h| h.answers(a.time, lo, hi)) {
+                    if let Some(h) = held.remove(key) {
+                        self.write_held(&tx, &h)?;
+                    }
+                    let first: Option<(String, String)> = tx
+                        .prepare_cached(
+                            "SELECT id, data FROM alerts WHERE dedup_key = ?1 AND time >= ?2 \
+                             AND time <= ?3 ORDER BY time, id LIMIT 1",
+                        )
+                        .and_then(|mut st| {
+                            st.query_row(params![key, rfc3339(lo), rfc3339(hi)], |r| {
+                                Ok((r.get(0)?, r.get(1)?))
+                            })
+                            .optional()
                         })
-                        .optional()
-                    })
-                    .map_err(|e| self.err(e))?;
-                if let Some((id, data)) = first {
-                    let mut first = decode(&id, &data)?;
-                    first.absorb(a);
-                    let data = serde_json::to_string(&first).map_err(|e| AlertError::Corrupt {
-                        id: id.clone(),
-                        message: e.to_string(),
-                    })?;
-                    tx.execute(
-                        "UPDATE alerts SET data = ?2 WHERE id = ?1",
-                        params![id, data],
-                    )
-                    .map_err(|e| self.err(e))?;
-                    tx.execute(
+                        .map_err(|e| self.err(e))?;
+                    if let Some((id, data)) = first {
+                        let first = decode(&id, &data)?;
+                        held.insert(key.clone(), Held::new(first, a.time));
+                    }
+                }
+                if let Some(h) = held.get_mut(key) {
+                    h.first.absorb(a);
+                    h.dirty = true;
+                    tx.prepare_cached(
                         "INSERT INTO alert_repeats (id, alert_id, time) VALUES (?1, ?2, ?3)",
-                        params![a.id, id, rfc3339(a.time)],
                     )
+                    .and_then(|mut st| st.execute(params![a.id, h.first.id, rfc3339(a.time)]))
                     .map_err(|e| self.err(e))?;
                     taken += 1;
                     continue;
@@ -246,16 +251,67 @@ impl SqliteBackend {
             })
             .map_err(|e| self.err(e))?;
             for v in vuln_ids(a) {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT OR IGNORE INTO alert_vulns (vuln_id, alert_id) VALUES (?1, ?2)",
-                    params![v, a.id],
                 )
+                .and_then(|mut st| st.execute(params![v, a.id]))
                 .map_err(|e| self.err(e))?;
+            }
+            if let Some(key) = key {
+                // Inserted: the earliest of its key for any later alert of this batch whose
+                // window still reaches it (nothing older was within its own window).
+                held.insert(key, Held::new(a.clone(), a.time));
             }
             taken += 1;
         }
+        for h in held.values() {
+            self.write_held(&tx, h)?;
+        }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(taken)
+    }
+}
+
+/// The alert that absorbs a key's repeats in one merge transaction (`SqliteBackend::merge`).
+struct Held {
+    first: Alert,
+    /// The time of the repeat it was looked up (or inserted) for.
+    looked_up_for: DateTime<Utc>,
+    /// Absorbed a repeat since it was read: to be written.
+    dirty: bool,
+}
+
+impl Held {
+    fn new(first: Alert, looked_up_for: DateTime<Utc>) -> Held {
+        Held {
+            first,
+            looked_up_for,
+            dirty: false,
+        }
+    }
+
+    /// Whether the store's lookup for an alert at `time` (the earliest alert of the key in
+    /// `[lo, hi]`) would give this one: the lookup was for an earlier time and this alert is
+    /// still in the window. (For an earlier `time` an older alert could be in the window: look
+    /// it up again.)
+    fn answers(&self, time: DateTime<Utc>, lo: DateTime<Utc>, hi: DateTime<Utc>) -> bool {
+        time >= self.looked_up_for && self.first.time >= lo && self.first.time <= hi
+    }
+}
+
+impl SqliteBackend {
+    fn write_held(&self, tx: &rusqlite::Transaction<'_>, h: &Held) -> Result<(), AlertError> {
+        if !h.dirty {
+            return Ok(());
+        }
+        let data = serde_json::to_string(&h.first).map_err(|e| AlertError::Corrupt {
+            id: h.first.id.clone(),
+            message: e.to_string(),
+        })?;
+        tx.prepare_cached("UPDATE alerts SET data = ?2 WHERE id = ?1")
+            .and_then(|mut st| st.execute(params![h.first.id, data]))
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 }
 
