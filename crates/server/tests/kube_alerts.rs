@@ -746,6 +746,16 @@ fn the_dedup_window_starts_a_new_alert_once_it_has_passed() {
         "name",
     ]);
     assert_eq!(labelled.lines().count(), 4, "{labelled}");
+    // kubectl's table: the top workload and the object first admitted, side by side.
+    let table = web_alert_table(&api);
+    assert!(
+        table.lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.windows(3)
+                .any(|w| w == ["web", "Pod", "web-7f8e9d-klmno"])
+        }),
+        "{table}"
+    );
 }
 
 /// Issue 18: a rollout of a 100-replica Deployment through the webhook (the Deployment,
@@ -802,8 +812,16 @@ async fn a_hundred_replica_rollout_is_one_alert_object() {
     let obj = &items[0];
     assert_eq!(obj["spec"]["kind"], "Deployment");
     assert_eq!(obj["spec"]["workloadName"], "web");
+    // kubectl's columns name the workload and the first object admitted.
+    let p = web_alert_table(&api);
+    assert!(p.contains("WORKLOAD") && p.contains("OBJECT"), "{p}");
     assert_eq!(
         obj["status"]["kinds"],
         serde_json::json!(["Deployment", "Pod", "ReplicaSet"])
     );
+}
+
+/// `kubectl get alerts.vulngate.io -A` (the printer columns).
+fn web_alert_table(api: &CrdApiServer) -> String {
+    api.kubectl_ok(&["get", "alerts.vulngate.io", "-A"])
 }
