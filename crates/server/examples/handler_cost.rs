@@ -115,6 +115,27 @@ async fn run(router: &Router, body: &Bytes, n: usize) -> Result<Duration, String
     Ok(start.elapsed() / n.max(1) as u32)
 }
 
+/// The CPU time of this process so far (user + system, `/proc/self/stat`, in clock ticks of
+/// 10 ms): what a round costs whatever else the shared machine runs. Zero where unreadable.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// [`run`], and the process CPU time per request over it.
+async fn run_cpu(router: &Router, body: &Bytes, n: usize) -> Result<(Duration, Duration), String> {
+    let cpu = cpu_time();
+    let wall = run(router, body, n).await?;
+    Ok((wall, cpu_time().saturating_sub(cpu) / n.max(1) as u32))
+}
+
 /// `--compare`: owner resolution and de-duplication off and on, rounds alternating.
 fn compare_owners_and_dedup(
     cfg: &Config,
@@ -151,28 +172,43 @@ fn compare_owners_and_dedup(
         run(&off_router, &bare, 100).await?;
         run(&on_router, &owned, 100).await?;
         let (mut best_off, mut best_on) = (Duration::MAX, Duration::MAX);
-        let mut ratios = Vec::new();
+        let (mut ratios, mut cpu_ratios) = (Vec::new(), Vec::new());
+        let (mut cpu_off, mut cpu_on) = (Duration::ZERO, Duration::ZERO);
         for r in 1..=rounds {
-            let (x, y) = if r % 2 == 1 {
-                let x = run(&off_router, &bare, requests).await?;
-                (x, run(&on_router, &owned, requests).await?)
+            let ((x, xc), (y, yc)) = if r % 2 == 1 {
+                let x = run_cpu(&off_router, &bare, requests).await?;
+                (x, run_cpu(&on_router, &owned, requests).await?)
             } else {
-                let y = run(&on_router, &owned, requests).await?;
-                (run(&off_router, &bare, requests).await?, y)
+                let y = run_cpu(&on_router, &owned, requests).await?;
+                (run_cpu(&off_router, &bare, requests).await?, y)
             };
             let ratio = y.as_secs_f64() / x.as_secs_f64();
+            let cpu_ratio = yc.as_secs_f64() / xc.as_secs_f64().max(1e-12);
             ratios.push(ratio);
+            cpu_ratios.push(cpu_ratio);
+            cpu_off += xc;
+            cpu_on += yc;
             println!(
-                "round {r} ({} first): off {:.2} us/req, on {:.2} us/req, on/off {ratio:.3}",
+                "round {r} ({} first): off {:.2} us/req ({:.2} us CPU), on {:.2} us/req ({:.2} us CPU), on/off {ratio:.3} (CPU {cpu_ratio:.3})",
                 if r % 2 == 1 { "off" } else { "on" },
                 x.as_secs_f64() * 1e6,
+                xc.as_secs_f64() * 1e6,
                 y.as_secs_f64() * 1e6,
+                yc.as_secs_f64() * 1e6,
             );
             best_off = best_off.min(x);
             best_on = best_on.min(y);
         }
         ratios.sort_by(f64::total_cmp);
+        cpu_ratios.sort_by(f64::total_cmp);
         let median = ratios[ratios.len() / 2];
+        println!(
+            "CPU per request over all rounds: off {:.2} us, on {:.2} us, on/off {:.3} (median of rounds {:.3})",
+            cpu_off.as_secs_f64() * 1e6 / rounds as f64,
+            cpu_on.as_secs_f64() * 1e6 / rounds as f64,
+            cpu_on.as_secs_f64() / cpu_off.as_secs_f64().max(1e-12),
+            cpu_ratios[cpu_ratios.len() / 2],
+        );
         let count = |s: &Server| {
             s.alerts()
                 .list(&vulngate_server::AlertFilter {
