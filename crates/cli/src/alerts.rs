@@ -173,11 +173,11 @@ fn print_table(alerts: &[Alert]) {
     let time = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
     // Every string but the time and the action comes from a request or a rule: escaped.
     for a in alerts {
-        // The top workload (a Pod's Deployment), else the object.
-        let workload = match (&a.workload_kind, &a.workload_name) {
-            (Some(k), Some(n)) => format!("{k}/{n}"),
-            _ => format!("{}/{}", a.kind, a.name.as_deref().unwrap_or("-")),
-        };
+        // The top workload (a Pod's Deployment) and the object admitted when they differ
+        // (`Alert::subject`), else the object.
+        let workload = a
+            .subject()
+            .unwrap_or_else(|| format!("{}/{}", a.kind, a.name.as_deref().unwrap_or("-")));
         println!(
             "{:<36}  {:<20}  {:<20}  {:>5}  {:<11}  {:<20}  {:<30}  {:<24}  {}{}",
             escape(&a.id),

@@ -190,6 +190,45 @@ pub fn resolve(obj: &Object<'_>, lookup: Option<&dyn OwnerLookup>) -> TopWorkloa
     }
 }
 
+/// How an object came to be judged: admitted by a review, or running (a re-evaluated Pod).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    Admitted,
+    Running,
+}
+
+/// What a decision is about, as every record names it (the answer's message and warnings,
+/// Kubernetes Events, PolicyReport results, alerts): the top workload, and the object judged
+/// when it is another one: `Deployment shop/web (admitted: Pod shop/web-5d9f7c-abcde)`.
+/// None when the object is its own workload (or its top workload is not known): the records
+/// then read as they always did.
+pub fn subject(
+    namespace: Option<&str>,
+    top: (&str, &str),
+    object: (&str, Option<&str>),
+    seen: Seen,
+) -> Option<String> {
+    let (top_kind, top_name) = top;
+    let (kind, name) = object;
+    let name = name.filter(|n| !n.is_empty()).unwrap_or("-");
+    if top_name.is_empty() || (top_kind == kind && top_name == name) {
+        return None;
+    }
+    let path = |n: &str| match namespace.filter(|ns| !ns.is_empty()) {
+        Some(ns) => format!("{ns}/{n}"),
+        None => n.to_string(),
+    };
+    let seen = match seen {
+        Seen::Admitted => "admitted",
+        Seen::Running => "running",
+    };
+    Some(format!(
+        "{top_kind} {} ({seen}: {kind} {})",
+        path(top_name),
+        path(name)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +256,58 @@ mod tests {
 
     fn hash(h: &str) -> BTreeMap<String, String> {
         [(POD_TEMPLATE_HASH.to_string(), h.to_string())].into()
+    }
+
+    #[test]
+    fn subjects_name_the_top_workload_and_the_object_when_they_differ() {
+        assert_eq!(
+            subject(
+                Some("shop"),
+                ("Deployment", "web"),
+                ("Pod", Some("web-5d9f7c-abcde")),
+                Seen::Admitted
+            )
+            .as_deref(),
+            Some("Deployment shop/web (admitted: Pod shop/web-5d9f7c-abcde)")
+        );
+        assert_eq!(
+            subject(
+                Some("shop"),
+                ("CronJob", "backup"),
+                ("Pod", Some("backup-29123456-x")),
+                Seen::Running
+            )
+            .as_deref(),
+            Some("CronJob shop/backup (running: Pod shop/backup-29123456-x)")
+        );
+        // A cluster-scoped object, an object without a name yet.
+        assert_eq!(
+            subject(
+                None,
+                ("Deployment", "web"),
+                ("ReplicaSet", None),
+                Seen::Admitted
+            )
+            .as_deref(),
+            Some("Deployment web (admitted: ReplicaSet -)")
+        );
+        // Its own workload, or no workload known: nothing to add.
+        let own = subject(
+            Some("shop"),
+            ("Deployment", "web"),
+            ("Deployment", Some("web")),
+            Seen::Admitted,
+        );
+        assert_eq!(own, None);
+        assert_eq!(
+            subject(
+                Some("shop"),
+                ("Pod", ""),
+                ("Pod", Some("p")),
+                Seen::Admitted
+            ),
+            None
+        );
     }
 
     #[test]

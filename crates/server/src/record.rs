@@ -318,6 +318,25 @@ pub(crate) fn alert(
     }
 }
 
+/// What an admission review's records are about, when its top workload is another object
+/// than the one admitted: `Deployment shop/web (admitted: Pod shop/web-5d9f7c-abcde)`
+/// (`vulngate_core::owner::subject`, the one wording of answers, Events and alerts).
+pub(crate) fn admitted_subject(
+    kind: WorkloadKind,
+    name: Option<&str>,
+    ctx: &RequestContext,
+) -> Option<String> {
+    vulngate_core::owner::subject(
+        ctx.namespace.as_deref(),
+        (
+            ctx.workload_kind.as_deref().unwrap_or(kind.as_str()),
+            ctx.workload_name.as_deref()?,
+        ),
+        (kind.as_str(), name),
+        vulngate_core::owner::Seen::Admitted,
+    )
+}
+
 /// The operation as alerts store it (`CREATE`).
 pub(crate) fn operation_upper(op: &Operation) -> String {
     match op {

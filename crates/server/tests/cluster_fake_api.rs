@@ -643,6 +643,91 @@ async fn fake_api_events_for_denied_and_audited_admissions_not_for_dry_runs() {
     assert_eq!(api.posted("events").len(), 3);
 }
 
+/// Issue 18: the Events of a Pod admitted, and of a Pod running, name its top workload and
+/// the Pod (the note the answer or the re-evaluation words); an object that is its own
+/// workload reads as before.
+#[tokio::test]
+async fn fake_api_events_name_the_top_workload_and_the_pod() {
+    let api = FakeApi::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), Some(RULES));
+    kube_cfg(true, false)(&mut cfg);
+    let server = Server::with_source(cfg, TestSource::new())
+        .unwrap()
+        .with_kubernetes(api.client())
+        .unwrap();
+
+    // A Pod of ReplicaSet web-7d9f8 of Deployment web, as the controllers create it: denied.
+    let p = pod(
+        "prod-a",
+        "web-7d9f8-abcde",
+        Some(("apps/v1", "ReplicaSet", "web-7d9f8")),
+        json!({"app": "web", "pod-template-hash": "7d9f8"}),
+        &[("c", "app", DEBIAN, DEBIAN_DIGEST)],
+        "Pending",
+    );
+    let resp = admit(&server, &create(&p)).await;
+    assert!(!resp.allowed);
+    let subject = "Deployment prod-a/web (admitted: Pod prod-a/web-7d9f8-abcde)";
+    assert!(
+        resp.result
+            .message
+            .starts_with(&format!("{subject}: {DEBIAN}")),
+        "{}",
+        resp.result.message
+    );
+    let ev = wait_for(|| api.posted("events").first().cloned()).await;
+    assert_eq!(ev["reason"], "VulngateDenied");
+    assert_eq!(ev["note"], json!(resp.result.message));
+    assert_eq!(ev["regarding"]["kind"], "Pod");
+
+    // Audited (dev): the warning and the Event's note.
+    let mut p = p.clone();
+    p["metadata"]["namespace"] = json!("dev");
+    let resp = admit(&server, &create(&p)).await;
+    assert!(resp.allowed);
+    let subject = "Deployment dev/web (admitted: Pod dev/web-7d9f8-abcde)";
+    let w = warnings(&resp);
+    assert!(w[0].starts_with(&format!("{subject}: {DEBIAN}")), "{w:?}");
+    let ev = wait_for(|| api.posted("events").get(1).cloned()).await;
+    assert_eq!(ev["reason"], "VulngateAudited");
+    assert_eq!(ev["note"], json!(w.join("; ")));
+
+    // The Deployment itself: its own workload, the note as before.
+    let resp = admit(&server, &create(&deployment("prod-a", &[DEBIAN]))).await;
+    assert!(
+        resp.result.message.starts_with(&format!("{DEBIAN}@")),
+        "{}",
+        resp.result.message
+    );
+
+    // The re-evaluation: the running Pod's Event names the Deployment and the Pod.
+    insert_pods(&api, true);
+    let rescan = Rescanner::new(&server, api.client(), vec![]);
+    rescan.scan_once().await.unwrap();
+    let notes = wait_for(|| {
+        let notes: Vec<String> = api
+            .posted("events")
+            .iter()
+            .filter(|e| e["action"] == "Rescan")
+            .map(|e| e["note"].as_str().unwrap().to_string())
+            .collect();
+        (notes.len() >= 3).then_some(notes)
+    })
+    .await;
+    assert!(
+        notes.iter().any(|n| n.starts_with(
+            "Deployment prod-a/web (running: Pod prod-a/web-7d9f8-abcde): registry.example.com/"
+        ) && n.contains(": would be denied by rule \"deny-critical-prod\"")),
+        "{notes:#?}"
+    );
+    // A bare Pod (its own workload) as before.
+    assert!(
+        notes.iter().any(|n| n.starts_with("running ")),
+        "{notes:#?}"
+    );
+}
+
 #[tokio::test]
 async fn fake_api_failing_events_api_does_not_change_admission() {
     let api = FakeApi::new();

@@ -589,3 +589,239 @@ async fn retention_deletes_old_and_over_cap_alerts_on_the_leader_only() {
     );
     drop(tasks);
 }
+
+/// An alert of Deployment `web` in `shop`, raised on `kind` `name`, at `time`.
+fn web_alert(id: &str, kind: &str, name: &str, time: DateTime<Utc>) -> Alert {
+    let mut a = alert(id, Some("shop"), name, time);
+    a.kind = kind.into();
+    a.workload_kind = Some("Deployment".into());
+    a.workload_name = Some("web".into());
+    a
+}
+
+/// The objects of Deployment web's key (`a-<hex>` and its later generations), oldest
+/// generation first: (name, first alert id, count).
+fn generations(api: &CrdApiServer, base: &str) -> Vec<(String, String, i64)> {
+    let mut v: Vec<(String, String, i64)> = kubectl_alerts(api)
+        .iter()
+        .filter(|o| o["metadata"]["name"].as_str().unwrap().starts_with(base))
+        .map(|o| {
+            (
+                o["metadata"]["name"].as_str().unwrap().to_string(),
+                o["spec"]["id"].as_str().unwrap().to_string(),
+                o["status"]["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    v.sort_by_key(|(n, _, _)| (n.len(), n.clone()));
+    v
+}
+
+/// Issue 18: `store: kubernetes` applies `alerts.dedupWindow` as the SQL stores do
+/// (`record_merged`): a repeat within the window of the first alert's time is counted into
+/// it (count, lastSeen, kinds); after it, the key starts a new alert (new id, count 1) in a
+/// new object; replays count once; two replicas starting the same new alert converge.
+#[test]
+fn the_dedup_window_starts_a_new_alert_once_it_has_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api_with_crd(dir.path());
+    let a = Arc::new(backend(&api, &store_cfg()));
+    let b = Arc::new(backend(&api, &store_cfg()));
+    let w = Duration::from_secs(3600);
+    // Whole seconds: the API server keeps times to the microsecond.
+    let t0 = DateTime::from_timestamp(Utc::now().timestamp() - 10 * 3600, 0).unwrap();
+    let at = move |m: i64| t0 + chrono::Duration::minutes(m);
+    let first = web_alert("d-0", "Deployment", "web", at(0));
+    let base = object_name(&first);
+
+    // One rollout within the window: one alert, count 3.
+    let batch = [
+        first.clone(),
+        web_alert("rs-0", "ReplicaSet", "web-5d9f7c", at(1)),
+        web_alert("p-0", "Pod", "web-5d9f7c-abcde", at(2)),
+    ];
+    assert_eq!(a.record_merged(&batch, w).unwrap(), 3);
+    // At the window's end (inclusive, as in SQL), from the other replica: the same alert.
+    assert_eq!(
+        b.record_merged(&[web_alert("p-1", "Pod", "web-5d9f7c-fghij", at(60))], w)
+            .unwrap(),
+        1
+    );
+    assert_eq!(generations(&api, &base), [(base.clone(), "d-0".into(), 4)]);
+    let g1 = a.get("d-0").unwrap().unwrap();
+    assert_eq!(g1.count, 4);
+    assert_eq!(g1.kinds, ["Deployment", "Pod", "ReplicaSet"]);
+    assert_eq!(g1.last_seen, Some(at(60)));
+
+    // Past the window: a new alert, its own id, count 1, in the key's next object.
+    let late = web_alert("p-2", "Pod", "web-7f8e9d-klmno", at(61));
+    assert_eq!(a.record_merged(std::slice::from_ref(&late), w).unwrap(), 1);
+    let g2_name = format!("{base}-2");
+    assert_eq!(
+        generations(&api, &base),
+        [
+            (base.clone(), "d-0".into(), 4),
+            (g2_name.clone(), "p-2".into(), 1)
+        ]
+    );
+    let g2 = b.get("p-2").unwrap().unwrap();
+    assert_eq!((g2.id.as_str(), g2.count), ("p-2", 1));
+    assert_eq!(g2.kinds, ["Pod"]);
+    assert_eq!(
+        b.get(&g2_name).unwrap().unwrap().id,
+        "p-2",
+        "by object name"
+    );
+    // Both alerts of the key are listed.
+    let listed: Vec<(String, u64)> = a
+        .list(&AlertFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|x| (x.id, x.count))
+        .collect();
+    assert_eq!(listed, [("p-2".to_string(), 1), ("d-0".to_string(), 4)]);
+
+    // A repeat within the new alert's window goes to it; a replay of an alert already
+    // counted (the journal) counts nothing, in whichever object it was counted.
+    assert_eq!(
+        b.record_merged(&[web_alert("p-3", "Pod", "web-7f8e9d-pqrst", at(100))], w)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        a.record_merged(&[web_alert("p-1", "Pod", "web-5d9f7c-fghij", at(60))], w)
+            .unwrap(),
+        0
+    );
+    assert_eq!(a.record_merged(std::slice::from_ref(&late), w).unwrap(), 0);
+    // One batch spanning two windows: each alert to its own window's object.
+    let batch = [
+        web_alert("p-4", "Pod", "x", at(121)),
+        web_alert("p-5", "Pod", "y", at(200)),
+        web_alert("p-6", "ReplicaSet", "z", at(201)),
+    ];
+    assert_eq!(b.record_merged(&batch, w).unwrap(), 3);
+    let g3_name = format!("{base}-3");
+    assert_eq!(
+        generations(&api, &base),
+        [
+            (base.clone(), "d-0".into(), 4),
+            (g2_name.clone(), "p-2".into(), 3),
+            (g3_name.clone(), "p-5".into(), 2)
+        ]
+    );
+
+    // Two replicas both see the window passed at once: they converge on one new alert.
+    let writers: Vec<_> = [(a.clone(), 300), (b.clone(), 301)]
+        .into_iter()
+        .map(|(store, m)| {
+            std::thread::spawn(move || {
+                let x = web_alert(&format!("r-{m}"), "Pod", "p", at(m));
+                store.record_merged(&[x], w).unwrap()
+            })
+        })
+        .collect();
+    for t in writers {
+        // This call's view (the other replica's write may count the first alert of a fresh
+        // object); the count below is exact.
+        assert!(t.join().unwrap() <= 1);
+    }
+    let gens = generations(&api, &base);
+    assert_eq!(gens.len(), 4, "{gens:#?}");
+    assert_eq!(gens[3].0, format!("{base}-4"));
+    assert_eq!(gens[3].2, 2);
+    // Every object of the key carries the key label.
+    let labelled = api.kubectl_ok(&[
+        "get",
+        "alerts.vulngate.io",
+        "-n",
+        "shop",
+        "-l",
+        &format!(
+            "{}={}",
+            vulngate_server::alerts::kubernetes::LABEL_KEY,
+            &base[2..]
+        ),
+        "-o",
+        "name",
+    ]);
+    assert_eq!(labelled.lines().count(), 4, "{labelled}");
+    // kubectl's table: the top workload and the object first admitted, side by side.
+    let table = web_alert_table(&api);
+    assert!(
+        table.lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.windows(3)
+                .any(|w| w == ["web", "Pod", "web-7f8e9d-klmno"])
+        }),
+        "{table}"
+    );
+}
+
+/// Issue 18: a rollout of a 100-replica Deployment through the webhook (the Deployment,
+/// its ReplicaSet and 100 Pods, with the controllers' ownerReferences) leaves one Alert
+/// object, count 102, with `store: kubernetes` and the default de-duplication window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_replica_rollout_is_one_alert_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = tokio::task::block_in_place(|| api_with_crd(dir.path()));
+    let mut cfg = config(
+        dir.path(),
+        Some(
+            "apiVersion: vulngate.io/v1\nkind: SecurityRule\nmetadata: { name: deny-web }\n\
+             spec:\n  action: deny\n  scope: [{ field: deployment, op: equals, value: web }]\n  \
+             conditions: [{ severity: critical, maxCount: 0 }]\n",
+        ),
+    );
+    cfg.store = StoreUrl::Kubernetes;
+    cfg.kubernetes_store = store_cfg();
+    cfg.kubernetes = Some(KubernetesConfig {
+        kubeconfig: Some(api.kubeconfig_path.clone()),
+        rules_from: RulesFrom::Files,
+        ..Default::default()
+    });
+    let server =
+        tokio::task::block_in_place(|| Server::with_source(cfg, TestSource::new()).unwrap());
+    let owner = |api: &str, kind: &str, name: &str| {
+        serde_json::json!([{ "apiVersion": api, "kind": kind, "name": name,
+            "uid": format!("uid-{name}"), "controller": true, "blockOwnerDeletion": true }])
+    };
+    let hash = "5d8f9c7b4";
+    let rs_name = format!("web-{hash}");
+    let mut rs = workload("ReplicaSet", &rs_name, "shop", &[DEBIAN]);
+    rs["metadata"]["labels"] = serde_json::json!({ "app": "web", "pod-template-hash": hash });
+    rs["metadata"]["ownerReferences"] = owner("apps/v1", "Deployment", "web");
+    let mut reviews = vec![workload("Deployment", "web", "shop", &[DEBIAN]), rs];
+    for i in 0..100 {
+        let mut p = workload("Pod", &format!("{rs_name}-p{i:03}"), "shop", &[DEBIAN]);
+        p["metadata"]["labels"] = serde_json::json!({ "app": "web", "pod-template-hash": hash });
+        p["metadata"]["ownerReferences"] = owner("apps/v1", "ReplicaSet", &rs_name);
+        reviews.push(p);
+    }
+    for obj in &reviews {
+        let r = admit(&server, &create(obj)).await;
+        assert!(!r.allowed, "{}", obj["metadata"]["name"]);
+    }
+    // Stored before each answer, or journaled and replayed: the count ends at 102.
+    eventually("one alert, count 102", || {
+        let items = tokio::task::block_in_place(|| kubectl_alerts(&api));
+        items.len() == 1 && items[0]["status"]["count"] == 102
+    })
+    .await;
+    let items = tokio::task::block_in_place(|| kubectl_alerts(&api));
+    let obj = &items[0];
+    assert_eq!(obj["spec"]["kind"], "Deployment");
+    assert_eq!(obj["spec"]["workloadName"], "web");
+    // kubectl's columns name the workload and the first object admitted.
+    let p = web_alert_table(&api);
+    assert!(p.contains("WORKLOAD") && p.contains("OBJECT"), "{p}");
+    assert_eq!(
+        obj["status"]["kinds"],
+        serde_json::json!(["Deployment", "Pod", "ReplicaSet"])
+    );
+}
+
+/// `kubectl get alerts.vulngate.io -A` (the printer columns).
+fn web_alert_table(api: &CrdApiServer) -> String {
+    api.kubectl_ok(&["get", "alerts.vulngate.io", "-A"])
+}

@@ -201,3 +201,75 @@ async fn other_images_rules_and_namespaces_are_other_alerts() {
         ]
     );
 }
+
+/// audit critical in the Deployment `web` only.
+const AUDIT_WEB: &str = r#"
+apiVersion: vulngate.io/v1
+kind: SecurityRule
+metadata: { name: audit-web }
+spec:
+  action: audit
+  scope: [{ field: deployment, op: equals, value: web }]
+  conditions: [{ severity: critical, maxCount: 0 }]
+"#;
+
+/// Issue 18: the answer names the top workload and the object admitted when they differ
+/// (the denial message, each warning), the alert holds both and words them alike; the
+/// Deployment itself, its own workload, reads as before.
+#[tokio::test]
+async fn answers_and_alerts_name_the_top_workload_and_the_object_admitted() {
+    let h = harness_with(DENY_WEB, TestSource::new(), |c| {
+        c.alerts.dedup_window = std::time::Duration::ZERO;
+    });
+    let [dep, rs, p] = <[Value; 3]>::try_from(rollout("shop", 1, &[DEBIAN])).unwrap();
+    let rs_name = format!("web-{HASH}");
+    let pod_name = format!("web-{HASH}-p000");
+    for (obj, subject) in [
+        (&dep, None),
+        (
+            &rs,
+            Some(format!(
+                "Deployment shop/web (admitted: ReplicaSet shop/{rs_name})"
+            )),
+        ),
+        (
+            &p,
+            Some(format!(
+                "Deployment shop/web (admitted: Pod shop/{pod_name})"
+            )),
+        ),
+    ] {
+        let r = admit(&h.server, &create(obj)).await;
+        assert!(!r.allowed);
+        let plain = format!("{DEBIAN}@{DEBIAN_DIGEST}: denied by rule \"deny-web\": ");
+        match &subject {
+            Some(s) => assert!(
+                r.result.message.starts_with(&format!("{s}: {plain}")),
+                "{}",
+                r.result.message
+            ),
+            None => assert!(r.result.message.starts_with(&plain), "{}", r.result.message),
+        }
+        let a = h
+            .server
+            .alerts()
+            .get(&r.audit_annotations["alert-id"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.subject(), subject);
+        assert_eq!(a.workload_name.as_deref(), Some("web"));
+    }
+
+    // Audited: each warning opens with the subject.
+    let h = harness(AUDIT_WEB);
+    let r = admit(&h.server, &create(&p)).await;
+    assert!(r.allowed);
+    let w = warnings(&r);
+    assert!(
+        w[0].starts_with(&format!(
+            "Deployment shop/web (admitted: Pod shop/{pod_name}): {DEBIAN}@{DEBIAN_DIGEST}: \
+             audited by rule \"audit-web\": "
+        )),
+        "{w:?}"
+    );
+}

@@ -29,12 +29,15 @@ pub const AUDIT_ALERT_ID: &str = "alert-id";
 
 /// Fills `resp` (allowed, as made by [`Answer::allow`]) from the review's verdicts and what
 /// was recorded of them: denials, warnings, audit annotations, and the failure policy when
-/// an alert could not be recorded. `break_glass` is the annotation's value when break-glass
-/// applies.
+/// an alert could not be recorded. `subject` names the top workload and the object admitted
+/// when they differ (`vulngate_core::owner::subject`): it opens the denial message and each
+/// decision's warning (and so the Event's note). `break_glass` is the annotation's value
+/// when break-glass applies.
 pub(crate) fn respond(
     resp: &mut Answer,
     verdicts: &[Verdict],
     recorded: &Recorded,
+    subject: Option<&str>,
     break_glass: Option<&str>,
     break_glass_config: Option<&BreakGlassConfig>,
     policy: FailurePolicy,
@@ -46,16 +49,18 @@ pub(crate) fn respond(
         let d = &v.decision;
         match (d.decision, &break_glass) {
             (Outcome::Deny, None) => denials.push(line(d, "denied")),
-            (Outcome::Audit, None) => warnings.push(line(d, "audited")),
-            (Outcome::Deny, Some(_)) => {
-                warnings.push(format!("break-glass: {}", line(d, "would be denied")))
-            }
-            (Outcome::Audit, Some(_)) => {
-                warnings.push(format!("break-glass: {}", line(d, "would be audited")))
-            }
+            (Outcome::Audit, None) => warnings.push(about(subject, line(d, "audited"))),
+            (Outcome::Deny, Some(_)) => warnings.push(format!(
+                "break-glass: {}",
+                about(subject, line(d, "would be denied"))
+            )),
+            (Outcome::Audit, Some(_)) => warnings.push(format!(
+                "break-glass: {}",
+                about(subject, line(d, "would be audited"))
+            )),
             (Outcome::Allow, _) => {
                 if let Some(r) = failure_note(v, policy) {
-                    warnings.push(r);
+                    warnings.push(about(subject, r));
                 }
             }
         }
@@ -115,7 +120,8 @@ pub(crate) fn respond(
     };
     match final_outcome {
         Outcome::Deny => {
-            *resp = deny(std::mem::take(resp), denials.join("; "), 403, "Forbidden");
+            let message = about(subject, denials.join("; "));
+            *resp = deny(std::mem::take(resp), message, 403, "Forbidden");
         }
         Outcome::Audit | Outcome::Allow if !recorded.ok && !flagged.is_empty() => {
             if policy == FailurePolicy::Allow {
@@ -193,6 +199,14 @@ pub(crate) fn deny(mut resp: Answer, message: String, code: u16, reason: &'stati
         reason,
     };
     resp
+}
+
+/// `<subject>: <text>` when the top workload is not the object admitted, else `text`.
+fn about(subject: Option<&str>, text: String) -> String {
+    match subject {
+        Some(s) => format!("{s}: {text}"),
+        None => text,
+    }
 }
 
 /// `<image>@<digest>: <verb> by rule "<name>": <reason>`.

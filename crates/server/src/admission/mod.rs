@@ -230,10 +230,20 @@ pub(crate) async fn decide(state: &State, mut job: Box<Job>) -> Answer {
     state
         .metrics
         .lookup_warnings(verdicts.iter().map(|v| v.warnings.len()).sum());
+    // The top workload and the object admitted, when they differ: named by the answer (and
+    // so by the Event's note) as by the alert. Only worded when the answer says something
+    // about a decision (the warm allow path formats nothing).
+    let says = verdicts
+        .iter()
+        .any(|v| v.decision.decision != vulngate_core::Outcome::Allow || v.failure.is_some());
+    let subject = says
+        .then(|| record::admitted_subject(kind, object_name.as_deref(), ctx))
+        .flatten();
     answer::respond(
         resp,
         &verdicts,
         &recorded,
+        subject.as_deref(),
         break_glass.as_deref(),
         state.config.break_glass.as_ref(),
         policy,

@@ -3,7 +3,9 @@
 //! readable with `kubectl get alerts.vulngate.io -A` and governed by RBAC per namespace.
 //!
 //! One object per de-duplication key ([`dedup_key`]: cluster, namespace, workload, image
-//! digest, rule, action), named from it ([`object_name`]), so replicas converge: a write
+//! digest, rule, action) and de-duplication window (`alerts.dedupWindow`: a repeat after
+//! the window starts a new object of the key, `a-<hex>-2`..., as the SQL stores start a new
+//! alert; `write.rs`), named from it ([`object_name`]), so replicas converge: a write
 //! creates the object, or on 409 AlreadyExists reads it and updates its status (count,
 //! lastSeen, the kinds seen) with its `resourceVersion`, retrying on a conflict. The object's
 //! `spec` is the first alert of the key, as serialised (`x-kubernetes-preserve-unknown-fields`:
@@ -20,14 +22,13 @@
 //! Retention (`retention.rs`, [`spawn_retention`]) runs on the replica holding the leader Lease only: objects
 //! last seen more than `retention` ago are deleted, then the oldest beyond `maxObjects`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
@@ -37,7 +38,9 @@ use sha2::{Digest, Sha256};
 use super::{Alert, AlertBackend, AlertError, AlertFilter};
 
 mod retention;
+mod write;
 pub use retention::{retention_once, spawn_retention, RetentionReport};
+pub use write::LABEL_KEY;
 
 /// API group of the Alert custom resource.
 pub const GROUP: &str = "vulngate.io";
@@ -158,8 +161,9 @@ fn is_dns_label(s: &str) -> bool {
     category = "vulngate",
     doc = "A vulngate alert: an audited, denied or break-glass image of a workload, de-duplicated by (cluster, namespace, workload, image digest, rule, action)",
     printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.action"}"#,
-    printcolumn = r#"{"name":"Kind","type":"string","jsonPath":".spec.kind"}"#,
-    printcolumn = r#"{"name":"Workload","type":"string","jsonPath":".spec.name"}"#,
+    printcolumn = r#"{"name":"Workload","type":"string","jsonPath":".spec.workloadName","description":"The top workload (a Pod's Deployment)"}"#,
+    printcolumn = r#"{"name":"Kind","type":"string","jsonPath":".spec.kind","description":"The first object admitted: its kind"}"#,
+    printcolumn = r#"{"name":"Object","type":"string","jsonPath":".spec.name","description":"The first object admitted: its name"}"#,
     printcolumn = r#"{"name":"Image","type":"string","jsonPath":".spec.image"}"#,
     printcolumn = r#"{"name":"Rule","type":"string","jsonPath":".spec.rule"}"#,
     printcolumn = r#"{"name":"Count","type":"integer","jsonPath":".status.count"}"#,
@@ -186,6 +190,8 @@ impl schemars::JsonSchema for AlertSpec {
                 "action": { "type": "string" },
                 "kind": { "type": "string" },
                 "name": { "type": "string" },
+                "workloadKind": { "type": "string" },
+                "workloadName": { "type": "string" },
                 "namespace": { "type": "string" },
                 "image": { "type": "string" },
                 "digest": { "type": "string" },
@@ -328,9 +334,14 @@ pub fn object_name(a: &Alert) -> String {
     format!("a-{hex}")
 }
 
-/// Whether `s` could be an object name from [`object_name`].
+/// Whether `s` could be an object name from [`object_name`] (or a later generation of its
+/// key, `a-<hex>-<n>`: see `window.rs`).
 fn looks_like_object_name(s: &str) -> bool {
-    s.len() == 34 && s.starts_with("a-") && s[2..].bytes().all(|b| b.is_ascii_hexdigit())
+    let base = s.get(..34).unwrap_or(s);
+    base.len() == 34
+        && base.starts_with("a-")
+        && base[2..].bytes().all(|b| b.is_ascii_hexdigit())
+        && write::generation_of(base, s).is_some()
 }
 
 /// Whether `s` is a valid label value (RFC 1123 with `_` and `.`, at most 63 bytes).
@@ -354,7 +365,12 @@ pub fn id_label(id: &str) -> String {
 }
 
 /// The new object of an alert (status empty: it is written next, through the subresource).
-fn new_object(a: &Alert, namespace: &str, name: &str) -> Result<AlertObject, AlertError> {
+fn new_object(
+    a: &Alert,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<AlertObject, AlertError> {
     let Value::Object(spec) = serde_json::to_value(a).map_err(|e| AlertError::Corrupt {
         id: a.id.clone(),
         message: e.to_string(),
@@ -370,6 +386,7 @@ fn new_object(a: &Alert, namespace: &str, name: &str) -> Result<AlertObject, Ale
         (LABEL_ID.to_string(), id_label(&a.id)),
         (LABEL_ACTION.to_string(), a.action.as_str().to_string()),
         (LABEL_ORIGIN.to_string(), a.origin.as_str().to_string()),
+        (LABEL_KEY.to_string(), key.to_string()),
     ]);
     if let Some(rule) = a.rule.as_deref().filter(|r| is_label_value(r)) {
         labels.insert(LABEL_RULE.to_string(), rule.to_string());
@@ -712,97 +729,6 @@ impl Inner {
         }
     }
 
-    /// Writes `alerts` (grouped by object, [`WRITE_CONCURRENCY`] objects at once); returns how
-    /// many were new.
-    async fn record(&self, alerts: &[Alert], strict: bool) -> Result<usize, AlertError> {
-        let mut groups: Vec<(String, String, Vec<Alert>)> = Vec::new();
-        let mut index: HashMap<(String, String), usize> = HashMap::new();
-        for a in alerts {
-            let ns = a
-                .namespace
-                .clone()
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| self.namespace.clone());
-            let name = object_name(a);
-            match index.get(&(ns.clone(), name.clone())) {
-                Some(&i) => groups[i].2.push(a.clone()),
-                None => {
-                    index.insert((ns.clone(), name.clone()), groups.len());
-                    groups.push((ns, name, vec![a.clone()]));
-                }
-            }
-        }
-        let writes: Vec<futures::future::BoxFuture<'_, Result<usize, AlertError>>> = groups
-            .into_iter()
-            .map(|(ns, name, group)| {
-                Box::pin(async move { self.write_object(&ns, &name, &group, strict).await }) as _
-            })
-            .collect();
-        futures::stream::iter(writes)
-            .buffer_unordered(WRITE_CONCURRENCY)
-            .try_fold(0usize, |sum, n| async move { Ok(sum + n) })
-            .await
-    }
-
-    /// Creates or updates one object with `group` (alerts of one key).
-    async fn write_object(
-        &self,
-        ns: &str,
-        name: &str,
-        group: &[Alert],
-        strict: bool,
-    ) -> Result<usize, AlertError> {
-        let group: Vec<&Alert> = group.iter().collect();
-        let api = self.api(ns);
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            if attempts > MAX_CONFLICT_RETRIES {
-                return Err(kube_err(
-                    &self.server,
-                    format!(
-                        "alert {ns}/{name}: still conflicting after {MAX_CONFLICT_RETRIES} attempts"
-                    ),
-                ));
-            }
-            let mut obj = match api.get_opt(name).await {
-                Ok(Some(o)) => o,
-                Ok(None) => {
-                    let fresh = new_object(group[0], ns, name)?;
-                    match api.create(&PostParams::default(), &fresh).await {
-                        Ok(o) => o,
-                        // Another replica created it first: read it again and update it.
-                        Err(e) if api_code(&e) == Some(409) => continue,
-                        Err(e) => return Err(self.err(&format!("creating alert {ns}/{name}"), e)),
-                    }
-                }
-                Err(e) => return Err(self.err(&format!("reading alert {ns}/{name}"), e)),
-            };
-            let first = spec_alert(&obj)?;
-            let mut status = obj.status.clone().unwrap_or_default();
-            let new = merge_status(&mut status, &first, &group, strict).map_err(|id| {
-                kube_err(
-                    &self.server,
-                    format!("alert {id} is already stored (in {ns}/{name})"),
-                )
-            })?;
-            if obj.status.as_ref() == Some(&status) {
-                return Ok(new); // all already counted (a replay)
-            }
-            obj.status = Some(status);
-            match api.replace_status(name, &PostParams::default(), &obj).await {
-                Ok(_) => return Ok(new),
-                // Another writer changed it since we read it (409), or retention deleted it
-                // (404): read it again.
-                Err(e) if matches!(api_code(&e), Some(409 | 404)) => {
-                    tokio::time::sleep(backoff(attempts)).await;
-                    continue;
-                }
-                Err(e) => return Err(self.err(&format!("updating alert {ns}/{name}"), e)),
-            }
-        }
-    }
-
     /// The object that holds alert `id`: by name when `id` is an object name, else by the
     /// first alert's id label.
     async fn find(&self, id: &str) -> Result<Option<AlertObject>, AlertError> {
@@ -952,17 +878,27 @@ impl AlertBackend for KubernetesBackend {
         let inner = self.inner.clone();
         let alerts = alerts.to_vec();
         self.run(WRITE_TIMEOUT, async move {
-            inner.record(&alerts, true).await.map(|_| ())
+            inner.record(&alerts, true, None).await.map(|_| ())
         })
     }
 
     fn record_new(&self, alerts: &[Alert]) -> Result<usize, AlertError> {
         let inner = self.inner.clone();
         let alerts = alerts.to_vec();
-        self.run(
-            WRITE_TIMEOUT,
-            async move { inner.record(&alerts, false).await },
-        )
+        self.run(WRITE_TIMEOUT, async move {
+            inner.record(&alerts, false, None).await
+        })
+    }
+
+    /// With the window: the SQL stores' semantics (a repeat after the window starts a new
+    /// object, `window.rs`); zero is no window.
+    fn record_merged(&self, alerts: &[Alert], window: Duration) -> Result<usize, AlertError> {
+        let inner = self.inner.clone();
+        let alerts = alerts.to_vec();
+        let window = (!window.is_zero()).then_some(window);
+        self.run(WRITE_TIMEOUT, async move {
+            inner.record(&alerts, false, window).await
+        })
     }
 
     fn list(&self, filter: &AlertFilter) -> Result<Vec<Alert>, AlertError> {

@@ -321,6 +321,26 @@ impl Alert {
         serde_json::to_string(&parts).ok()
     }
 
+    /// The top workload and the object the alert was raised on, when they differ
+    /// (`Deployment shop/web (admitted: Pod shop/web-5d9f7c-abcde)`), as the answer and the
+    /// Event named them (`vulngate_core::owner::subject`); None when the object is its own
+    /// workload.
+    pub fn subject(&self) -> Option<String> {
+        let seen = match self.origin {
+            AlertOrigin::Admission => vulngate_core::owner::Seen::Admitted,
+            AlertOrigin::Runtime => vulngate_core::owner::Seen::Running,
+        };
+        vulngate_core::owner::subject(
+            self.namespace.as_deref(),
+            (
+                self.workload_kind.as_deref().unwrap_or(&self.kind),
+                self.workload_name.as_deref()?,
+            ),
+            (&self.kind, self.name.as_deref()),
+            seen,
+        )
+    }
+
     /// Counts `repeat` (same key) into this alert: one more, the latest time, its kind.
     pub fn absorb(&mut self, repeat: &Alert) {
         self.count = self.count.saturating_add(repeat.count.max(1));

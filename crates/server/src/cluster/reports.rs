@@ -140,18 +140,23 @@ pub fn report_results(results: &[ImageResult]) -> Value {
     let mut out = Vec::new();
     let mut summary: HashMap<&'static str, u64> = HashMap::new();
     let mut sorted: Vec<&ImageResult> = results.iter().collect();
+    // The first Pod of a workload's image names it (sorted: the same one at every scan).
     sorted.sort_by(|a, b| {
         (
             &a.workload_kind,
             &a.workload_name,
             &a.container,
             &a.decision.image,
+            &a.decision.digest,
+            &a.pod,
         )
             .cmp(&(
                 &b.workload_kind,
                 &b.workload_name,
                 &b.container,
                 &b.decision.image,
+                &b.decision.digest,
+                &b.pod,
             ))
     });
     sorted.dedup_by(|a, b| {
@@ -162,7 +167,19 @@ pub fn report_results(results: &[ImageResult]) -> Value {
             && a.decision.digest == b.decision.digest
     });
     for r in sorted {
+        // The workload and its Pod, when they differ (`owner::subject`).
+        let subject = vulngate_core::owner::subject(
+            Some(&r.namespace),
+            (&r.workload_kind, &r.workload_name),
+            ("Pod", r.pod.as_deref()),
+            vulngate_core::owner::Seen::Running,
+        )
+        .filter(|_| r.pod.is_some());
         for (policy, result, message) in rule_results(&r.decision) {
+            let message = match &subject {
+                Some(s) => format!("{s}: {message}"),
+                None => message,
+            };
             *summary.entry(result).or_default() += 1;
             out.push(json!({
                 "source": SOURCE,
@@ -390,7 +407,25 @@ mod tests {
             .iter()
             .find(|r| r["result"] == "skip")
             .expect("skip");
-        assert_eq!(skip["message"], "unscanned image");
+        // The workload and its Pod, both named (issue 18).
+        assert_eq!(
+            skip["message"],
+            "Deployment shop/api (running: Pod shop/api-abc): unscanned image"
+        );
+        assert!(
+            fail["message"]
+                .as_str()
+                .expect("message")
+                .starts_with("Deployment shop/web (running: Pod shop/web-abc): 1 critical"),
+            "{}",
+            fail["message"]
+        );
+        // A bare Pod is its own workload: the message as before.
+        let mut bare = result("solo", "app", decision(json!({"reason": "r"})));
+        bare.workload_kind = "Pod".into();
+        bare.pod = Some("solo".into());
+        let body = report_results(&[bare]);
+        assert_eq!(body["results"][0]["message"], "r");
         // Every properties value is a string (the CRD's map[string]string).
         for r in results {
             for (_, v) in r["properties"].as_object().expect("properties") {

@@ -619,9 +619,21 @@ fn runtime_event(d: &Decision, rp: &RunningPod) -> EventSpec {
         Some(dg) if !d.image.contains('@') => format!("{}@{dg}", d.image),
         _ => d.image.clone(),
     };
+    // The top workload and the Pod, when they differ (`owner::subject`); else the Pod,
+    // which the Event is about.
+    let subject = owner::subject(
+        Some(&rp.namespace),
+        (&rp.workload.kind, &rp.workload.name),
+        ("Pod", Some(&rp.name)),
+        owner::Seen::Running,
+    );
+    let what = match subject {
+        Some(s) => format!("{s}: {image}"),
+        None => format!("running {image}"),
+    };
     let note = match &d.rule {
-        Some(rule) => format!("running {image}: {verb} by rule \"{rule}\": {}", d.reason),
-        None => format!("running {image}: {verb}: {}", d.reason),
+        Some(rule) => format!("{what}: {verb} by rule \"{rule}\": {}", d.reason),
+        None => format!("{what}: {verb}: {}", d.reason),
     };
     EventSpec {
         regarding: Regarding {

@@ -326,7 +326,7 @@ async fn alerts_page(
                                 td { span class={"badge " (a.action.as_str())} { (a.action.as_str()) } }
                                 td { (a.review.state.as_str()) }
                                 td { (a.namespace.as_deref().unwrap_or("-")) }
-                                td { (a.kind) "/" (a.name.as_deref().unwrap_or("-")) }
+                                td { (a.subject().unwrap_or_else(|| format!("{}/{}", a.kind, a.name.as_deref().unwrap_or("-")))) }
                                 td class="mono" { (a.image) }
                                 td { (a.rule.as_deref().unwrap_or("-")) }
                                 td { (a.vulnerability.as_ref().map(|v| v.id.as_str()).unwrap_or("-")) }
@@ -414,6 +414,7 @@ fn alert_markup(a: &Alert, s: &Session, notice: Option<&str>) -> Markup {
             dt { "Cluster" } dd { (a.cluster.as_deref().unwrap_or("-")) }
             dt { "Namespace" } dd { (a.namespace.as_deref().unwrap_or("-")) }
             dt { "Object" } dd { (a.kind) "/" (a.name.as_deref().unwrap_or("-")) " (" (a.operation) ")" }
+            @if let Some(s) = a.subject() { dt { "Workload" } dd { (s) } }
             dt { "Requested by" } dd { (a.user.as_deref().unwrap_or("-")) }
             dt { "Image" } dd class="mono" { (a.image) }
             dt { "Digest" } dd class="mono" { (a.digest.as_deref().unwrap_or("-")) }
