@@ -2,6 +2,8 @@
 //! committed alert survives a crash), one connection behind a mutex. Writes take the write
 //! lock at `BEGIN` (`IMMEDIATE`), so a locked database fails the transaction before any work.
 
+mod outbox;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -18,6 +20,8 @@ use super::{
 pub struct SqliteBackend {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// The sinks new alerts are queued for (the notification outbox).
+    routes: super::outbox::Routes,
 }
 
 impl SqliteBackend {
@@ -37,6 +41,7 @@ impl SqliteBackend {
         Ok(SqliteBackend {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            routes: Default::default(),
         })
     }
 
@@ -147,6 +152,7 @@ impl SqliteBackend {
                     for v in vuln_ids(a) {
                         vulns.execute(params![v, a.id]).map_err(|e| self.err(e))?;
                     }
+                    outbox::enqueue(&tx, &self.routes, a).map_err(|e| self.err(e))?;
                 }
                 inserted += n;
             }
@@ -252,6 +258,7 @@ impl SqliteBackend {
                 )
                 .map_err(|e| self.err(e))?;
             }
+            outbox::enqueue(&tx, &self.routes, a).map_err(|e| self.err(e))?;
             taken += 1;
         }
         tx.commit().map_err(|e| self.err(e))?;
@@ -365,6 +372,10 @@ impl AlertBackend for SqliteBackend {
         let alert = get_in(&tx, id).map_err(|e| self.err(e))?.transpose()?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(alert)
+    }
+
+    fn outbox(&self) -> Option<&dyn super::outbox::Outbox> {
+        Some(self)
     }
 
     fn count_by_state(&self, f: &AlertFilter) -> Result<Vec<(ReviewState, u64)>, AlertError> {
