@@ -230,9 +230,10 @@ mod tests {
         let mut a: Alert = serde_json::from_value(serde_json::json!({
             "id": "a", "time": "2026-01-01T00:00:00Z", "action": "deny", "decision": "deny",
             "namespace": "prod", "kind": "Pod", "operation": "CREATE", "requestUid": "u",
-            "image": "i", "counts": {}, "reason": "r", "dryRun": false,
+            "image": "i", "reason": "r", "dryRun": false,
+            "counts": vulngate_core::engine::SeverityCounts::default(),
             "vulnerability": {"id": "CVE-1", "ids": ["CVE-1"], "severity": "critical",
-                              "fixAvailable": false, "packages": []}
+                              "fix_available": false, "packages": []}
         }))
         .unwrap();
         assert!(r.matches(&a));
