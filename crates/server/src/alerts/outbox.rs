@@ -144,14 +144,16 @@ pub enum Retried {
 pub trait Outbox: Send + Sync {
     /// The routes applied when alerts are recorded.
     fn routes(&self) -> &Routes;
-    /// Takes up to `limit` pending entries due at `now`, oldest due first: each gets one more
-    /// attempt and is not due again before `lease_until` (another replica, or this one after
-    /// a crash, retries it then).
+    /// Takes up to `limit` pending entries of `sinks` due at `now`, oldest due first: each
+    /// gets one more attempt and is not due again before `lease_until` (another replica, or
+    /// this one after a crash, retries it then). Entries of other sinks are left alone (a
+    /// replica not yet configured with a sink, during a rollout, does not take its entries).
     fn claim(
         &self,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: usize,
+        sinks: &[String],
     ) -> Result<Vec<Notification>, AlertError>;
     /// The entry was delivered: deleted.
     fn delivered(&self, id: &str) -> Result<(), AlertError>;

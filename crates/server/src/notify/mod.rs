@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use tokio::sync::Semaphore;
 
 pub use config::{NotifyConfig, SinkConfig, SinkKind, SinkUrl};
 pub use metrics::NotifyMetrics;
@@ -129,40 +130,58 @@ impl Notifier {
         })
     }
 
-    /// Runs the delivery loop until the task is aborted.
+    /// Runs the delivery loop until the task is aborted. At most `batchSize` attempts run at
+    /// once, each in its own task: a sink that never answers holds one slot until
+    /// `timeout`, not the other sinks' deliveries.
     pub fn spawn(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             tracing::info!(sinks = self.sinks.len(), "notification delivery started");
+            let slots = Arc::new(Semaphore::new(self.config.batch_size));
             loop {
-                let full = match self.round().await {
-                    Ok(n) => n >= self.config.batch_size,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "notification outbox unavailable");
-                        false
-                    }
-                };
+                let free = slots.available_permits();
+                let more = free > 0
+                    && match self.clone().round(&slots, free).await {
+                        Ok(n) => n == free,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "notification outbox unavailable");
+                            false
+                        }
+                    };
                 self.update_depth().await;
-                if !full {
+                if !more {
                     tokio::time::sleep(self.config.poll_interval).await;
                 }
             }
         })
     }
 
-    /// Claims the due entries and attempts them all at once; returns how many.
-    pub async fn round(&self) -> Result<usize, AlertError> {
+    /// Claims up to `limit` due entries and starts an attempt of each; returns how many.
+    async fn round(
+        self: Arc<Self>,
+        slots: &Arc<Semaphore>,
+        limit: usize,
+    ) -> Result<usize, AlertError> {
         let now = Utc::now();
         let lease = self.config.timeout + self.config.connect_timeout + LEASE_MARGIN;
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-        let batch = self.config.batch_size;
+        let sinks: Vec<String> = self.sinks.keys().cloned().collect();
         let claimed = self
             .blocking(move |s| match s.outbox() {
-                Some(o) => o.claim(now, until, batch),
+                Some(o) => o.claim(now, until, limit, &sinks),
                 None => Ok(Vec::new()),
             })
             .await?;
         let n = claimed.len();
-        futures::future::join_all(claimed.into_iter().map(|c| self.attempt(c))).await;
+        for c in claimed {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.attempt(c).await;
+                drop(permit);
+            });
+        }
         Ok(n)
     }
 
@@ -176,21 +195,23 @@ impl Notifier {
             .map_err(|e| AlertError::Other(format!("outbox task failed: {e}")))?
     }
 
+    /// Sends `n` and records the outcome in the outbox, then in the metrics (so that a metric
+    /// seen implies the outbox state behind it).
     async fn attempt(&self, n: Notification) {
         let outcome = self.send(&n).await;
         let (id, sink) = (n.id.clone(), n.sink.clone());
-        let res = match outcome {
+        let (res, counted): (_, &[Count]) = match outcome {
             Ok(()) => {
-                self.metrics.delivered(&sink);
                 tracing::info!(sink = %sink, notification = %id, alert = %n.alert_id, attempts = n.attempts, "notification delivered");
-                self.blocking(move |s| match s.outbox() {
-                    Some(o) => o.delivered(&id),
-                    None => Ok(()),
-                })
-                .await
+                let res = self
+                    .blocking(move |s| match s.outbox() {
+                        Some(o) => o.delivered(&id),
+                        None => Ok(()),
+                    })
+                    .await;
+                (res, &[NotifyMetrics::delivered])
             }
             Err(Failure { error, permanent }) => {
-                self.metrics.failed(&sink);
                 let dead = permanent || n.attempts >= self.config.max_attempts;
                 let retry_at = (!dead).then(|| {
                     Utc::now()
@@ -198,18 +219,26 @@ impl Notifier {
                             .unwrap_or(chrono::Duration::MAX)
                 });
                 if dead {
-                    self.metrics.dead(&sink);
                     tracing::warn!(sink = %sink, notification = %id, alert = %n.alert_id, attempts = n.attempts, error = %error, "notification dead-lettered");
                 } else {
                     tracing::info!(sink = %sink, notification = %id, alert = %n.alert_id, attempts = n.attempts, error = %error, "notification attempt failed; will retry");
                 }
-                self.blocking(move |s| match s.outbox() {
-                    Some(o) => o.failed(&id, retry_at, &error),
-                    None => Ok(()),
-                })
-                .await
+                let res = self
+                    .blocking(move |s| match s.outbox() {
+                        Some(o) => o.failed(&id, retry_at, &error),
+                        None => Ok(()),
+                    })
+                    .await;
+                if dead {
+                    (res, &[NotifyMetrics::failed, NotifyMetrics::dead])
+                } else {
+                    (res, &[NotifyMetrics::failed])
+                }
             }
         };
+        for count in counted {
+            count(&self.metrics, &sink);
+        }
         if let Err(e) = res {
             // The claim expires and the entry is attempted again: at least once.
             tracing::warn!(sink = %n.sink, notification = %n.id, error = %e, "cannot update the notification outbox");
@@ -276,6 +305,9 @@ impl Notifier {
         }
     }
 }
+
+/// A per-sink counter of [`NotifyMetrics`].
+type Count = fn(&NotifyMetrics, &str);
 
 /// Why an attempt failed; `permanent`: dead-lettered at once.
 #[derive(Debug)]

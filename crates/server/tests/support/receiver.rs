@@ -87,6 +87,9 @@ async fn handle(
             Mode::Hang => None,
         }
     };
+    if status.is_none() {
+        inner.hanging.fetch_add(1, Ordering::SeqCst);
+    }
     inner.got.lock().unwrap().push(Received {
         path: uri.path().to_string(),
         headers,
@@ -96,7 +99,6 @@ async fn handle(
     match status {
         Some(s) => StatusCode::from_u16(s).unwrap(),
         None => {
-            inner.hanging.fetch_add(1, Ordering::SeqCst);
             std::future::pending::<()>().await;
             unreachable!()
         }

@@ -78,7 +78,12 @@ impl Outbox for PostgresBackend {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: usize,
+        sinks: &[String],
     ) -> Result<Vec<Notification>, AlertError> {
+        if sinks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sinks = sinks.to_vec();
         let (now, until) = (rfc3339(now), rfc3339(lease_until));
         let limit = limit.min(i64::MAX as usize) as i64;
         let rows = self.with_client(move |c| {
@@ -89,11 +94,12 @@ impl Outbox for PostgresBackend {
                             "UPDATE notify_outbox SET attempts = attempts + 1, next_at = $2
                              WHERE id IN (SELECT id FROM notify_outbox
                                           WHERE state = 'pending' AND next_at <= $1
+                                            AND sink = ANY($4)
                                           ORDER BY next_at, id LIMIT $3
                                           FOR UPDATE SKIP LOCKED)
                              RETURNING {COLUMNS}"
                         ),
-                        &[&now, &until, &limit],
+                        &[&now, &until, &limit, &sinks],
                     )
                     .await?;
                 rows.iter().map(row).collect::<Result<Vec<_>, _>>()

@@ -58,24 +58,34 @@ impl Outbox for SqliteBackend {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: usize,
+        sinks: &[String],
     ) -> Result<Vec<Notification>, AlertError> {
+        if sinks.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut conn = self.conn()?;
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| self.err(e))?;
+        // Deferred: a round with nothing due takes no write lock.
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let marks: Vec<String> = (0..sinks.len()).map(|i| format!("?{}", i + 3)).collect();
+        let marks = marks.join(", ");
+        let mut args: Vec<rusqlite::types::Value> = vec![
+            rfc3339(now).into(),
+            (limit.min(i64::MAX as usize) as i64).into(),
+        ];
+        args.extend(sinks.iter().map(|s| s.clone().into()));
         let ids: Vec<String> = tx
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT id FROM notify_outbox WHERE state = 'pending' AND next_at <= ?1
-                 ORDER BY next_at, id LIMIT ?2",
-            )
+                 AND sink IN ({marks}) ORDER BY next_at, id LIMIT ?2"
+            ))
             .and_then(|mut st| {
-                st.query_map(
-                    params![rfc3339(now), limit.min(i64::MAX as usize) as i64],
-                    |r| r.get(0),
-                )?
-                .collect()
+                st.query_map(rusqlite::params_from_iter(args), |r| r.get(0))?
+                    .collect()
             })
             .map_err(|e| self.err(e))?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             tx.execute(
