@@ -548,7 +548,7 @@ async fn filters_select_the_sinks_an_alert_goes_to() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeat_absorbed_by_deduplication_does_not_notify_again() {
+async fn a_repeat_absorbed_by_deduplication_or_a_dry_run_does_not_notify() {
     let files = tempfile::tempdir().unwrap();
     let rx = Receiver::start(Mode::Ok).await;
     let secret = secret_file(files.path());
@@ -565,6 +565,10 @@ async fn a_repeat_absorbed_by_deduplication_does_not_notify_again() {
     admit(&h.server, &review).await;
     let stored = alerts(&h.server);
     assert_eq!((stored.len(), stored[0].count), (1, 2));
+    // A dry run records no alert, so it notifies nobody either.
+    let mut dry = create(&deployment("prod-dry", &[DEBIAN]));
+    dry["request"]["dryRun"] = Value::Bool(true);
+    assert!(!admit(&h.server, &dry).await.allowed);
     tokio::time::sleep(Duration::from_millis(500)).await; // ten poll intervals
     assert_eq!(outbox_len(&h.server), 0);
     assert_eq!(rx.received().len(), 1);

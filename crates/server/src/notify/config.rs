@@ -30,7 +30,7 @@ pub struct NotifyConfig {
     /// How often the outbox is checked for due entries.
     #[serde(with = "crate::config::duration_str")]
     pub poll_interval: Duration,
-    /// Most entries attempted at once.
+    /// Most attempts in flight at once (each in its own task).
     pub batch_size: usize,
     /// Largest request body sent; a larger one is dead-lettered at once.
     pub max_body_bytes: usize,
