@@ -574,6 +574,32 @@ async fn a_repeat_absorbed_by_deduplication_or_a_dry_run_does_not_notify() {
     assert_eq!(rx.received().len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transport_error_is_recorded_without_the_urls_secret_path() {
+    let files = tempfile::tempdir().unwrap();
+    // A port nobody listens on: connection refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let url = format!("http://127.0.0.1:{port}/services/T0/B0/s3cr3t-path");
+    let mut cfg = notify(vec![sink("chat", SinkKind::Slack, &url, None)]);
+    cfg.max_attempts = 1;
+    let (h, _task) = served(RULES, cfg, files.path());
+    admit(&h.server, &create(&deployment("prod-shop", &[DEBIAN]))).await;
+    let m = h.server.metrics().notify();
+    eventually(|| m.dead_total("chat") == 1, "dead-lettered").await;
+    let dead = h
+        .server
+        .alerts()
+        .outbox()
+        .unwrap()
+        .notifications(None, Some("chat"), 10)
+        .unwrap();
+    let error = dead[0].last_error.clone().unwrap();
+    assert!(error.starts_with("cannot connect"), "{error}");
+    assert!(!error.contains("s3cr3t"), "{error}");
+}
+
 #[test]
 fn notify_is_refused_with_the_kubernetes_store_and_webhooks_need_a_secret() {
     let err = vulngate_server::Config::parse(

@@ -100,6 +100,17 @@ impl Notifier {
                 ),
                 None => None,
             };
+            let url = &s.url.0;
+            let host = url.host_str().unwrap_or_default();
+            let loopback = host == "localhost"
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|a| a.is_loopback());
+            if url.scheme() == "http" && !loopback {
+                tracing::warn!(sink = %s.name, url = %s.url, "notification sink over plain HTTP: alerts (and signatures) travel unencrypted");
+            }
             let source = s.source.clone().unwrap_or_else(|| match cluster {
                 Some(c) => format!("/vulngate/{c}"),
                 None => "/vulngate".to_string(),
