@@ -173,6 +173,8 @@ pub struct Config {
     pub epss: Option<CatalogConfig>,
     /// The review listener (REST API and web console); off when absent.
     pub review: Option<crate::review::ReviewConfig>,
+    /// Notification sinks (webhook, CloudEvents, Slack); off when absent.
+    pub notify: Option<crate::notify::NotifyConfig>,
 }
 
 /// `alerts:` in vulngate.yaml.
@@ -410,6 +412,7 @@ impl Default for Config {
             kev: None,
             epss: None,
             review: None,
+            notify: None,
         }
     }
 }
@@ -564,6 +567,12 @@ impl Config {
         if let Some(r) = self.review.as_mut() {
             r.tokens.iter_mut().for_each(|t| fix(&mut t.token_file));
         }
+        if let Some(n) = self.notify.as_mut() {
+            n.sinks
+                .iter_mut()
+                .filter_map(|s| s.secret_file.as_mut())
+                .for_each(fix);
+        }
         // Files named in the registry section: credentials, CA bundles, trust material.
         if let Some(r) = self.registry.as_mut() {
             if let Some(p) = r.auth.docker_config.as_mut() {
@@ -663,6 +672,17 @@ impl Config {
         }
         if let Some(r) = &self.review {
             r.validate()?;
+        }
+        if let Some(n) = &self.notify {
+            n.validate()?;
+            if self.store == StoreUrl::Kubernetes {
+                return Err((
+                    "notify".into(),
+                    "notifications need the notification outbox of the sqlite or postgres \
+                     store: store: kubernetes keeps none (remove notify, or use postgres)"
+                        .into(),
+                ));
+            }
         }
         if self.max_request_bytes < 1024 {
             return Err(("maxRequestBytes".into(), "must be at least 1024".into()));

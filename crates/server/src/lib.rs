@@ -22,6 +22,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod notify;
 pub mod observe;
 mod record;
 pub mod review;
@@ -105,6 +106,8 @@ pub struct Server {
     state: Arc<State>,
     /// The review listener's tokens and sessions (`review:`).
     review: Option<Arc<review::Review>>,
+    /// The notification delivery (`notify:`), started by [`Server::start_notifier`].
+    notifier: Option<Arc<notify::Notifier>>,
 }
 
 impl Server {
@@ -147,6 +150,25 @@ impl Server {
                 message,
             })?;
         let metrics = Metrics::new();
+        // The outbox routes are in place before the writer replays its journal.
+        if let Some(o) = alerts.outbox() {
+            o.routes().set(
+                config
+                    .notify
+                    .as_ref()
+                    .map(|n| n.routes())
+                    .unwrap_or_default(),
+            );
+        }
+        let notifier = match &config.notify {
+            Some(n) => Some(Arc::new(notify::Notifier::load(
+                n,
+                alerts.clone(),
+                metrics.notify().clone(),
+                config.cluster_name.as_deref(),
+            )?)),
+            None => None,
+        };
         let alerts = alerts
             .with_dedup_window(config.alerts.dedup_window)
             .start_writer(
@@ -200,6 +222,7 @@ impl Server {
         Ok(Server {
             state: Arc::new(state),
             review,
+            notifier,
         })
     }
 
@@ -311,6 +334,12 @@ impl Server {
         }
     }
 
+    /// Starts delivering notifications (`notify:`) in the background; call once, inside a
+    /// Tokio runtime ([`serve`](Self::serve) does). Without `notify`: nothing.
+    pub fn start_notifier(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.notifier.clone().map(notify::Notifier::spawn)
+    }
+
     /// The owner watch cache, when `kubernetes.watchOwners` is on (tests wait for its sync).
     pub fn owner_cache(&self) -> Option<&cluster::owners::OwnerCache> {
         self.state.owners.as_deref()
@@ -417,6 +446,7 @@ impl Server {
             .state
             .rules
             .spawn_watcher(self_.state.config.rules_reload_interval);
+        let notifier = self_.start_notifier();
         let cfg = &self_.state.config;
         let nofile = http::raise_nofile_limit();
         let max_connections = http::fitted_max_connections(cfg.http.max_connections, nofile);
@@ -475,6 +505,9 @@ impl Server {
         let _ = stop_tx.send(true);
         if let Some(w) = watcher {
             w.abort();
+        }
+        if let Some(n) = notifier {
+            n.abort(); // an attempt cut short is attempted again: at least once
         }
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = tokio::time::timeout(http::SHUTDOWN_GRACE, async {

@@ -153,6 +153,37 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     CREATE INDEX alerts_name ON alerts (name, time);
     CREATE INDEX alerts_action ON alerts (action, time);"#,
     },
+    // Self-contained (its own table only), so it can be renumbered when merged after other
+    // migrations. One row per (new alert, matching sink), written in the alert's own
+    // transaction; a delivered row is deleted, a dead one stays until retried.
+    Migration {
+        version: 5,
+        description: "notification outbox",
+        sqlite: "CREATE TABLE notify_outbox (
+        id         TEXT PRIMARY KEY NOT NULL,
+        alert_id   TEXT NOT NULL,
+        sink       TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        attempts   INTEGER NOT NULL,
+        created    TEXT NOT NULL,
+        next_at    TEXT NOT NULL,
+        last_error TEXT,
+        UNIQUE (alert_id, sink)
+    );
+    CREATE INDEX notify_outbox_due ON notify_outbox (state, next_at);",
+        postgres: r#"CREATE TABLE notify_outbox (
+        id         TEXT COLLATE "C" PRIMARY KEY NOT NULL,
+        alert_id   TEXT COLLATE "C" NOT NULL,
+        sink       TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        attempts   BIGINT NOT NULL,
+        created    TEXT COLLATE "C" NOT NULL,
+        next_at    TEXT COLLATE "C" NOT NULL,
+        last_error TEXT,
+        UNIQUE (alert_id, sink)
+    );
+    CREATE INDEX notify_outbox_due ON notify_outbox (state, next_at);"#,
+    },
 ];
 
 /// The newest schema version this build knows.

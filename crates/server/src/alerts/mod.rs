@@ -12,6 +12,7 @@ pub mod journal;
 pub mod kubernetes;
 pub mod metrics;
 mod migrations;
+pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
 pub mod writer;
@@ -637,6 +638,10 @@ pub trait AlertBackend: Send + Sync + Debug {
         let _ = filter;
         Err(AlertError::Other("this store keeps no review state".into()))
     }
+    /// The notification outbox ([`outbox`]), when this store keeps one. The default: none.
+    fn outbox(&self) -> Option<&dyn outbox::Outbox> {
+        None
+    }
 }
 
 /// The alert store. Reads go to the backend; the webhook's writes go through the writer
@@ -792,6 +797,11 @@ impl AlertStore {
     /// See [`AlertBackend::review`].
     pub fn review(&self, id: &str, change: &ReviewChange) -> Result<Option<Alert>, AlertError> {
         self.backend.review(id, change)
+    }
+
+    /// The store's notification outbox (SQLite and PostgreSQL).
+    pub fn outbox(&self) -> Option<&dyn outbox::Outbox> {
+        self.backend.outbox()
     }
 
     /// See [`AlertBackend::count_by_state`].

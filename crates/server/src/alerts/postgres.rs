@@ -19,6 +19,8 @@
 //! answers, whatever the server's default. Migrations run under a transaction-level advisory
 //! lock, so replicas starting together apply each migration exactly once.
 
+mod outbox;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -276,6 +278,8 @@ struct Inner {
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     idle: Mutex<Vec<Client>>,
     permits: Semaphore,
+    /// The sinks new alerts are queued for (the notification outbox).
+    routes: super::outbox::Routes,
 }
 
 impl PostgresBackend {
@@ -334,6 +338,7 @@ impl PostgresBackend {
                 tls,
                 idle: Mutex::new(Vec::new()),
                 permits: Semaphore::new(MAX_CONNECTIONS),
+                routes: Default::default(),
             }),
             handle,
             _stop: stop_tx,
@@ -603,6 +608,9 @@ impl Inner {
                         .await
                         .map_err(|e| self.err(e))?;
                 }
+                outbox::enqueue(&tx, &self.routes, a)
+                    .await
+                    .map_err(|e| self.err(e))?;
             }
             inserted += n;
         }
@@ -724,6 +732,9 @@ impl Inner {
                 .await
                 .map_err(|e| self.err(e))?;
             }
+            outbox::enqueue(&tx, &self.routes, a)
+                .await
+                .map_err(|e| self.err(e))?;
             taken += 1;
         }
         tx.commit().await.map_err(|e| self.err(e))?;
@@ -972,6 +983,10 @@ impl AlertBackend for PostgresBackend {
         let id = id.to_string();
         let change = change.clone();
         self.run(async move { inner.review(&id, &change).await })
+    }
+
+    fn outbox(&self) -> Option<&dyn super::outbox::Outbox> {
+        Some(self)
     }
 
     fn count_by_state(&self, filter: &AlertFilter) -> Result<Vec<(ReviewState, u64)>, AlertError> {

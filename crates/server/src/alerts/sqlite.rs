@@ -2,6 +2,8 @@
 //! committed alert survives a crash), one connection behind a mutex. Writes take the write
 //! lock at `BEGIN` (`IMMEDIATE`), so a locked database fails the transaction before any work.
 
+mod outbox;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -19,6 +21,8 @@ use super::{
 pub struct SqliteBackend {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// The sinks new alerts are queued for (the notification outbox).
+    routes: super::outbox::Routes,
 }
 
 impl SqliteBackend {
@@ -38,6 +42,7 @@ impl SqliteBackend {
         Ok(SqliteBackend {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            routes: Default::default(),
         })
     }
 
@@ -148,6 +153,7 @@ impl SqliteBackend {
                     for v in vuln_ids(a) {
                         vulns.execute(params![v, a.id]).map_err(|e| self.err(e))?;
                     }
+                    outbox::enqueue(&tx, &self.routes, a).map_err(|e| self.err(e))?;
                 }
                 inserted += n;
             }
@@ -257,6 +263,7 @@ impl SqliteBackend {
                 .and_then(|mut st| st.execute(params![v, a.id]))
                 .map_err(|e| self.err(e))?;
             }
+            outbox::enqueue(&tx, &self.routes, a).map_err(|e| self.err(e))?;
             if let Some(key) = key {
                 // Inserted: the earliest of its key for any later alert of this batch whose
                 // window still reaches it (nothing older was within its own window).
@@ -421,6 +428,10 @@ impl AlertBackend for SqliteBackend {
         let alert = get_in(&tx, id).map_err(|e| self.err(e))?.transpose()?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(alert)
+    }
+
+    fn outbox(&self) -> Option<&dyn super::outbox::Outbox> {
+        Some(self)
     }
 
     fn count_by_state(&self, f: &AlertFilter) -> Result<Vec<(ReviewState, u64)>, AlertError> {

@@ -139,6 +139,7 @@ struct Inner {
     rescan_lookup_errors: Counter,
     events: Family<Labels, Counter>,
     alert_store: crate::alerts::AlertMetrics,
+    notify: crate::notify::NotifyMetrics,
     pins: crate::admission::mutate::PinMetrics,
     decision_counters: [std::sync::OnceLock<Counter>; FREQUENT_DECISIONS.len()],
     request_counters: [std::sync::OnceLock<Counter>; FREQUENT_RESPONSES.len()],
@@ -286,6 +287,7 @@ impl Metrics {
             decision_counters: Default::default(),
             request_counters: Default::default(),
             alert_store: crate::alerts::AlertMetrics::register(&mut registry),
+            notify: crate::notify::NotifyMetrics::register(&mut registry),
             pins: crate::admission::mutate::PinMetrics::register(&mut registry),
             registry,
             decisions,
@@ -344,6 +346,11 @@ impl Metrics {
     }
 
     /// The alert writer's and journal's metrics (defined in `alerts::metrics`).
+    /// The notification metrics (per sink).
+    pub fn notify(&self) -> &crate::notify::NotifyMetrics {
+        &self.0.notify
+    }
+
     pub fn alert_store(&self) -> &crate::alerts::AlertMetrics {
         &self.0.alert_store
     }

@@ -43,13 +43,18 @@ pub(crate) fn routes() -> Router<Arc<Ctx>> {
     info(
         title = "vulngate review API",
         description = "Alerts raised by vulngate's admission webhook and re-evaluation: list, read, \
-                       acknowledge, resolve, reopen; the rules in force; what-if evaluation. \
+                       acknowledge, resolve, reopen; the rules in force; what-if evaluation; \
+                       the notification outbox (dead-lettered notifications, retry). \
                        Authenticate with `Authorization: Bearer TOKEN` (review.tokens)."
     ),
-    paths(list_alerts, get_alert, change_state, list_rules, evaluate, openapi),
+    paths(
+        list_alerts, get_alert, change_state, list_rules, evaluate, openapi,
+        super::notifications::list_notifications, super::notifications::retry_notification
+    ),
     components(schemas(
         AlertPage, AlertSchema, CommentBody, RulesAnswer, RuleStatus, EvaluateRequest,
-        EvaluateAnswer, ImageVerdict, ErrorBody
+        EvaluateAnswer, ImageVerdict, ErrorBody, super::notifications::NotificationPage,
+        super::notifications::NotificationSchema
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod console;
+pub mod notifications;
 mod query;
 
 use std::net::SocketAddr;
@@ -159,6 +160,7 @@ pub(crate) fn router(state: Arc<State>, review: Arc<Review>) -> Router {
     let limit = review.config.max_body_bytes;
     let ctx = Arc::new(Ctx { state, review });
     api::routes()
+        .merge(notifications::routes())
         .merge(console::routes())
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .fallback(not_found)

@@ -4,6 +4,7 @@
 
 pub mod crd_apiserver;
 pub mod fake_api;
+pub mod receiver;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
