@@ -17,8 +17,11 @@
 # client could not send in time, every answer as its image class expects (allow / deny 403),
 # the number of 403 answers (soak and storm) equal to the deny decisions recorded in the SQLite
 # store (deny alerts plus the repeats de-duplication counted into them), and,
-# for runs of 120 s or more, RSS flat after the first minute (the highest later sample at most
-# max(8 MiB, 10%) above the sample at 60 s). RSS is sampled every 10 s and printed.
+# for runs of 120 s or more, RSS flat after the first minute: the least-squares trend of the
+# samples from 60 s on, over that span, at most max(8 MiB, 10% of their mean). (The allocator's
+# footprint swings by tens of MiB from sample to sample at 1,000 reviews/s, so the highest sample
+# against the one at 60 s measured the swing, not growth; it is still printed.) RSS is sampled
+# every 10 s and printed.
 #
 # Deny storm (after the soak, same server, SOAK_STORM_SECONDS per phase, SOAK_STORM_ROUNDS rounds
 # alternated; 0 skips it): closed loop at SOAK_STORM_CONNECTIONS connections, warm allows (clean
@@ -224,14 +227,22 @@ rss = soak["rss_kib"]
 print("\nRSS of vulngate (s: MiB): " + ", ".join(f"{t}: {k/1024:.1f}" for t, k in rss) + f"; after the storm: {int(rss_end)/1024:.1f}")
 if duration >= 120 and rss:
     at60 = next((k for t, k in rss if t >= 60), None)
-    later = [k for t, k in rss if t > 60]
-    if at60 and later:
-        growth = max(later) - at60
-        limit = max(8 * 1024, at60 // 10)
-        print(f"RSS after the first minute: {at60/1024:.1f} MiB at 60 s, highest later {max(later)/1024:.1f} MiB "
-              f"(+{growth/1024:.1f} MiB; flat means at most +{limit/1024:.1f} MiB)")
-        if growth > limit:
-            problems.append(f"RSS grew {growth/1024:.1f} MiB after the first minute")
+    pts = [(t, k) for t, k in rss if t >= 60]
+    if at60 and len(pts) >= 3:
+        n = len(pts)
+        mt = sum(t for t, _ in pts) / n
+        mk = sum(k for _, k in pts) / n
+        var = sum((t - mt) ** 2 for t, _ in pts)
+        slope = sum((t - mt) * (k - mk) for t, k in pts) / var if var else 0.0
+        span = pts[-1][0] - pts[0][0]
+        trend = slope * span
+        limit = max(8 * 1024, mk / 10)
+        highest = max(k for _, k in pts)
+        print(f"RSS after the first minute: {at60/1024:.1f} MiB at 60 s, mean {mk/1024:.1f} MiB, highest "
+              f"{highest/1024:.1f} MiB; trend over {span} s: {trend/1024:+.1f} MiB (flat means at most "
+              f"+{limit/1024:.1f} MiB)")
+        if trend > limit:
+            problems.append(f"RSS grew: trend {trend/1024:+.1f} MiB after the first minute")
 else:
     print("RSS flatness is checked on runs of 120 s or more")
 if storms:
