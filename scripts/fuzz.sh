@@ -152,8 +152,8 @@ run_target() {
   after=$(find "$FUZZ/artifacts/$t" -type f | wc -l)
   crashes=$(( after - before ))
   (( rc != 0 && crashes == 0 )) && crashes=1
-  execs=$(awk -F': *' '/stat::number_of_executed_units/{print $2}' "$FUZZ/logs/$t.log" | tail -1)
-  speed=$(awk -F': *' '/stat::average_exec_per_sec/{print $2}' "$FUZZ/logs/$t.log" | tail -1)
+  execs=$(awk '/stat::number_of_executed_units/{print $NF}' "$FUZZ/logs/$t.log" | tail -1)
+  speed=$(awk '/stat::average_exec_per_sec/{print $NF}' "$FUZZ/logs/$t.log" | tail -1)
   corpus=$(find "$FUZZ/corpus/$t" -type f | wc -l)
   echo "| $t | $took | ${execs:-?} | ${speed:-?} | $corpus | $crashes |" >"$FUZZ/logs/$t.row"
   if (( crashes > 0 )); then
