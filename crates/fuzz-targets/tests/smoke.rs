@@ -80,10 +80,10 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
         f
     };
     let manifests = "crates/registry/tests/data/manifests";
-    let seeds = match target {
-        "admission_review" => return reviews(),
+    let mut seeds = match target {
+        "admission_review" => reviews(),
         "findings_index" => {
-            return vec![
+            vec![
                 b"images:\n  - image: registry.example.com/platform/toolbox:2.1.0\n    report: report.json\n    vex: [vex.json]\n  - image: nginx:1.25\n    report: grype.sarif\n".to_vec(),
                 b"registry.example.com/platform/toolbox:2.1.0: report.json\n".to_vec(),
             ]
@@ -102,6 +102,13 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
         other => panic!("no seeds for target {other}: add them here and in scripts/fuzz.sh"),
     };
     assert!(!seeds.is_empty(), "{target}: no seed files found");
+    // Inputs that crashed the target in a recorded fuzz run, kept once fixed (regressions).
+    let found = format!("fuzz/regressions/{target}");
+    if Path::new(ROOT).join(&found).is_dir() {
+        seeds.extend(read(&files_under(&found, &|p| {
+            name_has(p, &["crash-", "timeout-", "oom-"])
+        })));
+    }
     seeds
 }
 

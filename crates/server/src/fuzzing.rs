@@ -10,6 +10,7 @@ use crate::admission::review::{parse_review, parse_review_slow, ParseOptions, Re
 /// extracted images of the object and of the old object) or on the error; or when a parse
 /// panics.
 pub fn admission_review(body: &[u8]) {
+    slim_reads_what_strict_reads(body);
     let excluded = ["kube-system".to_string()];
     let all_on = ParseOptions {
         excluded_namespaces: &excluded,
@@ -62,4 +63,32 @@ fn images(r: &Review) -> Vec<String> {
         .chain(["--".to_string()])
         .chain(old)
         .collect()
+}
+
+/// Both parses read objects with the slim reader (the strict one only words errors), so the
+/// comparison above cannot see the slim reader drift from the strict one. This does: every
+/// object the strict reader (`workload::extract`, k8s-openapi types) accepts, the slim reader
+/// reads to the same workload. (The converse does not hold by design: the slim reader does not
+/// check the types of fields vulngate never reads.)
+fn slim_reads_what_strict_reads(body: &[u8]) {
+    use serde::Deserialize;
+    use vulngate_core::workload::{extract, slim::SlimObject};
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return;
+    };
+    for key in ["object", "oldObject"] {
+        let Some(object) = v.get("request").and_then(|r| r.get(key)) else {
+            continue;
+        };
+        if let Ok(strict) = extract(object) {
+            let slim = SlimObject::deserialize(object)
+                .ok()
+                .and_then(|s| s.workload(None, None));
+            assert_eq!(
+                slim.as_ref(),
+                Some(&strict),
+                "the slim reader differs on {key}"
+            );
+        }
+    }
 }

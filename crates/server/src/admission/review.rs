@@ -252,7 +252,7 @@ pub(crate) fn parse_review_slow(body: &[u8], opts: &ParseOptions<'_>) -> Result<
             let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
             let meta = object.get("metadata");
             ReviewObject {
-                workload: workload::extract(&object).map_err(|e| e.to_string()),
+                workload: read_workload(&object).map_err(|e| e.to_string()),
                 api_version: text(object.get("apiVersion")),
                 kind: text(object.get("kind")),
                 name: text(meta.and_then(|m| m.get("name"))),
@@ -272,7 +272,7 @@ pub(crate) fn parse_review_slow(body: &[u8], opts: &ParseOptions<'_>) -> Result<
             }
         });
         if opts.compare_old && request.operation == Operation::Update {
-            old_workload = old_object.and_then(|o| workload::extract(&o).ok());
+            old_workload = old_object.and_then(|o| read_workload(&o).ok());
         }
     }
     Ok(Review {
@@ -289,6 +289,22 @@ pub(crate) fn parse_review_slow(body: &[u8], opts: &ParseOptions<'_>) -> Result<
         old_workload,
     })
 }
+/// The workload of one object as the fast parse reads it: the fields vulngate reads, typed;
+/// the others not checked (see `vulngate_core::workload::slim`). The strict reader
+/// (`workload::extract`, k8s-openapi types) runs only when the slim one cannot answer, to word
+/// the error. Both parses read objects this way, so they agree on every body: before, an
+/// object whose unread fields were ill-typed had a workload on the fast path and none on the
+/// slow one (found by the `admission_review` fuzz target).
+fn read_workload(object: &Value) -> Result<Workload, workload::WorkloadError> {
+    use serde::Deserialize;
+    if let Ok(slim) = workload::slim::SlimObject::deserialize(object) {
+        if let Some(w) = slim.workload(None, None) {
+            return Ok(w);
+        }
+    }
+    workload::extract(object)
+}
+
 /// The fast parse: the body deserialised straight into the fields [`prepare`](super::super::prepare) and [`decide`](super::super::decide)
 /// read (borrowed where no unescaping is needed), no `Value` tree, no k8s-openapi objects. It answers only
 /// for a well-formed review whose objects `workload::extract` reads without error, and then
