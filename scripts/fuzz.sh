@@ -74,6 +74,10 @@ seed oci_manifest $(find "$MANIFESTS" -name '*.json' ! -name '*trustpolicy*' | s
 seed notation_jws "$MANIFESTS"/notation-signature.envelope.jws.json
 seed cosign_envelopes "$MANIFESTS"/cosign-*.bundle.json "$MANIFESTS"/cosign-legacy-attestation.dsse.json \
   "$MANIFESTS"/cosign.pub
+# Inputs that crashed a target once (fixed since): seeds, so the fuzzer starts from them.
+for t in "${TARGETS[@]}"; do
+  [[ -d $ROOT/fuzz/regressions/$t ]] && seed "$t" "$ROOT"/fuzz/regressions/"$t"/*
+done
 # Generated seeds: admission reviews of every kind and operation, findings indexes, DN lists,
 # a simple-signing signature line + payload.
 python3 - "$FUZZ/corpus" "$ROOT/examples/admission-review.json" "$MANIFESTS" <<'PY'
