@@ -865,6 +865,36 @@ mod tests {
         }
     }
 
+    /// Regression: with STAT4 compiled in, SQLite re-prepared a merge statement on every step
+    /// (rebinding a range bound), 5% of the server's CPU in a deny storm.
+    #[test]
+    fn merge_statements_are_prepared_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite::SqliteBackend::open(&dir.path().join("alerts.db")).unwrap();
+        let window = std::time::Duration::from_secs(300);
+        for batch in 0..3 {
+            let mut alerts = Vec::new();
+            for i in 0..20 {
+                let mut a = alert(&format!("b{batch}-{i}"), AlertAction::Deny, "prod");
+                a.time = Utc::now() + chrono::Duration::milliseconds(i);
+                alerts.push(a);
+            }
+            // A second key, so that the lookup runs with different values.
+            alerts.push(alert(&format!("b{batch}-other"), AlertAction::Deny, "dev"));
+            assert_eq!(store.record_merged(&alerts, window).unwrap(), alerts.len());
+        }
+        assert_eq!(
+            store.list(&AlertFilter::default()).unwrap().len(),
+            2,
+            "each key is one alert"
+        );
+        let counts = store.merge_reprepares();
+        assert!(
+            counts.iter().all(|(_, n)| *n == 0),
+            "statements re-prepared: {counts:?}"
+        );
+    }
+
     #[test]
     fn record_list_get_and_reopen() {
         let dir = tempfile::tempdir().unwrap();

@@ -16,6 +16,21 @@ use super::{
     AlertBackend, AlertError, AlertFilter, ReviewChange, ReviewEvent, ReviewState, SqlArg,
 };
 
+/// The merge's statements (cached: prepared once per connection). With the query planner
+/// stability guarantee on (`open`), binding new values never re-prepares them; without it,
+/// SQLite (built with STAT4) re-prepared FIRST_SQL (its time range is bound) on every step: 5% of the server's CPU in
+/// a deny storm (perf, docs/benchmarks.md).
+const KNOWN_SQL: &str = "SELECT 1 FROM alerts WHERE id = ?1 UNION ALL \
+                         SELECT 1 FROM alert_repeats WHERE id = ?1 LIMIT 1";
+const FIRST_SQL: &str = "SELECT id, data FROM alerts WHERE dedup_key = ?1 AND time >= ?2 \
+                         AND time <= ?3 ORDER BY time, id LIMIT 1";
+const REPEAT_SQL: &str = "INSERT INTO alert_repeats (id, alert_id, time) VALUES (?1, ?2, ?3)";
+const INSERT_SQL: &str = "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name,
+                    operation, user_name, image, digest, rule, dry_run, data, origin, dedup_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+const VULN_SQL: &str = "INSERT OR IGNORE INTO alert_vulns (vuln_id, alert_id) VALUES (?1, ?2)";
+const UPDATE_SQL: &str = "UPDATE alerts SET data = ?2 WHERE id = ?1";
+
 /// SQLite storage.
 #[derive(Debug)]
 pub struct SqliteBackend {
@@ -38,6 +53,13 @@ impl SqliteBackend {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
+        // Query planner stability: a statement's plan does not depend on the values bound, so
+        // rebinding never re-prepares it (see KNOWN_SQL).
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )
+        .map_err(err)?;
         migrate(&mut conn, path)?;
         Ok(SqliteBackend {
             path: path.to_path_buf(),
@@ -57,6 +79,21 @@ impl SqliteBackend {
         self.conn
             .lock()
             .map_err(|_| AlertError::Other("connection lock poisoned".into()))
+    }
+
+    /// How often each of the merge's cached statements was re-prepared (tests).
+    #[cfg(test)]
+    pub(crate) fn merge_reprepares(&self) -> Vec<(&'static str, i32)> {
+        let conn = self.conn().expect("connection");
+        [
+            KNOWN_SQL, FIRST_SQL, REPEAT_SQL, INSERT_SQL, VULN_SQL, UPDATE_SQL,
+        ]
+        .into_iter()
+        .map(|sql| {
+            let st = conn.prepare_cached(sql).expect("statement");
+            (sql, st.get_status(rusqlite::StatementStatus::RePrepare))
+        })
+        .collect()
     }
 }
 
@@ -180,10 +217,7 @@ impl SqliteBackend {
         let mut taken = 0;
         for a in alerts {
             let known: Option<i64> = tx
-                .prepare_cached(
-                    "SELECT 1 FROM alerts WHERE id = ?1 UNION ALL \
-                     SELECT 1 FROM alert_repeats WHERE id = ?1 LIMIT 1",
-                )
+                .prepare_cached(KNOWN_SQL)
                 .and_then(|mut st| st.query_row([&a.id], |r| r.get(0)).optional())
                 .map_err(|e| self.err(e))?;
             if known.is_some() {
@@ -198,10 +232,7 @@ impl SqliteBackend {
                         self.write_held(&tx, &h)?;
                     }
                     let first: Option<(String, String)> = tx
-                        .prepare_cached(
-                            "SELECT id, data FROM alerts WHERE dedup_key = ?1 AND time >= ?2 \
-                             AND time <= ?3 ORDER BY time, id LIMIT 1",
-                        )
+                        .prepare_cached(FIRST_SQL)
                         .and_then(|mut st| {
                             st.query_row(params![key, rfc3339(lo), rfc3339(hi)], |r| {
                                 Ok((r.get(0)?, r.get(1)?))
@@ -217,11 +248,9 @@ impl SqliteBackend {
                 if let Some(h) = held.get_mut(key) {
                     h.first.absorb(a);
                     h.dirty = true;
-                    tx.prepare_cached(
-                        "INSERT INTO alert_repeats (id, alert_id, time) VALUES (?1, ?2, ?3)",
-                    )
-                    .and_then(|mut st| st.execute(params![a.id, h.first.id, rfc3339(a.time)]))
-                    .map_err(|e| self.err(e))?;
+                    tx.prepare_cached(REPEAT_SQL)
+                        .and_then(|mut st| st.execute(params![a.id, h.first.id, rfc3339(a.time)]))
+                        .map_err(|e| self.err(e))?;
                     taken += 1;
                     continue;
                 }
@@ -230,38 +259,32 @@ impl SqliteBackend {
                 id: a.id.clone(),
                 message: e.to_string(),
             })?;
-            tx.prepare_cached(
-                "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name,
-                    operation, user_name, image, digest, rule, dry_run, data, origin, dedup_key)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    a.id,
-                    rfc3339(a.time),
-                    a.action.as_str(),
-                    a.cluster,
-                    a.namespace,
-                    a.kind,
-                    a.name,
-                    a.operation,
-                    a.user,
-                    a.image,
-                    a.digest,
-                    a.rule,
-                    a.dry_run,
-                    data,
-                    a.origin.as_str(),
-                    key
-                ])
-            })
-            .map_err(|e| self.err(e))?;
-            for v in vuln_ids(a) {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO alert_vulns (vuln_id, alert_id) VALUES (?1, ?2)",
-                )
-                .and_then(|mut st| st.execute(params![v, a.id]))
+            tx.prepare_cached(INSERT_SQL)
+                .and_then(|mut st| {
+                    st.execute(params![
+                        a.id,
+                        rfc3339(a.time),
+                        a.action.as_str(),
+                        a.cluster,
+                        a.namespace,
+                        a.kind,
+                        a.name,
+                        a.operation,
+                        a.user,
+                        a.image,
+                        a.digest,
+                        a.rule,
+                        a.dry_run,
+                        data,
+                        a.origin.as_str(),
+                        key
+                    ])
+                })
                 .map_err(|e| self.err(e))?;
+            for v in vuln_ids(a) {
+                tx.prepare_cached(VULN_SQL)
+                    .and_then(|mut st| st.execute(params![v, a.id]))
+                    .map_err(|e| self.err(e))?;
             }
             outbox::enqueue(&tx, &self.routes, a).map_err(|e| self.err(e))?;
             if let Some(key) = key {
@@ -315,7 +338,7 @@ impl SqliteBackend {
             id: h.first.id.clone(),
             message: e.to_string(),
         })?;
-        tx.prepare_cached("UPDATE alerts SET data = ?2 WHERE id = ?1")
+        tx.prepare_cached(UPDATE_SQL)
             .and_then(|mut st| st.execute(params![h.first.id, data]))
             .map_err(|e| self.err(e))?;
         Ok(())
