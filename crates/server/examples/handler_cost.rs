@@ -20,9 +20,12 @@
 //! of a Deployment's ReplicaSet (`--object pod`) on a server with the default 24h window. No
 //! switch turns owner resolution off, so the Pod without owners stands for it. With
 //! `--alerts` both write an alert per request ("on": one alert, counted; "off": one each).
+//! `--off same-bytes` makes "off" the same Pod, byte for byte as long, with the owner hints
+//! renamed (`ownerReferencez`, an unknown key the parse skips; label `pod-template-hasz`): what
+//! the API server sends for a controller's Pod either way, minus the resolution's work.
 //!
 //! ```text
-//! cargo run --release -p vulngate-server --example handler_cost -- [--requests 20000] [--rounds 5] [--log none] [--object pod] [--alerts] [--compare] 2>/tmp/handler_cost.log
+//! cargo run --release -p vulngate-server --example handler_cost -- [--requests 20000] [--rounds 5] [--log none] [--object pod] [--alerts] [--compare [--off bare|same-bytes]] 2>/tmp/handler_cost.log
 //! ```
 
 // The same global allocator as the `vulngate` binary, so the ratio stays fair.
@@ -143,6 +146,7 @@ fn compare_owners_and_dedup(
     requests: usize,
     rounds: usize,
     alerts: bool,
+    same_bytes: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let source = std::sync::Arc::new(source);
     let server = |window: Duration, dir: &str| {
@@ -160,8 +164,18 @@ fn compare_owners_and_dedup(
             r#","ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web-5d8f9c7b4","uid":"6c1f0c9e-3b1a-4a61-9d55-0f5e0f4b2a11","controller":true,"blockOwnerDeletion":true}]"#,
             "",
         );
+    let bare = if same_bytes {
+        owned
+            .replace(r#""ownerReferences""#, r#""ownerReferencez""#)
+            .replace(r#""pod-template-hash""#, r#""pod-template-hasz""#)
+    } else {
+        bare
+    };
     if bare.contains("ownerReferences") || bare.contains("pod-template-hash") {
         return Err("the Pod without owners still names one".into());
+    }
+    if same_bytes && bare.len() != owned.len() {
+        return Err("--off same-bytes: the two Pods differ in length".into());
     }
     let (bare, owned) = (Bytes::from(bare), Bytes::from(owned));
     let (off_router, on_router) = (off.router(), on.router());
@@ -235,7 +249,7 @@ fn compare_owners_and_dedup(
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut requests, mut rounds, mut log) = (20_000usize, 5usize, None::<String>);
-    let (mut pod, mut alerts, mut compare) = (false, false, false);
+    let (mut pod, mut alerts, mut compare, mut same_bytes) = (false, false, false, false);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or(format!("{a} needs a value"));
@@ -250,6 +264,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             "--alerts" => alerts = true,
             "--compare" => compare = true,
+            "--off" => match val()?.as_str() {
+                "bare" => same_bytes = false,
+                "same-bytes" => same_bytes = true,
+                other => return Err(format!("--off: bare or same-bytes, not {other}").into()),
+            },
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -269,7 +288,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let source = LocalFindings::empty().with_report(IMAGE, None, REPORT.as_bytes(), vec![])?;
     if compare {
-        return compare_owners_and_dedup(&cfg, source, requests, rounds, alerts);
+        return compare_owners_and_dedup(&cfg, source, requests, rounds, alerts, same_bytes);
     }
     let server = Server::with_source(cfg.clone(), std::sync::Arc::new(source))?;
     let vulngate = server.router();
