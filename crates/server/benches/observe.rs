@@ -1,7 +1,8 @@
 //! The hand-built observability pieces against the maintained crates, side by side in one run
-//! (issue 21): `observe/metrics.rs`'s `AtomicHistogram` against prometheus-client's
-//! `Histogram`, and `observe/sink.rs`'s `LogSink` against tracing-appender's non-blocking
-//! writer. Every case runs on 2 threads at once, as the webhook's workers do on this 2-core
+//! (issue 21): `observe/sink.rs`'s `LogSink` against tracing-appender's non-blocking writer,
+//! and the cost of prometheus-client's `Histogram` (the admission latency histogram; it
+//! replaced a hand-built lock-free one after this benchmark measured the crate's twice as
+//! fast: docs/benchmarks-history.md). Every case runs on 2 threads at once, as the webhook's workers do on this 2-core
 //! machine; one iteration is one operation on each thread.
 //!
 //! `cargo bench -p vulngate-server --bench observe` (figures in docs/benchmarks.md).
@@ -13,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use vulngate_server::observe::metrics::AtomicHistogram;
 use vulngate_server::observe::sink::LogSink;
 
 const THREADS: usize = 2;
@@ -47,12 +47,6 @@ fn histograms(c: &mut Criterion) {
     let mut g = c.benchmark_group("histogram observe, 2 threads");
     // The admission latency histogram's buckets (observe/metrics.rs).
     let buckets = || exponential_buckets(0.0005, 2.5, 14);
-    g.bench_function("hand-built AtomicHistogram", |b| {
-        let h = AtomicHistogram::new(buckets());
-        b.iter_custom(|iters| {
-            concurrently(iters, |i| h.observe(black_box(LATENCIES[(i % 8) as usize])))
-        });
-    });
     g.bench_function("prometheus-client Histogram", |b| {
         let h = Histogram::new(buckets());
         b.iter_custom(|iters| {
