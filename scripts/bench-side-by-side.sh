@@ -11,7 +11,14 @@
 # process from /proc, over the round); at the end, the sums and the ratios B/A. Building both
 # alike is the caller's part, e.g. from `git worktree add` snapshots with the same profile.
 #
+# The same binary twice measures a difference of request or configuration instead: give each
+# side its own AdmissionReview (BENCH_REVIEW_A / _B: a JSON file, `__IMAGE__` replaced by the
+# image, default a Deployment) and extra lines of vulngate.yaml (BENCH_CONFIG_A / _B), e.g. a
+# controller's Pod with its owner hints renamed against the same Pod (issue 18: owner resolution on
+# identical bytes), or `alerts: { dedupWindow: 0s }` against the default.
+#
 # Environment: BENCH_ROUNDS (10), BENCH_DURATION (10s), BENCH_CONNECTIONS (32), BENCH_THREADS (2),
+# BENCH_RULES (a rules file instead of the non-firing deny rule; every answer must still allow),
 # BENCH_OUT (a temporary directory; the wrk outputs and a summary stay there).
 # Tools: wrk, curl, python3 (scripts/install-test-tools.sh).
 set -euo pipefail
@@ -50,13 +57,13 @@ kind: SecurityRule
 metadata: { name: side-deny-critical }
 spec:
   action: deny
-  conditions: [{ severity: critical, maxCount: 0 }]
+  conditions: [{ severity: critical, maxCount: 100 }]
 YAML
 cat >"$WORK/review.json" <<'JSON'
 {"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","kind":{"group":"apps","version":"v1","kind":"Deployment"},"resource":{"group":"apps","version":"v1","resource":"deployments"},"name":"web","namespace":"shop","operation":"CREATE","userInfo":{"username":"alice@example.com","groups":["system:authenticated"]},"object":{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"shop","labels":{"app":"web"}},"spec":{"replicas":2,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"__IMAGE__","ports":[{"containerPort":8080}]}]}}}},"oldObject":null,"dryRun":false,"options":{"apiVersion":"meta.k8s.io/v1","kind":"CreateOptions"}}}
 JSON
 IMAGE=registry.example.com/shop/api:1.4.2
-sed "s|__IMAGE__|$IMAGE|" "$WORK/review.json" >"$WORK/review-warm.json"
+[[ -n ${BENCH_RULES:-} ]] && cp "$BENCH_RULES" "$WORK/rules.yaml"
 
 declare -A URL PID
 for side in A B; do
@@ -70,13 +77,18 @@ rules: $WORK/rules.yaml
 logLevel: warn
 findingsDir: $ROOT/examples/findings
 YAML
+  extra=BENCH_CONFIG_$side
+  [[ -n ${!extra:-} ]] && printf '%s\n' "${!extra}" >>"$WORK/$side/vulngate.yaml"
+  review=BENCH_REVIEW_$side
+  if [[ -n ${!review:-} ]]; then cp "${!review}" "$WORK/$side/review.json"; else cp "$WORK/review.json" "$WORK/$side/review.json"; fi
+  sed "s|__IMAGE__|$IMAGE|" "$WORK/$side/review.json" >"$WORK/$side/review-warm.json"
   bin=$A; [[ $side == B ]] && bin=$B
   "$bin" serve --config "$WORK/$side/vulngate.yaml" 2>"$WORK/$side/vulngate.log" &
   PID[$side]=$!
   PIDS+=("${PID[$side]}")
   URL[$side]="https://127.0.0.1:$port/validate?timeout=10s"
   for _ in $(seq 1 300); do curl -ksf -o /dev/null "https://127.0.0.1:$port/healthz" && break; sleep 0.1; done
-  answer=$(curl -ksS -H 'Content-Type: application/json' --data-binary @"$WORK/review-warm.json" "${URL[$side]}") \
+  answer=$(curl -ksS -H 'Content-Type: application/json' --data-binary @"$WORK/$side/review-warm.json" "${URL[$side]}") \
     || { cat "$WORK/$side/vulngate.log" >&2; exit 1; }
   grep -q '"allowed":true' <<<"$answer" || { echo "$side: the warm review is not allowed: $answer" >&2; exit 1; }
 done
@@ -84,7 +96,7 @@ done
 run() { # side round -> "rps cpu_us_per_request"
   local side=$1 round=$2 t0 t1 json
   t0=$(ticks "${PID[$side]}")
-  env BENCH_TEMPLATE="$WORK/review.json" BENCH_IMAGE="$IMAGE" \
+  env BENCH_TEMPLATE="$WORK/$side/review.json" BENCH_IMAGE="$IMAGE" \
     timeout 600 wrk -t"$THREADS" -c"$CONN" -d"$DUR" --timeout 10s \
     -s "$ROOT/scripts/bench/admission.lua" "${URL[$side]}" >"$OUT/wrk-$side-$round.txt" 2>&1
   t1=$(ticks "${PID[$side]}")
@@ -111,11 +123,11 @@ for r in $(seq 1 "$ROUNDS"); do
   for side in $order; do res[$side]=$(run "$side" "$r"); done
   echo "$r ${res[A]} ${res[B]}" | tee -a "$OUT/rounds.txt" >&2
 done
-python3 - "$OUT/rounds.txt" "$A" "$B" "$DUR" "$CONN" <<'PY' | tee "$OUT/summary.txt"
+python3 - "$OUT/rounds.txt" "$A" "$B" "$DUR" "$CONN" "${BENCH_REVIEW_A:-} ${BENCH_CONFIG_A:-}" "${BENCH_REVIEW_B:-} ${BENCH_CONFIG_B:-}" <<'PY' | tee "$OUT/summary.txt"
 import statistics as st, sys
 rows = [list(map(float, l.split()[1:])) for l in open(sys.argv[1]) if l.strip()]
 ra, ca, rb, cb = (list(c) for c in zip(*rows))
-print(f"A: {sys.argv[2]}\nB: {sys.argv[3]}\n{len(rows)} alternated rounds, wrk {sys.argv[4]} at {sys.argv[5]} connections")
+print(f"A: {sys.argv[2]} {sys.argv[6]}\nB: {sys.argv[3]} {sys.argv[7]}\n{len(rows)} alternated rounds, wrk {sys.argv[4]} at {sys.argv[5]} connections")
 print(f"req/s   A mean {st.mean(ra):,.0f} (sd {st.pstdev(ra):,.0f})  B mean {st.mean(rb):,.0f} (sd {st.pstdev(rb):,.0f})  B/A {st.mean(rb)/st.mean(ra):.3f}")
 print(f"CPU us/request  A {st.mean(ca):.2f}  B {st.mean(cb):.2f}  B/A {st.mean(cb)/st.mean(ca):.3f}")
 print("per round B/A req/s: " + " ".join(f"{b/a:.3f}" for a, b in zip(ra, rb)))

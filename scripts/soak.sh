@@ -31,7 +31,9 @@
 # Environment: SOAK_CLEAN (200), SOAK_VULNERABLE (100), SOAK_FAULT_TAGS (4 tags per fault),
 # SOAK_STORM_SECONDS (10), SOAK_STORM_ROUNDS (2), SOAK_STORM_CONNECTIONS (32),
 # SOAK_PROFILE (release; `debug` uses target/debug, as the smoke in scripts/test.sh does),
-# SOAK_BIN_DIR (prebuilt vulngate and examples; no build), SOAK_OUT (target/soak).
+# SOAK_BIN_DIR (prebuilt vulngate and examples; no build), SOAK_OUT (target/soak),
+# SOAK_PERF=1 (perf record -g of the server during each storm phase: $SOAK_OUT/perf-PHASE-ROUND.data,
+# at SOAK_PERF_FREQ Hz, 999).
 # Tools: docker-registry, curl, python3 (scripts/install-test-tools.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -157,6 +159,10 @@ if (( STORM_SECONDS > 0 )); then
   for r in $(seq 1 "$STORM_ROUNDS"); do
     for phase in allow deny; do
       if [[ $phase == allow ]]; then class="clean=$WORK/clean.txt:1:allow"; else class="vulnerable=$WORK/vulnerable.txt:1:deny"; fi
+      if [[ -n ${SOAK_PERF:-} ]]; then
+        perf record -F "${SOAK_PERF_FREQ:-999}" -g -p "$VG_PID" -o "$OUT/perf-$phase-$r.data" \
+          -- sleep "$STORM_SECONDS" >"$OUT/perf-$phase-$r.log" 2>&1 &
+      fi
       "$BIN/examples/soak_load" --url "$URL" --duration "$STORM_SECONDS" --connections "$STORM_CONN" \
         --label "storm-$phase-$r" --class "$class" >"$OUT/storm-$phase-$r.json"
       STORM_FILES+=("$OUT/storm-$phase-$r.json")
