@@ -6,7 +6,7 @@
 //! `--postgres` is given (a real PostgreSQL 15 server started like the tests do).
 //!
 //! ```text
-//! cargo run --release -p vulngate-server --example alerts_scale -- [--alerts N] [--postgres] [--runs R]
+//! cargo run --release -p vulngate-server --example alerts_scale -- [--alerts N] [--postgres] [--runs R] [--db PATH]
 //! ```
 //! Figures: docs/benchmarks.md ("Review API over 1,000,000 alerts").
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -142,7 +142,7 @@ fn fill(b: &dyn AlertBackend, n: usize) -> Duration {
         }
     }
     // A few thousand alerts reviewed: acknowledged, then some resolved.
-    for i in (0..n).step_by(n.div_ceil(4_000).max(1)) {
+    for (k, i) in (0..n).step_by(n.div_ceil(4_000).max(1)).enumerate() {
         let id = format!("al-{i:08}");
         let to_ack = ReviewChange {
             to: ReviewState::Acknowledged,
@@ -151,7 +151,8 @@ fn fill(b: &dyn AlertBackend, n: usize) -> Duration {
             time: Utc::now(),
         };
         b.review(&id, &to_ack).expect("acknowledge");
-        if i % 2 == 0 {
+        // Every other one resolved (by its rank: the ids themselves step by an even number).
+        if k % 2 == 0 {
             let to_res = ReviewChange {
                 to: ReviewState::Resolved,
                 ..to_ack
@@ -283,7 +284,14 @@ fn main() {
     let with_pg = args.iter().any(|a| a == "--postgres");
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let sqlite = SqliteBackend::open(&dir.path().join("alerts.db")).expect("sqlite");
+    // `--db PATH`: the SQLite file to fill, kept afterwards (to read its query plans).
+    let db = args
+        .iter()
+        .position(|a| a == "--db")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("alerts.db"));
+    let sqlite = SqliteBackend::open(&db).expect("sqlite");
     let took = fill(&sqlite, n);
     eprintln!("sqlite: {n} alerts written in {:.1} s", took.as_secs_f64());
     measure("SQLite", &sqlite, runs);

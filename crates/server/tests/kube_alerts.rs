@@ -825,3 +825,102 @@ async fn a_hundred_replica_rollout_is_one_alert_object() {
 fn web_alert_table(api: &CrdApiServer) -> String {
     api.kubectl_ok(&["get", "alerts.vulngate.io", "-A"])
 }
+
+/// Issue 19 on the install default store: the review API's changes of state and its counts
+/// (they answered "this store keeps no review state"), the state filter, and a next page
+/// that follows the cursor (it returned the first page again).
+#[test]
+fn review_changes_counts_and_pages_on_the_kubernetes_store() {
+    use vulngate_server::alerts::{AlertError, Cursor, ReviewChange, ReviewState as State};
+    let dir = tempfile::tempdir().unwrap();
+    let api = api_with_crd(dir.path());
+    let store = backend(&api, &store_cfg());
+    let t0 = Utc::now() - chrono::Duration::minutes(10);
+    let alerts: Vec<Alert> = (0..3)
+        .map(|i| {
+            alert(
+                &format!("rv-{i}"),
+                Some("shop"),
+                &format!("web{i}"),
+                t0 + chrono::Duration::seconds(i),
+            )
+        })
+        .collect();
+    store.record(&alerts).unwrap();
+
+    let ack = ReviewChange {
+        to: State::Acknowledged,
+        by: "bob".into(),
+        comment: "on it".into(),
+        time: Utc::now(),
+    };
+    let a = AlertBackend::review(&store, "rv-1", &ack)
+        .unwrap()
+        .expect("rv-1 is stored");
+    assert_eq!(a.id, "rv-1");
+    assert_eq!(a.review.state, State::Acknowledged);
+    assert_eq!(a.review.history.len(), 1, "{:?}", a.review.history);
+    let h = &a.review.history[0];
+    assert_eq!(
+        (h.by.as_str(), h.from, h.to, h.comment.as_str()),
+        ("bob", State::Open, State::Acknowledged, "on it")
+    );
+    // Acknowledged twice: not a transition the state allows.
+    match AlertBackend::review(&store, "rv-1", &ack) {
+        Err(AlertError::Transition { from, to, .. }) => {
+            assert_eq!((from, to), (State::Acknowledged, State::Acknowledged))
+        }
+        other => panic!("expected a refused transition, got {other:?}"),
+    }
+    assert!(AlertBackend::review(&store, "rv-none", &ack)
+        .unwrap()
+        .is_none());
+    let resolve = ReviewChange {
+        to: State::Resolved,
+        comment: String::new(),
+        ..ack.clone()
+    };
+    let a = AlertBackend::review(&store, "rv-1", &resolve)
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.review.history.len(), 2);
+    assert_eq!(
+        (a.review.history[1].from, a.review.history[1].to),
+        (State::Acknowledged, State::Resolved)
+    );
+
+    let got = store.get("rv-1").unwrap().unwrap();
+    assert_eq!(got.review.state, State::Resolved);
+    let ids = |f: &AlertFilter| -> Vec<String> {
+        store.list(f).unwrap().into_iter().map(|a| a.id).collect()
+    };
+    let resolved = AlertFilter {
+        state: Some(State::Resolved),
+        ..AlertFilter::default()
+    };
+    assert_eq!(ids(&resolved), ["rv-1"]);
+    let counts = store.count_by_state(&AlertFilter::default()).unwrap();
+    assert_eq!(
+        counts,
+        [
+            (State::Open, 2),
+            (State::Acknowledged, 0),
+            (State::Resolved, 1)
+        ]
+    );
+
+    let first = AlertFilter {
+        limit: Some(2),
+        ..AlertFilter::default()
+    };
+    let page1 = store.list(&first).unwrap();
+    assert_eq!(
+        page1.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["rv-2", "rv-1"]
+    );
+    let next = AlertFilter {
+        after: Some(Cursor::after(page1.last().unwrap())),
+        ..first
+    };
+    assert_eq!(ids(&next), ["rv-0"]);
+}

@@ -484,6 +484,7 @@ async fn schema_is_the_same_in_both_stores() {
         "alert_vulns",
         "alert_repeats",
         "notify_outbox",
+        "alert_images",
         "schema_migrations",
     ] {
         let s = sqlite_columns(&db, table);
@@ -543,7 +544,7 @@ fn two_replicas_migrating_a_fresh_database_at_once_both_succeed() {
     });
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4, 5],
+        vec![1, 2, 3, 4, 5, 6],
         "every migration applied exactly once"
     );
 }

@@ -38,6 +38,7 @@ use sha2::{Digest, Sha256};
 use super::{Alert, AlertBackend, AlertError, AlertFilter};
 
 mod retention;
+mod review;
 mod write;
 pub use retention::{retention_once, spawn_retention, RetentionReport};
 pub use write::LABEL_KEY;
@@ -430,10 +431,13 @@ pub fn object_alert(obj: &AlertObject) -> Result<Alert, AlertError> {
         }
     }
     let name = obj.metadata.name.clone().unwrap_or_default();
-    serde_json::from_value(Value::Object(spec)).map_err(|e| AlertError::Corrupt {
-        id: name,
-        message: format!("Alert object spec: {e}"),
-    })
+    let mut alert: Alert =
+        serde_json::from_value(Value::Object(spec)).map_err(|e| AlertError::Corrupt {
+            id: name,
+            message: format!("Alert object spec: {e}"),
+        })?;
+    alert.review = review::alert_review(obj.status.as_ref());
+    Ok(alert)
 }
 
 /// Counts `alerts` into `status` (ids already counted are skipped); returns how many were
@@ -827,7 +831,7 @@ impl Inner {
             }
             for obj in &page.items {
                 let a = object_alert(obj)?;
-                if matches_filter(&a, f) {
+                if review::matches_filter(&a, f) {
                     out.push(a);
                 }
             }
@@ -847,20 +851,6 @@ impl Inner {
             None => Ok(None),
         }
     }
-}
-
-/// The filter on what a label selector could not say (and again on what it could).
-fn matches_filter(a: &Alert, f: &AlertFilter) -> bool {
-    f.since.is_none_or(|t| a.time >= t)
-        && f.action.is_none_or(|x| a.action == x)
-        && f.origin.is_none_or(|x| a.origin == x)
-        && f.namespace
-            .as_deref()
-            .is_none_or(|n| a.namespace.as_deref() == Some(n))
-        && f.rule
-            .as_deref()
-            .is_none_or(|r| a.rule.as_deref() == Some(r))
-        && f.image.as_deref().is_none_or(|i| a.image.contains(i))
 }
 
 /// Sleep before retry `attempt` of a conflicting update: 10, 20, 40... ms, at most 320 ms,
@@ -911,6 +901,30 @@ impl AlertBackend for KubernetesBackend {
         let inner = self.inner.clone();
         let id = id.to_string();
         self.run(READ_TIMEOUT, async move { inner.get(&id).await })
+    }
+
+    /// The review API's change of state: the object's `status.review` (the state checked
+    /// against the change, the history appended).
+    fn review(&self, id: &str, change: &super::ReviewChange) -> Result<Option<Alert>, AlertError> {
+        let inner = self.inner.clone();
+        let (id, change) = (id.to_string(), change.clone());
+        self.run(WRITE_TIMEOUT, async move {
+            inner.review_change(&id, &change).await
+        })
+    }
+
+    /// Counted over the objects `filter` lists (at most `MAX_LISTED`, as a list).
+    fn count_by_state(
+        &self,
+        filter: &AlertFilter,
+    ) -> Result<Vec<(super::ReviewState, u64)>, AlertError> {
+        let f = AlertFilter {
+            state: None,
+            after: None,
+            limit: Some(usize::MAX),
+            ..filter.clone()
+        };
+        Ok(review::count_states(&self.list(&f)?))
     }
 }
 

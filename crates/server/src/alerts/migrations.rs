@@ -184,6 +184,18 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     );
     CREATE INDEX notify_outbox_due ON notify_outbox (state, next_at);"#,
     },
+    // The image filter's per-image plan (alerts/query.rs): the distinct image references, and
+    // the newest alerts of one reference through (image, time).
+    Migration {
+        version: 6,
+        description: "image references and their index",
+        sqlite: "CREATE TABLE alert_images (image TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;
+    INSERT OR IGNORE INTO alert_images (image) SELECT DISTINCT image FROM alerts;
+    CREATE INDEX alerts_image ON alerts (image, time);",
+        postgres: r#"CREATE TABLE alert_images (image TEXT PRIMARY KEY NOT NULL);
+    INSERT INTO alert_images (image) SELECT DISTINCT image FROM alerts ON CONFLICT DO NOTHING;
+    CREATE INDEX alerts_image ON alerts (image, time);"#,
+    },
 ];
 
 /// The newest schema version this build knows.

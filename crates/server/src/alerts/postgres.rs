@@ -20,6 +20,7 @@
 //! lock, so replicas starting together apply each migration exactly once.
 
 mod outbox;
+mod read;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -28,13 +29,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::Semaphore;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
 use super::sqlite::{parse_state, parse_time, with_state};
 use super::{
     count_query, decode, list_query, migrations, rfc3339, state_counts, vuln_ids, Alert,
-    AlertBackend, AlertError, AlertFilter, ReviewChange, ReviewEvent, ReviewState, SqlArg,
+    AlertBackend, AlertError, AlertFilter, Dialect, ReviewChange, ReviewEvent, ReviewState,
 };
 
 /// Most connections one backend opens.
@@ -47,6 +47,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const MIGRATION_LOCK: i64 = 0x76756c6e67617465;
 /// The class of the per-key advisory locks of de-duplication (`pg_advisory_xact_lock(int, int)`).
 const DEDUP_LOCK: i32 = 0x7667_6431;
+/// The distinct image references (the image filter's candidates, `query.rs`).
+const IMAGE_SQL: &str = "INSERT INTO alert_images (image) VALUES ($1) ON CONFLICT DO NOTHING";
 
 /// `sslmode` of a store URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -608,6 +610,9 @@ impl Inner {
                         .await
                         .map_err(|e| self.err(e))?;
                 }
+                tx.execute(IMAGE_SQL, &[&a.image])
+                    .await
+                    .map_err(|e| self.err(e))?;
                 outbox::enqueue(&tx, &self.routes, a)
                     .await
                     .map_err(|e| self.err(e))?;
@@ -732,6 +737,9 @@ impl Inner {
                 .await
                 .map_err(|e| self.err(e))?;
             }
+            tx.execute(IMAGE_SQL, &[&a.image])
+                .await
+                .map_err(|e| self.err(e))?;
             outbox::enqueue(&tx, &self.routes, a)
                 .await
                 .map_err(|e| self.err(e))?;
@@ -743,22 +751,10 @@ impl Inner {
     }
 
     async fn list(&self, f: &AlertFilter) -> Result<Vec<Alert>, AlertError> {
-        let (w, args) = list_query(f, "strpos");
-        let sql = format!(
-            "SELECT id, data, state FROM alerts WHERE TRUE{}",
-            dollars(&w)
-        );
-        let params = binds(&args);
-        let params: Vec<&(dyn ToSql + Sync)> = params
-            .iter()
-            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
-            .collect();
         let mut lease = self.lease().await?;
-        let rows = lease
-            .client()?
-            .query(&sql, &params)
-            .await
-            .map_err(|e| self.err(e))?;
+        let images = self.images(lease.client()?, f).await?;
+        let (sql, args) = list_query(f, Dialect::Postgres, images.as_deref());
+        let rows = self.query(lease.client()?, &sql, &args).await?;
         lease.release();
         rows.iter()
             .map(|r| {
@@ -848,19 +844,11 @@ impl Inner {
     }
 
     async fn count_by_state(&self, f: &AlertFilter) -> Result<Vec<(ReviewState, u64)>, AlertError> {
-        let (sql, args) = count_query(f, "strpos");
-        let sql = dollars(&sql).replace("COUNT(*)", "COUNT(*)::BIGINT");
-        let params = binds(&args);
-        let params: Vec<&(dyn ToSql + Sync)> = params
-            .iter()
-            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
-            .collect();
         let mut lease = self.lease().await?;
-        let rows = lease
-            .client()?
-            .query(&sql, &params)
-            .await
-            .map_err(|e| self.err(e))?;
+        let images = self.images(lease.client()?, f).await?;
+        let (sql, args) = count_query(f, Dialect::Postgres, images.as_deref());
+        let sql = sql.replace("COUNT(*)", "COUNT(*)::BIGINT");
+        let rows = self.query(lease.client()?, &sql, &args).await?;
         lease.release();
         let rows = rows
             .iter()
@@ -869,32 +857,6 @@ impl Inner {
             .map_err(|e| self.err(e))?;
         Ok(state_counts(rows))
     }
-}
-
-/// `?` placeholders numbered `$1`, `$2`...
-fn dollars(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
-    for ch in sql.chars() {
-        if ch == '?' {
-            n += 1;
-            out.push_str(&format!("${n}"));
-        } else {
-            out.push(ch);
-        }
-    }
-    out
-}
-
-fn binds(args: &[SqlArg]) -> Vec<Box<dyn ToSql + Sync + Send>> {
-    args.iter()
-        .map(|a| -> Box<dyn ToSql + Sync + Send> {
-            match a {
-                SqlArg::Text(s) => Box::new(s.clone()),
-                SqlArg::Int(i) => Box::new(*i),
-            }
-        })
-        .collect()
 }
 
 /// The alert with its state and history (`Ok(None)`: no such id).

@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    count_query, decode, list_query, migrations, rfc3339, state_counts, vuln_ids, Alert,
-    AlertBackend, AlertError, AlertFilter, ReviewChange, ReviewEvent, ReviewState, SqlArg,
+    count_query, decode, image_candidates, list_query, migrations, per_image, rfc3339,
+    state_counts, vuln_ids, Alert, AlertBackend, AlertError, AlertFilter, Dialect, ReviewChange,
+    ReviewEvent, ReviewState, SqlArg,
 };
 
 /// The merge's statements (cached: prepared once per connection). With the query planner
@@ -29,6 +30,8 @@ const INSERT_SQL: &str = "INSERT INTO alerts (id, time, action, cluster, namespa
                     operation, user_name, image, digest, rule, dry_run, data, origin, dedup_key)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 const VULN_SQL: &str = "INSERT OR IGNORE INTO alert_vulns (vuln_id, alert_id) VALUES (?1, ?2)";
+/// The distinct image references (the image filter's candidates, `query.rs`).
+const IMAGE_SQL: &str = "INSERT OR IGNORE INTO alert_images (image) VALUES (?1)";
 const UPDATE_SQL: &str = "UPDATE alerts SET data = ?2 WHERE id = ?1";
 
 /// SQLite storage.
@@ -79,6 +82,45 @@ impl SqliteBackend {
         self.conn
             .lock()
             .map_err(|_| AlertError::Other("connection lock poisoned".into()))
+    }
+
+    /// The image references an image filter matches, for the per-image plan (`query.rs`);
+    /// None without an image filter or when too many match.
+    fn images(
+        &self,
+        conn: &Connection,
+        f: &AlertFilter,
+    ) -> Result<Option<Vec<String>>, AlertError> {
+        let Some(needle) = &f.image else {
+            return Ok(None);
+        };
+        let (sql, args) = image_candidates(needle, Dialect::Sqlite);
+        let mut st = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let found = st
+            .query_map(rusqlite::params_from_iter(args.iter().map(bind)), |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(per_image(found))
+    }
+
+    /// SQLite's plan for the list query of `f` (tests): the `detail` of each step.
+    #[cfg(test)]
+    pub(crate) fn list_plan(&self, f: &AlertFilter) -> Vec<String> {
+        let conn = self.conn().expect("connection");
+        let images = self.images(&conn, f).expect("images");
+        let (sql, args) = list_query(f, Dialect::Sqlite, images.as_deref());
+        let mut st = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("plan");
+        st.query_map(rusqlite::params_from_iter(args.iter().map(bind)), |r| {
+            r.get::<_, String>(3)
+        })
+        .expect("plan rows")
+        .collect::<Result<_, _>>()
+        .expect("plan row")
     }
 
     /// How often each of the merge's cached statements was re-prepared (tests).
@@ -190,6 +232,9 @@ impl SqliteBackend {
                     for v in vuln_ids(a) {
                         vulns.execute(params![v, a.id]).map_err(|e| self.err(e))?;
                     }
+                    tx.prepare_cached(IMAGE_SQL)
+                        .and_then(|mut st| st.execute([&a.image]))
+                        .map_err(|e| self.err(e))?;
                     outbox::enqueue(&tx, &self.routes, a).map_err(|e| self.err(e))?;
                 }
                 inserted += n;
@@ -286,6 +331,9 @@ impl SqliteBackend {
                     .and_then(|mut st| st.execute(params![v, a.id]))
                     .map_err(|e| self.err(e))?;
             }
+            tx.prepare_cached(IMAGE_SQL)
+                .and_then(|mut st| st.execute([&a.image]))
+                .map_err(|e| self.err(e))?;
             outbox::enqueue(&tx, &self.routes, a).map_err(|e| self.err(e))?;
             if let Some(key) = key {
                 // Inserted: the earliest of its key for any later alert of this batch whose
@@ -364,11 +412,8 @@ impl AlertBackend for SqliteBackend {
 
     fn list(&self, f: &AlertFilter) -> Result<Vec<Alert>, AlertError> {
         let conn = self.conn()?;
-        let (w, args) = list_query(f, "instr");
-        let sql = format!(
-            "SELECT id, data, state FROM alerts WHERE TRUE{}",
-            numbered(&w)
-        );
+        let images = self.images(&conn, f)?;
+        let (sql, args) = list_query(f, Dialect::Sqlite, images.as_deref());
         let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(args.iter().map(bind)), |r| {
@@ -459,10 +504,9 @@ impl AlertBackend for SqliteBackend {
 
     fn count_by_state(&self, f: &AlertFilter) -> Result<Vec<(ReviewState, u64)>, AlertError> {
         let conn = self.conn()?;
-        let (sql, args) = count_query(f, "instr");
-        let mut stmt = conn
-            .prepare_cached(&numbered(&sql))
-            .map_err(|e| self.err(e))?;
+        let images = self.images(&conn, f)?;
+        let (sql, args) = count_query(f, Dialect::Sqlite, images.as_deref());
+        let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(args.iter().map(bind)), |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
@@ -472,21 +516,6 @@ impl AlertBackend for SqliteBackend {
             .map_err(|e| self.err(e))?;
         Ok(state_counts(rows))
     }
-}
-
-/// `?` placeholders numbered `?1`, `?2`... (the filter's values never appear in the text).
-fn numbered(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
-    for ch in sql.chars() {
-        if ch == '?' {
-            n += 1;
-            out.push_str(&format!("?{n}"));
-        } else {
-            out.push(ch);
-        }
-    }
-    out
 }
 
 fn bind(a: &SqlArg) -> rusqlite::types::Value {
