@@ -224,6 +224,11 @@ enum Lead {
 fn filters(f: &AlertFilter, dialect: Dialect, lead: Lead) -> (String, Vec<SqlArg>) {
     let selective = has_selective_filter(f);
     let aside = lead == Lead::Image;
+    // Of the selective columns, one leads, in this order: the workload (a few objects), the
+    // namespace (its index also holds rule, action and state, so those are tested in the
+    // index before a row is read), the rule. Without statistics SQLite would take any of them
+    // (it took the rule's index for namespace + rule: 17 ms against 1 ms).
+    let (by_name, by_namespace) = (f.workload.is_some(), f.namespace.is_some());
     let mut sql = String::new();
     let mut args = Vec::new();
     let text = |s: &str| SqlArg::Text(s.to_string());
@@ -240,11 +245,11 @@ fn filters(f: &AlertFilter, dialect: Dialect, lead: Lead) -> (String, Vec<SqlArg
         args.push(text(o.as_str()));
     }
     if let Some(n) = &f.namespace {
-        sql.push_str(&dialect.equal("namespace", aside));
+        sql.push_str(&dialect.equal("namespace", aside || by_name));
         args.push(text(n));
     }
     if let Some(r) = &f.rule {
-        sql.push_str(&dialect.equal("rule", aside));
+        sql.push_str(&dialect.equal("rule", aside || by_name || by_namespace));
         args.push(text(r));
     }
     if let (Some(i), Lead::Auto) = (&f.image, lead) {

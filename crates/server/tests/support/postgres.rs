@@ -132,7 +132,15 @@ impl Postgres {
         text.push_str(&extra);
         std::fs::write(&conf, text).expect("postgresql.conf");
         prepare(&pg);
-        pg.launch();
+        // The port was free when picked, but initdb takes seconds and other tests start servers
+        // too: a port taken meanwhile gets another try on a fresh one.
+        for attempt in 1.. {
+            match pg.try_launch() {
+                Ok(()) => break,
+                Err(log) if attempt < 5 && port_taken(&log) => pg.port = free_port(),
+                Err(log) => panic!("{log}"),
+            }
+        }
         pg
     }
 
@@ -173,6 +181,12 @@ impl Postgres {
     }
 
     fn launch(&mut self) {
+        self.try_launch().unwrap_or_else(|log| panic!("{log}"));
+    }
+
+    /// Starts the server and waits until it accepts connections; Err: what went wrong, with
+    /// the server's log.
+    fn try_launch(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "already running");
         let log = File::options()
             .create(true)
@@ -196,11 +210,12 @@ impl Postgres {
         let started = Instant::now();
         loop {
             if self.log().matches("ready to accept connections").count() > self.ready_lines {
-                return;
+                return Ok(());
             }
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    panic!("postgres exited ({status}):\n{}", self.log());
+                    self.child = None;
+                    return Err(format!("postgres exited ({status}):\n{}", self.log()));
                 }
             }
             assert!(
@@ -272,4 +287,9 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Whether a server log says its port was taken.
+fn port_taken(log: &str) -> bool {
+    log.contains("Address already in use") || log.contains("could not create any TCP/IP sockets")
 }
