@@ -5,8 +5,9 @@
 //! evaluation the three variables are read on access from the engine's own data (nothing is
 //! copied into a map per vulnerability), which keeps a CEL condition close to a native one.
 //!
-//! Expressions made of field-against-literal comparisons are also lowered to a tree the engine
-//! walks without the interpreter (`lower.rs`), with the same results.
+//! Expressions made of field-against-literal comparisons are also lowered to a tree (`lower.rs`)
+//! and compiled to closures the engine runs without the interpreter (`compile.rs`), with the
+//! same results.
 //!
 //! A vulnerability counts when the expression is `true`. An expression that fails at run time
 //! (a type error, a non-boolean result) counts too, and the reason says so: a broken condition
@@ -30,9 +31,13 @@ use crate::engine::{RequestContext, Vulnerability};
 use crate::exploit::Catalogs;
 use crate::image::ImageRef;
 
+mod compile;
+#[cfg(test)]
+mod compile_tests;
 mod lower;
 #[cfg(test)]
 mod lower_tests;
+use compile::Compiled;
 use lower::{fields, Lowered};
 
 /// The fields of `vuln`, `image` and `workload` (documented in docs/rules.md).
@@ -113,6 +118,8 @@ pub struct CelCondition {
     program: Arc<Program>,
     /// The expression lowered (`lower.rs`), when it is in the subset that can be.
     lowered: Option<Arc<Lowered>>,
+    /// `lowered` compiled to closures (`compile.rs`): what the engine evaluates.
+    compiled: Option<Arc<Compiled>>,
 }
 
 impl PartialEq for CelCondition {
@@ -156,10 +163,12 @@ impl CelCondition {
         let mut bound = Vec::new();
         check(&program.expression().expr, &mut bound)?;
         let lowered = lower::lower(program.expression()).map(Arc::new);
+        let compiled = lowered.as_deref().map(|l| Arc::new(Compiled::new(l)));
         Ok(CelCondition {
             source: source.to_string(),
             program: Arc::new(program),
             lowered,
+            compiled,
         })
     }
 
@@ -297,27 +306,42 @@ impl<'a> Scope<'a> {
         }
     }
 
-    /// Evaluates `cond` for vulnerability `i`: `Ok(true/false)`, or the error that makes it
-    /// count.
     /// Whether vulnerability `i` counts for `cond`: the expression is true, or it fails (a
-    /// broken condition never lets an image through silently). The engine's hot path.
+    /// broken condition never lets an image through silently). The engine's hot path: the
+    /// compiled expression, the interpreter only where it cannot answer.
     #[inline]
     pub(crate) fn counts(&self, cond: &CelCondition, i: usize) -> bool {
-        if let (Some(low), Some(v)) = (&cond.lowered, self.vulns.get(i)) {
-            if let Some(b) = low.eval(v, &self.env) {
+        if let (Some(c), Some(v)) = (&cond.compiled, self.vulns.get(i)) {
+            if let Some(b) = c.eval(v, &self.env) {
                 return b;
             }
         }
+        self.counts_interpreted(cond, i)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn counts_interpreted(&self, cond: &CelCondition, i: usize) -> bool {
         !matches!(self.interpret(cond, i), Ok(false))
     }
 
+    /// Evaluates `cond` for vulnerability `i`: `Ok(true/false)`, or the error that makes it
+    /// count.
     pub(crate) fn eval(&self, cond: &CelCondition, i: usize) -> Result<bool, String> {
-        if let (Some(low), Some(v)) = (&cond.lowered, self.vulns.get(i)) {
-            if let Some(b) = low.eval(v, &self.env) {
+        if let (Some(c), Some(v)) = (&cond.compiled, self.vulns.get(i)) {
+            if let Some(b) = c.eval(v, &self.env) {
                 return Ok(b);
             }
         }
         self.interpret(cond, i)
+    }
+
+    /// Evaluates `cond` for vulnerability `i` with the lowered tree (`lower.rs`) only: what
+    /// the compiled form must agree with.
+    #[cfg(test)]
+    pub(crate) fn eval_lowered(&self, cond: &CelCondition, i: usize) -> Option<bool> {
+        let (l, v) = (cond.lowered.as_ref()?, self.vulns.get(i)?);
+        l.eval(v, &self.env)
     }
 
     /// Evaluates `cond` for vulnerability `i` with the CEL interpreter.
