@@ -5,8 +5,9 @@
 //! vulnerability, in one large recursive function; for `vuln.cvss >= 9.0 && vuln.fixAvailable`
 //! that was about 7 ns per vulnerability, more than the native filter in all (benchmark
 //! `cel_vs_native`, docs/benchmarks.md). Here those choices are made once: a leaf reads its field
-//! as a typed value and applies its operator with nothing left to decide, `&&` / `||` of two
-//! operands call them directly, and nothing allocates per vulnerability.
+//! as a typed value and applies its operator with nothing left to decide, the top `&&` / `||`
+//! calls its operands from the engine's loop, a nested one calls them directly, and nothing
+//! allocates per vulnerability.
 //!
 //! The answers are `Lowered::eval`'s, node for node (the same field readers, the same rules
 //! for `&&`, `||` and unknown operands); `compile_tests.rs` compares the two, and the
@@ -22,26 +23,73 @@ use crate::engine::Vulnerability;
 /// One compiled node: its value for a vulnerability, or `None` where the interpreter answers.
 type Pred = Box<dyn Fn(&Vulnerability, &Env<'_>) -> Option<bool> + Send + Sync>;
 
-/// A lowered expression compiled to closures.
-pub(crate) struct Compiled(Pred);
+/// A lowered expression compiled to closures. The top `&&` / `||` is evaluated in place, so
+/// that its operands are the only calls through a pointer.
+pub(crate) enum Compiled {
+    One(Pred),
+    All(Box<[Pred]>),
+    Any(Box<[Pred]>),
+}
 
 impl fmt::Debug for Compiled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Compiled(..)")
+        let (kind, n) = match self {
+            Compiled::One(_) => ("One", 1),
+            Compiled::All(xs) => ("All", xs.len()),
+            Compiled::Any(xs) => ("Any", xs.len()),
+        };
+        write!(f, "Compiled::{kind}({n} closures)")
     }
 }
 
 impl Compiled {
     pub(crate) fn new(l: &Lowered) -> Compiled {
-        Compiled(compile(l))
+        match l {
+            Lowered::All(xs) => Compiled::All(xs.iter().map(compile).collect()),
+            Lowered::Any(xs) => Compiled::Any(xs.iter().map(compile).collect()),
+            other => Compiled::One(compile(other)),
+        }
     }
 
     /// The expression's value for `v`, or `None` where the interpreter must answer (as
     /// `Lowered::eval`).
     #[inline]
     pub(crate) fn eval(&self, v: &Vulnerability, env: &Env<'_>) -> Option<bool> {
-        (self.0)(v, env)
+        match self {
+            Compiled::One(p) => p(v, env),
+            Compiled::All(xs) => eval_all(xs, v, env),
+            Compiled::Any(xs) => eval_any(xs, v, env),
+        }
     }
+}
+
+/// `a && b && ...` as `Lowered::eval`: a false operand decides; otherwise an unknown one makes
+/// the whole unknown.
+#[inline(always)]
+fn eval_all(xs: &[Pred], v: &Vulnerability, e: &Env<'_>) -> Option<bool> {
+    let mut unknown = false;
+    for x in xs {
+        match x(v, e) {
+            Some(false) => return Some(false),
+            Some(true) => {}
+            None => unknown = true,
+        }
+    }
+    (!unknown).then_some(true)
+}
+
+/// `a || b || ...`: a true operand decides; otherwise an unknown one makes the whole unknown.
+#[inline(always)]
+fn eval_any(xs: &[Pred], v: &Vulnerability, e: &Env<'_>) -> Option<bool> {
+    let mut unknown = false;
+    for x in xs {
+        match x(v, e) {
+            Some(true) => return Some(true),
+            Some(false) => {}
+            None => unknown = true,
+        }
+    }
+    (!unknown).then_some(false)
 }
 
 /// Boxes `f` (a function, so that the closure's argument lifetimes are inferred as the
@@ -111,8 +159,7 @@ fn compile(l: &Lowered) -> Pred {
     }
 }
 
-/// `a && b && ...` as `Lowered::eval`: a false operand decides; otherwise an unknown one makes
-/// the whole unknown.
+/// A nested `&&` (two operands called directly, more in a loop).
 fn all(mut xs: Vec<Pred>) -> Pred {
     if xs.len() == 2 {
         let (b, a) = (xs.pop().expect("two"), xs.pop().expect("two"));
@@ -125,20 +172,10 @@ fn all(mut xs: Vec<Pred>) -> Pred {
             },
         });
     }
-    pred(move |v, e| {
-        let mut unknown = false;
-        for x in &xs {
-            match x(v, e) {
-                Some(false) => return Some(false),
-                Some(true) => {}
-                None => unknown = true,
-            }
-        }
-        (!unknown).then_some(true)
-    })
+    pred(move |v, e| eval_all(&xs, v, e))
 }
 
-/// `a || b || ...`: a true operand decides; otherwise an unknown one makes the whole unknown.
+/// A nested `||`.
 fn any(mut xs: Vec<Pred>) -> Pred {
     if xs.len() == 2 {
         let (b, a) = (xs.pop().expect("two"), xs.pop().expect("two"));
@@ -151,17 +188,7 @@ fn any(mut xs: Vec<Pred>) -> Pred {
             },
         });
     }
-    pred(move |v, e| {
-        let mut unknown = false;
-        for x in &xs {
-            match x(v, e) {
-                Some(true) => return Some(true),
-                Some(false) => {}
-                None => unknown = true,
-            }
-        }
-        (!unknown).then_some(false)
-    })
+    pred(move |v, e| eval_any(&xs, v, e))
 }
 
 /// A double field against a literal: unknown when either is NaN (as `Lowered::eval`).

@@ -1,7 +1,8 @@
 //! The compiled closures (`compile.rs`) give the lowered tree's and the interpreter's answer:
 //! one expression per specialised node (every comparison of every numeric field, `&&` and `||`
-//! of two operands and of more, with unknown operands on either side), each asked for every
-//! vulnerability of the reports `lower_tests.rs` uses (NaN scores and missing values included).
+//! at the top and nested, of two operands and of more, with unknown operands on either side),
+//! each asked for every vulnerability of the reports `lower_tests.rs` uses (NaN scores and
+//! missing values included).
 
 use super::lower_tests::{catalogs, compare, vulnerability_sets};
 use super::CelCondition;
@@ -37,6 +38,14 @@ fn every_compiled_node_agrees_with_the_tree_and_the_interpreter() {
         "vuln.cvss >= 9.5 || vuln.knownExploited || vuln.epss > 0.2",
         "vuln.fixAvailable || vuln.cvss == 4.5 || vuln.cvss == 7.0 || vuln.ageDays < 0",
         "(vuln.cvss > 4.0 || vuln.fixAvailable) && (vuln.cvss < 9.0 || !vuln.fixAvailable)",
+        // Nested (under `!` or the other operator): the closures of two operands and of more.
+        "!(vuln.cvss < 5.0 && vuln.cvss != 0.0)",
+        "!(vuln.fixAvailable && vuln.cvss >= 9.0)",
+        "vuln.knownExploited || (vuln.cvss >= 9.0 && vuln.fixAvailable)",
+        "!(vuln.cvss < 5.0 || vuln.cvss > 7.0)",
+        "!(vuln.fixAvailable || vuln.cvss >= 9.0)",
+        "!(vuln.cvss >= 7.0 && vuln.fixAvailable && vuln.severityRank >= 4)",
+        "!(vuln.cvss >= 9.5 || vuln.knownExploited || vuln.cvss == 0.0)",
         // Constants, strings and lists.
         "true",
         "false",

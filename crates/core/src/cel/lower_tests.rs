@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{CelCondition, Scope};
+use super::{CelCondition, CelFilter, Scope};
 use crate::engine::{AnalyzedReport, RequestContext, Vulnerability};
 use crate::exploit::{Catalogs, EpssScores, KevCatalog};
 use crate::findings::{self, Parsed};
@@ -122,7 +122,8 @@ pub(super) fn compare(source: &str, sets: &[Vec<Vulnerability>], catalogs: &Cata
     let (image, ctx) = (image(), context());
     let mut n = 0;
     for vulns in sets {
-        let scope = Scope::new(vulns, catalogs, &image, &ctx, now());
+        let filter = CelFilter::new(Scope::new(vulns, catalogs, &image, &ctx, now()), &cond);
+        let scope = &filter.scope;
         for (i, v) in vulns.iter().enumerate() {
             let compiled = scope.eval(&cond, i);
             let interpreted = scope.interpret(&cond, i);
@@ -130,7 +131,7 @@ pub(super) fn compare(source: &str, sets: &[Vec<Vulnerability>], catalogs: &Cata
                 compiled, interpreted,
                 "{source} on {v:?}: compiled and interpreted differ"
             );
-            assert_eq!(scope.counts(&cond, i), interpreted != Ok(false));
+            assert_eq!(filter.counts(i, v), interpreted != Ok(false));
             if let Some(tree) = scope.eval_lowered(&cond, i) {
                 assert_eq!(
                     compiled,

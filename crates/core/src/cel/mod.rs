@@ -306,19 +306,8 @@ impl<'a> Scope<'a> {
         }
     }
 
-    /// Whether vulnerability `i` counts for `cond`: the expression is true, or it fails (a
-    /// broken condition never lets an image through silently). The engine's hot path: the
-    /// compiled expression, the interpreter only where it cannot answer.
-    #[inline]
-    pub(crate) fn counts(&self, cond: &CelCondition, i: usize) -> bool {
-        if let (Some(c), Some(v)) = (&cond.compiled, self.vulns.get(i)) {
-            if let Some(b) = c.eval(v, &self.env) {
-                return b;
-            }
-        }
-        self.counts_interpreted(cond, i)
-    }
-
+    /// Whether vulnerability `i` counts by the interpreter's answer: the expression is true,
+    /// or it fails (a broken condition never lets an image through silently).
     #[cold]
     #[inline(never)]
     fn counts_interpreted(&self, cond: &CelCondition, i: usize) -> bool {
@@ -354,6 +343,43 @@ impl<'a> Scope<'a> {
             Ok(other) => Err(format!("the expression gave {other:?}, not a boolean")),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+/// One condition's CEL expression bound to the scope of one walk: what the engine asks per
+/// vulnerability.
+pub(crate) struct CelFilter<'a> {
+    scope: Scope<'a>,
+    cond: &'a CelCondition,
+    compiled: Option<&'a Compiled>,
+}
+
+impl<'a> CelFilter<'a> {
+    pub(crate) fn new(scope: Scope<'a>, cond: &'a CelCondition) -> CelFilter<'a> {
+        CelFilter {
+            scope,
+            cond,
+            compiled: cond.compiled.as_deref(),
+        }
+    }
+
+    /// Whether vulnerability `i`, which is `v`, counts: the expression is true, or it fails.
+    /// The engine's hot path: the compiled expression, the interpreter only where it cannot
+    /// answer.
+    #[inline]
+    pub(crate) fn counts(&self, i: usize, v: &Vulnerability) -> bool {
+        debug_assert!(std::ptr::eq(v, &self.scope.vulns[i]));
+        if let Some(c) = self.compiled {
+            if let Some(b) = c.eval(v, &self.scope.env) {
+                return b;
+            }
+        }
+        self.scope.counts_interpreted(self.cond, i)
+    }
+
+    /// As `Scope::eval`.
+    pub(crate) fn eval(&self, i: usize) -> Result<bool, String> {
+        self.scope.eval(self.cond, i)
     }
 }
 
