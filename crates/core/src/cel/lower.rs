@@ -1,4 +1,5 @@
-//! CEL conditions lowered to a small tree the engine walks without the CEL interpreter.
+//! CEL conditions lowered to a small tree, which `compile.rs` turns into the closures the engine
+//! runs without the CEL interpreter.
 //!
 //! The `cel` crate interprets the expression's AST on every call: it builds a context,
 //! resolves the variables through trait objects and boxes every value it reads. For the
@@ -114,7 +115,7 @@ impl Cmp {
             same => same,
         }
     }
-    fn apply<T: PartialOrd>(self, a: T, b: T) -> bool {
+    pub(crate) fn apply<T: PartialOrd>(self, a: T, b: T) -> bool {
         match self {
             Cmp::Eq => a == b,
             Cmp::Ne => a != b,
@@ -359,8 +360,9 @@ fn lower_in(item: &Expr, list: &Expr) -> Option<Lowered> {
 }
 
 impl Lowered {
-    /// The expression's value for `v`, or `None` where the interpreter must answer.
-    #[inline]
+    /// The expression's value for `v`, or `None` where the interpreter must answer. The
+    /// engine runs the compiled form (`compile.rs`); tests compare the two.
+    #[cfg(test)]
     pub(crate) fn eval(&self, v: &Vulnerability, env: &Env<'_>) -> Option<bool> {
         match self {
             // CEL's `&&` and `||` are commutative over errors: `false && error` is false and
@@ -393,7 +395,7 @@ impl Lowered {
 
     /// A leaf evaluated in place (the common case: the operands of `&&` and `||`), a
     /// composite through `eval`.
-    #[inline(always)]
+    #[cfg(test)]
     fn eval_inline(&self, v: &Vulnerability, env: &Env<'_>) -> Option<bool> {
         match self {
             Lowered::Const(b) => Some(*b),
@@ -445,7 +447,7 @@ impl Lowered {
     }
 }
 
-fn str_field<'a>(f: StrField, v: &'a Vulnerability, env: &Env<'a>) -> &'a str {
+pub(crate) fn str_field<'a>(f: StrField, v: &'a Vulnerability, env: &Env<'a>) -> &'a str {
     let (i, c) = (env.image, env.ctx);
     match f {
         StrField::Id => &v.id,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{CelCondition, Scope};
+use super::{CelCondition, CelFilter, Scope};
 use crate::engine::{AnalyzedReport, RequestContext, Vulnerability};
 use crate::exploit::{Catalogs, EpssScores, KevCatalog};
 use crate::findings::{self, Parsed};
@@ -18,7 +18,7 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 /// The real reports' vulnerabilities, then variants of each with other scores, fixes, dates
 /// and severities (the fixtures are small; the variants reach every branch of the comparisons,
 /// NaN and missing values included).
-fn vulnerability_sets() -> Vec<Vec<Vulnerability>> {
+pub(super) fn vulnerability_sets() -> Vec<Vec<Vulnerability>> {
     let mut sets: Vec<Vec<Vulnerability>> =
         reports().into_iter().map(|r| r.vulnerabilities).collect();
     let base: Vec<Vulnerability> = sets.iter().flatten().cloned().collect();
@@ -82,7 +82,7 @@ fn reports() -> Vec<AnalyzedReport> {
     .collect()
 }
 
-fn catalogs() -> Catalogs {
+pub(super) fn catalogs() -> Catalogs {
     let kev = std::fs::read(format!("{ROOT}/examples/exploitation/kev.json")).expect("kev");
     let epss = std::fs::read(format!("{ROOT}/examples/exploitation/epss.csv")).expect("epss");
     Catalogs {
@@ -114,21 +114,31 @@ fn now() -> DateTime<Utc> {
     "2026-12-01T00:00:00Z".parse().expect("time")
 }
 
-/// Asks both evaluators for every vulnerability of every report; returns how many were compared.
-fn compare(source: &str, sets: &[Vec<Vulnerability>], catalogs: &Catalogs) -> usize {
+/// Asks the evaluators for every vulnerability of every report: the compiled expression (what
+/// the engine runs), the lowered tree it was compiled from, and the interpreter. Returns how many
+/// vulnerabilities were compared.
+pub(super) fn compare(source: &str, sets: &[Vec<Vulnerability>], catalogs: &Catalogs) -> usize {
     let cond = CelCondition::compile(source).unwrap_or_else(|e| panic!("{source}: {e}"));
     let (image, ctx) = (image(), context());
     let mut n = 0;
     for vulns in sets {
-        let scope = Scope::new(vulns, catalogs, &image, &ctx, now());
+        let filter = CelFilter::new(Scope::new(vulns, catalogs, &image, &ctx, now()), &cond);
+        let scope = &filter.scope;
         for (i, v) in vulns.iter().enumerate() {
-            let lowered = scope.eval(&cond, i);
+            let compiled = scope.eval(&cond, i);
             let interpreted = scope.interpret(&cond, i);
             assert_eq!(
-                lowered, interpreted,
-                "{source} on {v:?}: lowered and interpreted differ"
+                compiled, interpreted,
+                "{source} on {v:?}: compiled and interpreted differ"
             );
-            assert_eq!(scope.counts(&cond, i), interpreted != Ok(false));
+            assert_eq!(filter.counts(i, v), interpreted != Ok(false));
+            if let Some(tree) = scope.eval_lowered(&cond, i) {
+                assert_eq!(
+                    compiled,
+                    Ok(tree),
+                    "{source} on {v:?}: compiled and lowered tree differ"
+                );
+            }
             n += 1;
         }
     }

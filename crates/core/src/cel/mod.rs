@@ -5,8 +5,9 @@
 //! evaluation the three variables are read on access from the engine's own data (nothing is
 //! copied into a map per vulnerability), which keeps a CEL condition close to a native one.
 //!
-//! Expressions made of field-against-literal comparisons are also lowered to a tree the engine
-//! walks without the interpreter (`lower.rs`), with the same results.
+//! Expressions made of field-against-literal comparisons are also lowered to a tree (`lower.rs`)
+//! and compiled to closures the engine runs without the interpreter (`compile.rs`), with the
+//! same results.
 //!
 //! A vulnerability counts when the expression is `true`. An expression that fails at run time
 //! (a type error, a non-boolean result) counts too, and the reason says so: a broken condition
@@ -30,9 +31,13 @@ use crate::engine::{RequestContext, Vulnerability};
 use crate::exploit::Catalogs;
 use crate::image::ImageRef;
 
+mod compile;
+#[cfg(test)]
+mod compile_tests;
 mod lower;
 #[cfg(test)]
 mod lower_tests;
+use compile::Compiled;
 use lower::{fields, Lowered};
 
 /// The fields of `vuln`, `image` and `workload` (documented in docs/rules.md).
@@ -113,6 +118,8 @@ pub struct CelCondition {
     program: Arc<Program>,
     /// The expression lowered (`lower.rs`), when it is in the subset that can be.
     lowered: Option<Arc<Lowered>>,
+    /// `lowered` compiled to closures (`compile.rs`): what the engine evaluates.
+    compiled: Option<Arc<Compiled>>,
 }
 
 impl PartialEq for CelCondition {
@@ -156,10 +163,12 @@ impl CelCondition {
         let mut bound = Vec::new();
         check(&program.expression().expr, &mut bound)?;
         let lowered = lower::lower(program.expression()).map(Arc::new);
+        let compiled = lowered.as_deref().map(|l| Arc::new(Compiled::new(l)));
         Ok(CelCondition {
             source: source.to_string(),
             program: Arc::new(program),
             lowered,
+            compiled,
         })
     }
 
@@ -297,27 +306,31 @@ impl<'a> Scope<'a> {
         }
     }
 
-    /// Evaluates `cond` for vulnerability `i`: `Ok(true/false)`, or the error that makes it
-    /// count.
-    /// Whether vulnerability `i` counts for `cond`: the expression is true, or it fails (a
-    /// broken condition never lets an image through silently). The engine's hot path.
-    #[inline]
-    pub(crate) fn counts(&self, cond: &CelCondition, i: usize) -> bool {
-        if let (Some(low), Some(v)) = (&cond.lowered, self.vulns.get(i)) {
-            if let Some(b) = low.eval(v, &self.env) {
-                return b;
-            }
-        }
+    /// Whether vulnerability `i` counts by the interpreter's answer: the expression is true,
+    /// or it fails (a broken condition never lets an image through silently).
+    #[cold]
+    #[inline(never)]
+    fn counts_interpreted(&self, cond: &CelCondition, i: usize) -> bool {
         !matches!(self.interpret(cond, i), Ok(false))
     }
 
+    /// Evaluates `cond` for vulnerability `i`: `Ok(true/false)`, or the error that makes it
+    /// count.
     pub(crate) fn eval(&self, cond: &CelCondition, i: usize) -> Result<bool, String> {
-        if let (Some(low), Some(v)) = (&cond.lowered, self.vulns.get(i)) {
-            if let Some(b) = low.eval(v, &self.env) {
+        if let (Some(c), Some(v)) = (&cond.compiled, self.vulns.get(i)) {
+            if let Some(b) = c.eval(v, &self.env) {
                 return Ok(b);
             }
         }
         self.interpret(cond, i)
+    }
+
+    /// Evaluates `cond` for vulnerability `i` with the lowered tree (`lower.rs`) only: what
+    /// the compiled form must agree with.
+    #[cfg(test)]
+    pub(crate) fn eval_lowered(&self, cond: &CelCondition, i: usize) -> Option<bool> {
+        let (l, v) = (cond.lowered.as_ref()?, self.vulns.get(i)?);
+        l.eval(v, &self.env)
     }
 
     /// Evaluates `cond` for vulnerability `i` with the CEL interpreter.
@@ -330,6 +343,43 @@ impl<'a> Scope<'a> {
             Ok(other) => Err(format!("the expression gave {other:?}, not a boolean")),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+/// One condition's CEL expression bound to the scope of one walk: what the engine asks per
+/// vulnerability.
+pub(crate) struct CelFilter<'a> {
+    scope: Scope<'a>,
+    cond: &'a CelCondition,
+    compiled: Option<&'a Compiled>,
+}
+
+impl<'a> CelFilter<'a> {
+    pub(crate) fn new(scope: Scope<'a>, cond: &'a CelCondition) -> CelFilter<'a> {
+        CelFilter {
+            scope,
+            cond,
+            compiled: cond.compiled.as_deref(),
+        }
+    }
+
+    /// Whether vulnerability `i`, which is `v`, counts: the expression is true, or it fails.
+    /// The engine's hot path: the compiled expression, the interpreter only where it cannot
+    /// answer.
+    #[inline]
+    pub(crate) fn counts(&self, i: usize, v: &Vulnerability) -> bool {
+        debug_assert!(std::ptr::eq(v, &self.scope.vulns[i]));
+        if let Some(c) = self.compiled {
+            if let Some(b) = c.eval(v, &self.scope.env) {
+                return b;
+            }
+        }
+        self.scope.counts_interpreted(self.cond, i)
+    }
+
+    /// As `Scope::eval`.
+    pub(crate) fn eval(&self, i: usize) -> Result<bool, String> {
+        self.scope.eval(self.cond, i)
     }
 }
 

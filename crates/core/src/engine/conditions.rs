@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::analyze::AnalyzedReport;
 use super::scope::op_matches;
 use super::RequestContext;
-use crate::cel::Scope;
+use crate::cel::{CelFilter, Scope};
 use crate::exploit::Catalogs;
 use crate::image::ImageRef;
 use crate::model::Severity;
@@ -23,16 +23,20 @@ pub(super) struct Inputs<'a> {
 }
 
 impl<'a> Inputs<'a> {
-    fn cel_scope(&self, c: &Condition) -> Option<Scope<'a>> {
-        c.cel.as_ref().map(|_| {
-            Scope::new(
-                &self.r.vulnerabilities,
-                self.catalogs,
-                self.image,
-                self.ctx,
-                self.now,
-            )
-        })
+    /// Condition `ci`'s CEL expression bound to a scope for one walk, when it has one.
+    fn cel_filter<'b>(&self, rule: &'b Rule, ci: usize) -> Option<CelFilter<'b>>
+    where
+        'a: 'b,
+    {
+        let cond = rule.cel.get(ci)?.as_ref()?;
+        let scope = Scope::new(
+            &self.r.vulnerabilities,
+            self.catalogs,
+            self.image,
+            self.ctx,
+            self.now,
+        );
+        Some(CelFilter::new(scope, cond))
     }
 }
 
@@ -65,14 +69,14 @@ fn ignored_by(rule: &Rule, r: &AnalyzedReport, now: DateTime<Utc>) -> Vec<usize>
 }
 
 /// Whether vulnerability `vi` passes condition `ci`'s filters. `cel` is the condition's CEL
-/// scope (built once per walk) when it has a CEL expression.
+/// expression bound to the walk (built once per walk) when it has one.
 fn passes_filters(
     rule: &Rule,
     ci: usize,
     c: &Condition,
     vi: usize,
     inp: &Inputs<'_>,
-    cel: Option<&Scope<'_>>,
+    cel: Option<&CelFilter<'_>>,
 ) -> bool {
     let v = &inp.r.vulnerabilities[vi];
     if let Some(want) = c.fix_available {
@@ -119,9 +123,9 @@ fn passes_filters(
             return false;
         }
     }
-    if let (Some(Some(cond)), Some(scope)) = (rule.cel.get(ci), cel) {
+    if let Some(cel) = cel {
         // An expression that fails counts the vulnerability (never a silent allow).
-        if !scope.counts(cond, vi) {
+        if !cel.counts(vi, v) {
             return false;
         }
     }
@@ -130,9 +134,7 @@ fn passes_filters(
 
 /// The error condition `ci`'s CEL expression gives for vulnerability `vi`, if it fails.
 fn cel_error(rule: &Rule, ci: usize, vi: usize, inp: &Inputs<'_>) -> Option<String> {
-    let cond = rule.cel.get(ci)?.as_ref()?;
-    let scope = inp.cel_scope(&rule.spec.conditions[ci])?;
-    scope.eval(cond, vi).err()
+    inp.cel_filter(rule, ci)?.eval(vi).err()
 }
 
 /// How many vulnerabilities a count condition counted when it was fulfilled, and the first
@@ -156,13 +158,13 @@ pub(super) fn fire_point(rule: &Rule, inp: &Inputs<'_>) -> Option<(usize, usize,
         // Only an earlier vulnerability can beat the best so far (a later condition at the
         // same vulnerability comes after it).
         let limit = best.as_ref().map(|b| b.0).unwrap_or(usize::MAX);
-        let scope = inp.cel_scope(c);
-        let scope = scope.as_ref();
+        let cel = inp.cel_filter(rule, ci);
+        let cel = cel.as_ref();
         let hit = if c.is_cve_list() {
             c.cve_ids
                 .iter()
                 .filter_map(|id| r.find(id))
-                .filter(|i| *i < limit && counts(*i) && passes_filters(rule, ci, c, *i, inp, scope))
+                .filter(|i| *i < limit && counts(*i) && passes_filters(rule, ci, c, *i, inp, cel))
                 .min()
                 .map(|i| {
                     (
@@ -187,7 +189,7 @@ pub(super) fn fire_point(rule: &Rule, inp: &Inputs<'_>) -> Option<(usize, usize,
                 if i >= limit || v.severity.rank() < min_rank {
                     break; // sorted most severe first: nothing later can count
                 }
-                if counts(i) && passes_filters(rule, ci, c, i, inp, scope) {
+                if counts(i) && passes_filters(rule, ci, c, i, inp, cel) {
                     counted.n += 1;
                     if counted.first.len() < SHOWN {
                         counted.first.push(i);
@@ -222,10 +224,10 @@ pub(super) fn counted_all(
         return (Vec::new(), 0);
     };
     let ignored = ignored_by(rule, r, inp.now);
-    let scope = inp.cel_scope(c);
-    let scope = scope.as_ref();
+    let cel = inp.cel_filter(rule, ci);
+    let cel = cel.as_ref();
     let ok =
-        |i: usize| ignored.binary_search(&i).is_err() && passes_filters(rule, ci, c, i, inp, scope);
+        |i: usize| ignored.binary_search(&i).is_err() && passes_filters(rule, ci, c, i, inp, cel);
     let mut out = Vec::new();
     let mut total = 0;
     let mut push = |i: usize, out: &mut Vec<usize>| {
