@@ -186,18 +186,19 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     },
     // The review API's list over many alerts (alerts/query.rs): the image filter's per-image
     // plan (the distinct image references, and the newest alerts of one reference through
-    // (image, time)), and a namespace index that also holds the columns filtered with it.
+    // (image, time, id): the page's ids read from the index alone), and a namespace index that
+    // also holds the columns filtered with it.
     Migration {
         version: 6,
         description: "image references, the image index, a wider namespace index",
         sqlite: "CREATE TABLE alert_images (image TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;
     INSERT OR IGNORE INTO alert_images (image) SELECT DISTINCT image FROM alerts;
-    CREATE INDEX alerts_image ON alerts (image, time);
+    CREATE INDEX alerts_image ON alerts (image, time, id);
     DROP INDEX alerts_namespace;
     CREATE INDEX alerts_namespace ON alerts (namespace, time, rule, action, state);",
         postgres: r#"CREATE TABLE alert_images (image TEXT PRIMARY KEY NOT NULL);
     INSERT INTO alert_images (image) SELECT DISTINCT image FROM alerts ON CONFLICT DO NOTHING;
-    CREATE INDEX alerts_image ON alerts (image, time);
+    CREATE INDEX alerts_image ON alerts (image, time, id);
     DROP INDEX alerts_namespace;
     CREATE INDEX alerts_namespace ON alerts (namespace, time, rule, action, state);"#,
     },
