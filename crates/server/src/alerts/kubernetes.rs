@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, ListParams, ObjectMeta};
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -757,39 +757,14 @@ impl Inner {
     }
 
     async fn review(&self, id: &str, entry: ReviewEntry) -> Result<bool, AlertError> {
-        for attempt in 1..=MAX_CONFLICT_RETRIES {
-            let Some(mut obj) = self.find(id).await? else {
-                return Ok(false);
-            };
-            let ns = obj.metadata.namespace.clone().unwrap_or_default();
-            let name = obj.metadata.name.clone().unwrap_or_default();
-            let first = spec_alert(&obj)?;
-            let mut status = obj.status.clone().unwrap_or_default();
-            merge_status(&mut status, &first, &[], false).map_err(|id| {
-                kube_err(&self.server, format!("alert {id}: unexpected duplicate"))
-            })?;
-            if let Some(r) = status.review.as_mut() {
+        let stored = self
+            .change_review(id, |r| {
                 r.state = entry.state;
                 push_history(r, entry.clone());
-            }
-            obj.status = Some(status);
-            match self
-                .api(&ns)
-                .replace_status(&name, &PostParams::default(), &obj)
-                .await
-            {
-                Ok(_) => return Ok(true),
-                Err(e) if api_code(&e) == Some(409) => {
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-                Err(e) if api_code(&e) == Some(404) => return Ok(false),
-                Err(e) => return Err(self.err(&format!("updating alert {ns}/{name}"), e)),
-            }
-        }
-        Err(kube_err(
-            &self.server,
-            format!("alert {id}: still conflicting after {MAX_CONFLICT_RETRIES} attempts"),
-        ))
+                Ok(())
+            })
+            .await?;
+        Ok(stored.is_some())
     }
 
     async fn list(&self, f: &AlertFilter) -> Result<Vec<Alert>, AlertError> {

@@ -6,8 +6,9 @@
 use kube::api::PostParams;
 
 use super::{
-    api_code, backoff, kube_err, merge_status, object_alert, push_history, spec_alert,
-    AlertObjectStatus, Inner, ReviewEntry, ReviewState as ObjectState, MAX_CONFLICT_RETRIES,
+    api_code, backoff, kube_err, merge_status, object_alert, push_history, spec_alert, AlertObject,
+    AlertObjectStatus, Inner, Review as ObjectReview, ReviewEntry, ReviewState as ObjectState,
+    MAX_CONFLICT_RETRIES,
 };
 use crate::alerts::{
     vuln_ids, Alert, AlertError, AlertFilter, Review, ReviewChange, ReviewEvent, ReviewState,
@@ -82,13 +83,14 @@ pub(super) fn matches_filter(a: &Alert, f: &AlertFilter) -> bool {
 }
 
 impl Inner {
-    /// Moves the object that holds alert `id` to `change.to` (when its state allows it),
-    /// with a history entry; the updated alert, or None when there is no such alert.
-    pub(super) async fn review_change(
+    /// Applies `change` to the review of the object that holds alert `id` (conflicting
+    /// writes read the object again and retry); the stored object, or None when there is no
+    /// such alert.
+    pub(super) async fn change_review(
         &self,
         id: &str,
-        change: &ReviewChange,
-    ) -> Result<Option<Alert>, AlertError> {
+        change: impl Fn(&mut ObjectReview) -> Result<(), AlertError>,
+    ) -> Result<Option<AlertObject>, AlertError> {
         for attempt in 1..=MAX_CONFLICT_RETRIES {
             let Some(mut obj) = self.find(id).await? else {
                 return Ok(None);
@@ -103,31 +105,14 @@ impl Inner {
             let Some(r) = status.review.as_mut() else {
                 return Err(kube_err(&self.server, format!("alert {id}: no review")));
             };
-            let from = to_alert_state(r.state);
-            if !from.can_move_to(change.to) {
-                return Err(AlertError::Transition {
-                    id: id.to_string(),
-                    from,
-                    to: change.to,
-                });
-            }
-            r.state = to_object_state(change.to);
-            push_history(
-                r,
-                ReviewEntry {
-                    state: r.state,
-                    at: change.time,
-                    by: Some(change.by.clone()),
-                    note: Some(change.comment.clone()).filter(|c| !c.is_empty()),
-                },
-            );
+            change(r)?;
             obj.status = Some(status);
             match self
                 .api(&ns)
                 .replace_status(&name, &PostParams::default(), &obj)
                 .await
             {
-                Ok(stored) => return object_alert(&stored).map(Some),
+                Ok(stored) => return Ok(Some(stored)),
                 Err(e) if api_code(&e) == Some(409) => {
                     tokio::time::sleep(backoff(attempt)).await;
                 }
@@ -139,6 +124,39 @@ impl Inner {
             &self.server,
             format!("alert {id}: still conflicting after {MAX_CONFLICT_RETRIES} attempts"),
         ))
+    }
+
+    /// The review API's change: `change.to` when the current state allows it, with a
+    /// history entry; the updated alert, or None when there is no such alert.
+    pub(super) async fn review_change(
+        &self,
+        id: &str,
+        change: &ReviewChange,
+    ) -> Result<Option<Alert>, AlertError> {
+        let stored = self
+            .change_review(id, |r| {
+                let from = to_alert_state(r.state);
+                if !from.can_move_to(change.to) {
+                    return Err(AlertError::Transition {
+                        id: id.to_string(),
+                        from,
+                        to: change.to,
+                    });
+                }
+                r.state = to_object_state(change.to);
+                push_history(
+                    r,
+                    ReviewEntry {
+                        state: r.state,
+                        at: change.time,
+                        by: Some(change.by.clone()),
+                        note: Some(change.comment.clone()).filter(|c| !c.is_empty()),
+                    },
+                );
+                Ok(())
+            })
+            .await?;
+        stored.as_ref().map(object_alert).transpose()
     }
 }
 
