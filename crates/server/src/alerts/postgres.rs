@@ -47,6 +47,15 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const MIGRATION_LOCK: i64 = 0x76756c6e67617465;
 /// The class of the per-key advisory locks of de-duplication (`pg_advisory_xact_lock(int, int)`).
 const DEDUP_LOCK: i32 = 0x7667_6431;
+const INSERT_SQL: &str = "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name,
+    operation, user_name, image, digest, rule, dry_run, data, origin, dedup_key)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+const INSERT_NEW_SQL: &str = "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name,
+    operation, user_name, image, digest, rule, dry_run, data, origin, dedup_key)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+    ON CONFLICT (id) DO NOTHING";
+const VULN_SQL: &str =
+    "INSERT INTO alert_vulns (vuln_id, alert_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 /// The distinct image references (the image filter's candidates, `query.rs`).
 const IMAGE_SQL: &str = "INSERT INTO alert_images (image) VALUES ($1) ON CONFLICT DO NOTHING";
 
@@ -550,78 +559,13 @@ impl Inner {
         tx.batch_execute("SET LOCAL synchronous_commit TO on")
             .await
             .map_err(|e| self.err(e))?;
-        let stmt = tx
-            .prepare(&format!(
-                "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name, operation,
-                                     user_name, image, digest, rule, dry_run, data, origin,
-                                     dedup_key)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                         $16){}",
-                if or_ignore {
-                    " ON CONFLICT (id) DO NOTHING"
-                } else {
-                    ""
-                }
-            ))
-            .await
-            .map_err(|e| self.err(e))?;
-        let vulns = tx
-            .prepare(
-                "INSERT INTO alert_vulns (vuln_id, alert_id) VALUES ($1, $2) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .await
-            .map_err(|e| self.err(e))?;
         let mut inserted = 0;
         for a in alerts {
-            let data = serde_json::to_string(a).map_err(|e| AlertError::Corrupt {
-                id: a.id.clone(),
-                message: e.to_string(),
-            })?;
-            let time = rfc3339(a.time);
-            let key = a.dedup_key();
-            let n = tx
-                .execute(
-                    &stmt,
-                    &[
-                        &a.id,
-                        &time,
-                        &a.action.as_str(),
-                        &a.cluster,
-                        &a.namespace,
-                        &a.kind,
-                        &a.name,
-                        &a.operation,
-                        &a.user,
-                        &a.image,
-                        &a.digest,
-                        &a.rule,
-                        &a.dry_run,
-                        &data,
-                        &a.origin.as_str(),
-                        &key,
-                    ],
-                )
-                .await
-                .map_err(|e| self.err(e))?;
-            if n > 0 {
-                for v in vuln_ids(a) {
-                    tx.execute(&vulns, &[&v, &a.id])
-                        .await
-                        .map_err(|e| self.err(e))?;
-                }
-                tx.execute(IMAGE_SQL, &[&a.image])
-                    .await
-                    .map_err(|e| self.err(e))?;
-                outbox::enqueue(&tx, &self.routes, a)
-                    .await
-                    .map_err(|e| self.err(e))?;
-            }
-            inserted += n;
+            inserted += self.insert_row(&tx, a, &a.dedup_key(), or_ignore).await?;
         }
         tx.commit().await.map_err(|e| self.err(e))?;
         lease.release();
-        Ok(inserted as usize)
+        Ok(inserted)
     }
 
     /// One transaction, as SQLite's `merge`: each alert not stored yet (as an alert or an
@@ -698,15 +642,35 @@ impl Inner {
                     continue;
                 }
             }
-            let data = serde_json::to_string(a).map_err(|e| AlertError::Corrupt {
-                id: a.id.clone(),
-                message: e.to_string(),
-            })?;
-            tx.execute(
-                "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name, operation,
-                                     user_name, image, digest, rule, dry_run, data, origin,
-                                     dedup_key)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            self.insert_row(&tx, a, &key, false).await?;
+            taken += 1;
+        }
+        tx.commit().await.map_err(|e| self.err(e))?;
+        lease.release();
+        Ok(taken)
+    }
+
+    /// Inserts `a` (`or_ignore`: an id already stored is skipped) and, when its row went in,
+    /// its vulnerability ids, its image reference and its notification outbox entries.
+    /// Returns the rows inserted (0 or 1).
+    async fn insert_row(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        a: &Alert,
+        key: &Option<String>,
+        or_ignore: bool,
+    ) -> Result<usize, AlertError> {
+        let data = serde_json::to_string(a).map_err(|e| AlertError::Corrupt {
+            id: a.id.clone(),
+            message: e.to_string(),
+        })?;
+        let n = tx
+            .execute(
+                if or_ignore {
+                    INSERT_NEW_SQL
+                } else {
+                    INSERT_SQL
+                },
                 &[
                     &a.id,
                     &rfc3339(a.time),
@@ -723,31 +687,26 @@ impl Inner {
                     &a.dry_run,
                     &data,
                     &a.origin.as_str(),
-                    &key,
+                    key,
                 ],
             )
             .await
             .map_err(|e| self.err(e))?;
-            for v in vuln_ids(a) {
-                tx.execute(
-                    "INSERT INTO alert_vulns (vuln_id, alert_id) VALUES ($1, $2) \
-                     ON CONFLICT DO NOTHING",
-                    &[&v, &a.id],
-                )
-                .await
-                .map_err(|e| self.err(e))?;
-            }
-            tx.execute(IMAGE_SQL, &[&a.image])
-                .await
-                .map_err(|e| self.err(e))?;
-            outbox::enqueue(&tx, &self.routes, a)
-                .await
-                .map_err(|e| self.err(e))?;
-            taken += 1;
+        if n == 0 {
+            return Ok(0);
         }
-        tx.commit().await.map_err(|e| self.err(e))?;
-        lease.release();
-        Ok(taken)
+        for v in vuln_ids(a) {
+            tx.execute(VULN_SQL, &[&v, &a.id])
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        tx.execute(IMAGE_SQL, &[&a.image])
+            .await
+            .map_err(|e| self.err(e))?;
+        outbox::enqueue(tx, &self.routes, a)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(1)
     }
 
     async fn list(&self, f: &AlertFilter) -> Result<Vec<Alert>, AlertError> {

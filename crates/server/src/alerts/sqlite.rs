@@ -29,6 +29,10 @@ const REPEAT_SQL: &str = "INSERT INTO alert_repeats (id, alert_id, time) VALUES 
 const INSERT_SQL: &str = "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name,
                     operation, user_name, image, digest, rule, dry_run, data, origin, dedup_key)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+const INSERT_NEW_SQL: &str = "INSERT OR IGNORE INTO alerts (id, time, action, cluster, namespace,
+                    kind, name, operation, user_name, image, digest, rule, dry_run, data, origin,
+                    dedup_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 const VULN_SQL: &str = "INSERT OR IGNORE INTO alert_vulns (vuln_id, alert_id) VALUES (?1, ?2)";
 /// The distinct image references (the image filter's candidates, `query.rs`).
 const IMAGE_SQL: &str = "INSERT OR IGNORE INTO alert_images (image) VALUES (?1)";
@@ -184,61 +188,14 @@ impl SqliteBackend {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
-        let verb = if or_ignore {
-            "INSERT OR IGNORE"
+        let sql = if or_ignore {
+            INSERT_NEW_SQL
         } else {
-            "INSERT"
+            INSERT_SQL
         };
         let mut inserted = 0;
-        {
-            let mut stmt = tx
-                .prepare_cached(&format!(
-                    "{verb} INTO alerts (id, time, action, cluster, namespace, kind, name,
-                        operation, user_name, image, digest, rule, dry_run, data, origin, dedup_key)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-                ))
-                .map_err(|e| self.err(e))?;
-            let mut vulns = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO alert_vulns (vuln_id, alert_id) VALUES (?1, ?2)",
-                )
-                .map_err(|e| self.err(e))?;
-            for a in alerts {
-                let data = serde_json::to_string(a).map_err(|e| AlertError::Corrupt {
-                    id: a.id.clone(),
-                    message: e.to_string(),
-                })?;
-                let n = stmt
-                    .execute(params![
-                        a.id,
-                        rfc3339(a.time),
-                        a.action.as_str(),
-                        a.cluster,
-                        a.namespace,
-                        a.kind,
-                        a.name,
-                        a.operation,
-                        a.user,
-                        a.image,
-                        a.digest,
-                        a.rule,
-                        a.dry_run,
-                        data,
-                        a.origin.as_str(),
-                        a.dedup_key()
-                    ])
-                    .map_err(|e| self.err(e))?;
-                if n > 0 {
-                    for v in vuln_ids(a) {
-                        vulns.execute(params![v, a.id]).map_err(|e| self.err(e))?;
-                    }
-                    tx.prepare_cached(IMAGE_SQL)
-                        .and_then(|mut st| st.execute([&a.image]))
-                        .map_err(|e| self.err(e))?;
-                    outbox::enqueue(&tx, &self.routes, a).map_err(|e| self.err(e))?;
-                }
-                inserted += n;
-            }
+        for a in alerts {
+            inserted += self.insert_row(&tx, a, a.dedup_key().as_deref(), sql)?;
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(inserted)
@@ -300,41 +257,7 @@ impl SqliteBackend {
                     continue;
                 }
             }
-            let data = serde_json::to_string(a).map_err(|e| AlertError::Corrupt {
-                id: a.id.clone(),
-                message: e.to_string(),
-            })?;
-            tx.prepare_cached(INSERT_SQL)
-                .and_then(|mut st| {
-                    st.execute(params![
-                        a.id,
-                        rfc3339(a.time),
-                        a.action.as_str(),
-                        a.cluster,
-                        a.namespace,
-                        a.kind,
-                        a.name,
-                        a.operation,
-                        a.user,
-                        a.image,
-                        a.digest,
-                        a.rule,
-                        a.dry_run,
-                        data,
-                        a.origin.as_str(),
-                        key
-                    ])
-                })
-                .map_err(|e| self.err(e))?;
-            for v in vuln_ids(a) {
-                tx.prepare_cached(VULN_SQL)
-                    .and_then(|mut st| st.execute(params![v, a.id]))
-                    .map_err(|e| self.err(e))?;
-            }
-            tx.prepare_cached(IMAGE_SQL)
-                .and_then(|mut st| st.execute([&a.image]))
-                .map_err(|e| self.err(e))?;
-            outbox::enqueue(&tx, &self.routes, a).map_err(|e| self.err(e))?;
+            self.insert_row(&tx, a, key.as_deref(), INSERT_SQL)?;
             if let Some(key) = key {
                 // Inserted: the earliest of its key for any later alert of this batch whose
                 // window still reaches it (nothing older was within its own window).
@@ -347,6 +270,60 @@ impl SqliteBackend {
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(taken)
+    }
+}
+
+impl SqliteBackend {
+    /// Inserts `a` with `sql` (`INSERT_SQL`, or `INSERT_NEW_SQL` to skip an id already
+    /// stored) and, when its row went in, its vulnerability ids, its image reference and its
+    /// notification outbox entries. Returns the rows inserted (0 or 1).
+    fn insert_row(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        a: &Alert,
+        key: Option<&str>,
+        sql: &str,
+    ) -> Result<usize, AlertError> {
+        let data = serde_json::to_string(a).map_err(|e| AlertError::Corrupt {
+            id: a.id.clone(),
+            message: e.to_string(),
+        })?;
+        let n = tx
+            .prepare_cached(sql)
+            .and_then(|mut st| {
+                st.execute(params![
+                    a.id,
+                    rfc3339(a.time),
+                    a.action.as_str(),
+                    a.cluster,
+                    a.namespace,
+                    a.kind,
+                    a.name,
+                    a.operation,
+                    a.user,
+                    a.image,
+                    a.digest,
+                    a.rule,
+                    a.dry_run,
+                    data,
+                    a.origin.as_str(),
+                    key
+                ])
+            })
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Ok(0);
+        }
+        for v in vuln_ids(a) {
+            tx.prepare_cached(VULN_SQL)
+                .and_then(|mut st| st.execute(params![v, a.id]))
+                .map_err(|e| self.err(e))?;
+        }
+        tx.prepare_cached(IMAGE_SQL)
+            .and_then(|mut st| st.execute([&a.image]))
+            .map_err(|e| self.err(e))?;
+        outbox::enqueue(tx, &self.routes, a).map_err(|e| self.err(e))?;
+        Ok(n)
     }
 }
 
