@@ -174,7 +174,8 @@ pub(crate) fn count_query(
     let (sql, args) = match images.filter(|_| f.image.is_some()) {
         None => filters(&counted, dialect, Lead::Auto),
         Some(images) => {
-            let (w, wargs) = filters(&counted, dialect, Lead::Auto);
+            // The references stand for the substring: the rows are not tested again.
+            let (w, wargs) = filters(&counted, dialect, Lead::Image);
             let mut args: Vec<SqlArg> = images.iter().cloned().map(SqlArg::Text).collect();
             args.extend(wargs);
             let marks = vec!["?"; images.len()].join(", ");
@@ -214,8 +215,9 @@ pub(crate) fn state_counts(rows: Vec<(String, i64)>) -> Vec<(ReviewState, u64)> 
 enum Lead {
     /// The filters' own (the image filter a substring test on each row).
     Auto,
-    /// The `(image, time)` index of the per-image plan: the image filter is said by the
-    /// caller (`image = ?`), every other column only filters.
+    /// The image index of the per-image plan: the image filter is said by the caller
+    /// (`image = ?` in the list, `image IN (...)` in the counts), every other column only
+    /// filters.
     Image,
 }
 
