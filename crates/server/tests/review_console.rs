@@ -224,8 +224,11 @@ async fn the_console_in_a_real_browser() {
         .click()
         .await
         .unwrap();
+    // The click submits the form: wait for the answer page, do not race it.
     let err = c
-        .find(Locator::Css("p.error"))
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("p.error"))
         .await
         .unwrap()
         .text()
