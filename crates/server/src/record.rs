@@ -130,6 +130,7 @@ async fn write_alerts(
     alerts: Vec<Alert>,
     deadline: Option<tokio::time::Instant>,
 ) -> bool {
+    let alerts: std::sync::Arc<[Alert]> = alerts.into();
     let written = match deadline {
         Some(d) => state
             .alerts
@@ -140,7 +141,7 @@ async fn write_alerts(
     };
     match written {
         Ok(()) => {
-            for a in &alerts {
+            for a in alerts.iter() {
                 state.metrics.alert_written(a.action.as_str());
             }
             true
@@ -149,7 +150,7 @@ async fn write_alerts(
             state.metrics.alert_failure();
             tracing::error!(
                 uid = %uid, error = %e,
-                alerts = %serde_json::to_string(&alerts).unwrap_or_default(),
+                alerts = %serde_json::to_string(&alerts[..]).unwrap_or_default(),
                 "cannot record alerts; applying the failure policy"
             );
             false
@@ -237,6 +238,7 @@ pub(crate) async fn runtime(
     if batch.is_empty() {
         return Ok(());
     }
+    let batch: std::sync::Arc<[Alert]> = batch.into();
     match state.alerts.record_async(batch.clone()).await {
         Ok(()) => {
             for (a, ev) in batch.iter().zip(events) {

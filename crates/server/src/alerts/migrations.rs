@@ -202,6 +202,25 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     DROP INDEX alerts_namespace;
     CREATE INDEX alerts_namespace ON alerts (namespace, time, rule, action, state);"#,
     },
+    // Self-contained (its own table only). The counts of an alert that absorbed repeats
+    // (`Seen` in alerts/mod.rs): a repeat updates this small row, not the alert's `data`. An
+    // alert without a row has its counts in `data` (as every alert stored before).
+    Migration {
+        version: 7,
+        description: "counts of alerts that absorbed repeats",
+        sqlite: "CREATE TABLE alert_counts (
+        alert_id  TEXT PRIMARY KEY NOT NULL,
+        count     INTEGER NOT NULL,
+        last_seen TEXT,
+        kinds     TEXT NOT NULL
+    ) WITHOUT ROWID;",
+        postgres: r#"CREATE TABLE alert_counts (
+        alert_id  TEXT COLLATE "C" PRIMARY KEY NOT NULL,
+        count     BIGINT NOT NULL,
+        last_seen TEXT COLLATE "C",
+        kinds     TEXT NOT NULL
+    );"#,
+    },
 ];
 
 /// The newest schema version this build knows.

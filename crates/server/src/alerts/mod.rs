@@ -532,6 +532,19 @@ pub trait AlertBackend: Send + Sync + Debug {
         let _ = window;
         self.record_new(alerts)
     }
+    /// [`record_new`](Self::record_new) over borrowed alerts: the writer's batch borrows the
+    /// alerts of the requests it commits for. The default copies them (the PostgreSQL and
+    /// Kubernetes stores copy them anyway, into their async task); SQLite does not.
+    fn record_new_refs(&self, alerts: &[&Alert]) -> Result<usize, AlertError> {
+        let owned: Vec<Alert> = alerts.iter().map(|a| (*a).clone()).collect();
+        self.record_new(&owned)
+    }
+    /// [`record_merged`](Self::record_merged) over borrowed alerts (see
+    /// [`record_new_refs`](Self::record_new_refs)).
+    fn record_merged_refs(&self, alerts: &[&Alert], window: Duration) -> Result<usize, AlertError> {
+        let owned: Vec<Alert> = alerts.iter().map(|a| (*a).clone()).collect();
+        self.record_merged(&owned, window)
+    }
     /// Alerts matching `filter`, newest first, with their review state (not its history).
     fn list(&self, filter: &AlertFilter) -> Result<Vec<Alert>, AlertError>;
     /// The alert `id` (or the alert that absorbed the repeat `id`) with its review state
@@ -669,11 +682,17 @@ impl AlertStore {
     /// them (journal full or off, disk error): the caller applies its failure policy. Without
     /// a writer: [`record`](Self::record) on the blocking pool, bounded by nothing but the
     /// backend.
+    ///
+    /// The alerts are shared, not copied: the caller keeps its reference for its log lines and
+    /// metrics, and the writer drops its own before it answers, so that the alerts are freed
+    /// on the request's thread (a free from the writer thread is a cross-thread free; measured
+    /// in the deny storm, docs/benchmarks.md).
     pub async fn record_within(
         &self,
-        alerts: Vec<Alert>,
+        alerts: impl Into<Arc<[Alert]>>,
         deadline: tokio::time::Instant,
     ) -> Result<Durable, AlertError> {
+        let alerts: Arc<[Alert]> = alerts.into();
         if alerts.is_empty() {
             return Ok(Durable::Stored);
         }
@@ -689,7 +708,7 @@ impl AlertStore {
 
     /// [`record_within`](Self::record_within) with `alertWriter.writeTimeout` as the deadline
     /// (for writers without a request deadline, such as the runtime re-evaluation).
-    pub async fn record_async(&self, alerts: Vec<Alert>) -> Result<(), AlertError> {
+    pub async fn record_async(&self, alerts: impl Into<Arc<[Alert]>>) -> Result<(), AlertError> {
         let deadline = match &self.writer {
             Some(w) => w.default_deadline(),
             None => tokio::time::Instant::now() + Duration::from_secs(3600),
@@ -728,6 +747,100 @@ impl AlertStore {
 /// Fixed-width RFC 3339 (sorts as text).
 pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// How often an alert was seen once it absorbed repeats: its `count`, `lastSeen` and `kinds`,
+/// kept in their own small row (`alert_counts`, migration 7) in the SQL stores, not in the
+/// alert's `data`. Absorbing a repeat then writes that row instead of decoding, re-encoding
+/// and rewriting the whole alert (its violations and rule snapshot): in a deny storm, the
+/// writer thread's largest cost (docs/benchmarks.md, deny storm).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Seen {
+    pub count: u64,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub kinds: Vec<String>,
+}
+
+impl Seen {
+    /// As `a` stands (before it absorbs anything more).
+    pub(crate) fn of(a: &Alert) -> Seen {
+        let mut kinds = a.kinds.clone();
+        if kinds.is_empty() {
+            kinds.push(a.kind.clone());
+        }
+        Seen {
+            count: a.count.max(1),
+            last_seen: a.last_seen,
+            kinds,
+        }
+    }
+
+    /// Counts the repeat `r` in ([`Alert::absorb`]'s rule, over the counts alone).
+    pub(crate) fn absorb(&mut self, first_time: DateTime<Utc>, r: &Alert) {
+        self.count = self.count.saturating_add(r.count.max(1));
+        let last = r.last_seen.unwrap_or(r.time).max(r.time);
+        self.last_seen = Some(self.last_seen.unwrap_or(first_time).max(last));
+        for k in std::iter::once(&r.kind).chain(&r.kinds) {
+            if !self.kinds.contains(k) {
+                self.kinds.push(k.clone());
+            }
+        }
+    }
+
+    /// The `alert_counts` row's columns: count, lastSeen (RFC 3339), kinds (a JSON array).
+    pub(crate) fn columns(&self) -> (i64, Option<String>, String) {
+        (
+            i64::try_from(self.count).unwrap_or(i64::MAX),
+            // Nanoseconds, as the alert's own data keeps times (not an index key).
+            self.last_seen
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Nanos, true)),
+            serde_json::to_string(&self.kinds).unwrap_or_else(|_| "[]".into()),
+        )
+    }
+
+    /// Reads an `alert_counts` row (`id` names the alert in errors).
+    pub(crate) fn from_columns(
+        id: &str,
+        count: i64,
+        last_seen: Option<&str>,
+        kinds: &str,
+    ) -> Result<Seen, AlertError> {
+        let corrupt = |message: String| AlertError::Corrupt {
+            id: id.to_string(),
+            message,
+        };
+        Ok(Seen {
+            count: u64::try_from(count).map_err(|_| corrupt(format!("count {count}")))?,
+            last_seen: last_seen
+                .map(|t| {
+                    DateTime::parse_from_rfc3339(t)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|e| corrupt(format!("lastSeen {t:?}: {e}")))
+                })
+                .transpose()?,
+            kinds: serde_json::from_str(kinds).map_err(|e| corrupt(format!("kinds: {e}")))?,
+        })
+    }
+
+    /// Puts these counts on the alert read from `data`.
+    pub(crate) fn apply(self, a: &mut Alert) {
+        a.count = self.count;
+        a.last_seen = self.last_seen;
+        a.kinds = self.kinds;
+    }
+}
+
+/// Decodes an alert's `data` and puts its `alert_counts` row on it, when it has one.
+pub(crate) fn decode_seen(
+    id: &str,
+    data: &str,
+    seen: (Option<i64>, Option<String>, Option<String>),
+) -> Result<Alert, AlertError> {
+    let mut a = decode(id, data)?;
+    if let (Some(count), last, Some(kinds)) = seen {
+        Seen::from_columns(id, count, last.as_deref(), &kinds)?.apply(&mut a);
+    }
+    Ok(a)
 }
 
 pub(crate) fn decode(id: &str, data: &str) -> Result<Alert, AlertError> {
@@ -775,6 +888,81 @@ mod tests {
             explanation: Explanation::default(),
             review: Review::default(),
         }
+    }
+
+    /// Regression (deny storm): absorbing a repeat decoded, re-encoded and rewrote the whole
+    /// absorbing alert in each batch. Now its counts go to `alert_counts` and its `data` is
+    /// never written again; list and get read the counts back.
+    #[test]
+    fn a_repeat_writes_its_counts_not_the_alert() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.db");
+        let store = sqlite::SqliteBackend::open(&path).unwrap();
+        let window = std::time::Duration::from_secs(3600);
+        let t0 = Utc::now();
+        let first = alert("first", AlertAction::Deny, "prod");
+        assert_eq!(store.record_merged(std::slice::from_ref(&first), window).unwrap(), 1);
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        let data = |id: &str| -> String {
+            raw.query_row("SELECT data FROM alerts WHERE id = ?1", [id], |r| r.get(0))
+                .unwrap()
+        };
+        let before = data("first");
+        // Three repeats in two batches: a ReplicaSet's and two Pods'.
+        let repeat = |id: &str, kind: &str, secs: i64| {
+            let mut a = alert(id, AlertAction::Deny, "prod");
+            a.kind = kind.into();
+            a.workload_kind = Some("Deployment".into());
+            a.time = t0 + chrono::Duration::seconds(secs);
+            a
+        };
+        let batch1 = [repeat("r1", "ReplicaSet", 1), repeat("r2", "Pod", 2)];
+        assert_eq!(store.record_merged(&batch1, window).unwrap(), 2);
+        let last = repeat("r3", "Pod", 3);
+        assert_eq!(store.record_merged(std::slice::from_ref(&last), window).unwrap(), 1);
+        assert_eq!(data("first"), before, "the absorbing alert was rewritten");
+        let got = store
+            .get("r2")
+            .unwrap()
+            .expect("the repeat names its absorber");
+        assert_eq!(got.id, "first");
+        assert_eq!(got.count, 4);
+        assert_eq!(got.last_seen, Some(last.time));
+        assert_eq!(got.kinds, ["Deployment", "ReplicaSet", "Pod"]);
+        let listed = store.list(&AlertFilter::default()).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].count, listed[0].last_seen, &listed[0].kinds),
+            (got.count, got.last_seen, &got.kinds)
+        );
+        // A replay of a repeat counts nothing twice.
+        assert_eq!(store.record_merged(&[last], window).unwrap(), 0);
+        assert_eq!(store.get("first").unwrap().unwrap().count, 4);
+    }
+
+    /// An alert stored before migration 7 holds its counts in its data: they stand until it
+    /// absorbs a repeat, which then counts on from them.
+    #[test]
+    fn counts_stored_in_an_alerts_data_carry_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite::SqliteBackend::open(&dir.path().join("alerts.db")).unwrap();
+        let window = std::time::Duration::from_secs(3600);
+        let mut old = alert("old", AlertAction::Deny, "prod");
+        old.count = 5;
+        old.last_seen = Some(old.time + chrono::Duration::seconds(5));
+        old.kinds = vec!["Deployment".into(), "Pod".into()];
+        store.record(std::slice::from_ref(&old)).unwrap();
+        let got = store.get("old").unwrap().unwrap();
+        assert_eq!((got.count, got.last_seen), (5, old.last_seen));
+        let mut r = alert("again", AlertAction::Deny, "prod");
+        r.kind = "ReplicaSet".into();
+        r.workload_kind = Some("Deployment".into());
+        r.time = old.time + chrono::Duration::seconds(10);
+        assert_eq!(store.record_merged(&[r.clone()], window).unwrap(), 1);
+        let got = store.get("old").unwrap().unwrap();
+        assert_eq!(got.count, 6);
+        assert_eq!(got.last_seen, Some(r.time));
+        assert_eq!(got.kinds, ["Deployment", "Pod", "ReplicaSet"]);
     }
 
     /// Regression: with STAT4 compiled in, SQLite re-prepared a merge statement on every step

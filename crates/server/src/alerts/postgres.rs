@@ -33,8 +33,9 @@ use tokio_postgres::Client;
 
 use super::sqlite::{parse_state, parse_time, with_state};
 use super::{
-    count_query, decode, list_query, migrations, rfc3339, state_counts, vuln_ids, Alert,
-    AlertBackend, AlertError, AlertFilter, Dialect, ReviewChange, ReviewEvent, ReviewState,
+    count_query, decode, decode_seen, list_query, migrations, rfc3339, state_counts, vuln_ids,
+    Alert, AlertBackend, AlertError, AlertFilter, Dialect, ReviewChange, ReviewEvent, ReviewState,
+    Seen,
 };
 
 /// Most connections one backend opens.
@@ -612,26 +613,53 @@ impl Inner {
             if let Some(key) = &key {
                 let lo = rfc3339(a.time.checked_sub_signed(window).unwrap_or(a.time));
                 let hi = rfc3339(a.time.checked_add_signed(window).unwrap_or(a.time));
+                // The earliest alert of the key, with its counts row (see `Seen`): a repeat
+                // writes that small row, never the alert itself.
                 let first = tx
                     .query_opt(
-                        "SELECT id, data FROM alerts WHERE dedup_key = $1 AND time >= $2 \
-                         AND time <= $3 ORDER BY time, id LIMIT 1 FOR UPDATE",
+                        "SELECT a.id, a.time, c.count, c.last_seen, c.kinds FROM alerts a \
+                         LEFT JOIN alert_counts c ON c.alert_id = a.id \
+                         WHERE a.dedup_key = $1 AND a.time >= $2 AND a.time <= $3 \
+                         ORDER BY a.time, a.id LIMIT 1 FOR UPDATE OF a",
                         &[key, &lo, &hi],
                     )
                     .await
                     .map_err(|e| self.err(e))?;
                 if let Some(row) = first {
-                    let id: String = row.try_get(0).map_err(|e| self.err(e))?;
-                    let data: String = row.try_get(1).map_err(|e| self.err(e))?;
-                    let mut first = decode(&id, &data)?;
-                    first.absorb(a);
-                    let data = serde_json::to_string(&first).map_err(|e| AlertError::Corrupt {
-                        id: id.clone(),
-                        message: e.to_string(),
-                    })?;
-                    tx.execute("UPDATE alerts SET data = $2 WHERE id = $1", &[&id, &data])
-                        .await
-                        .map_err(|e| self.err(e))?;
+                    let (id, time, count, last_seen, kinds) = (|| {
+                        Ok::<_, tokio_postgres::Error>((
+                            row.try_get::<_, String>(0)?,
+                            row.try_get::<_, String>(1)?,
+                            row.try_get::<_, Option<i64>>(2)?,
+                            row.try_get::<_, Option<String>>(3)?,
+                            row.try_get::<_, Option<String>>(4)?,
+                        ))
+                    })()
+                    .map_err(|e| self.err(e))?;
+                    let mut seen = match (count, kinds) {
+                        (Some(count), Some(kinds)) => {
+                            Seen::from_columns(&id, count, last_seen.as_deref(), &kinds)?
+                        }
+                        _ => {
+                            let row = tx
+                                .query_one("SELECT data FROM alerts WHERE id = $1", &[&id])
+                                .await
+                                .map_err(|e| self.err(e))?;
+                            let data: String = row.try_get(0).map_err(|e| self.err(e))?;
+                            Seen::of(&decode(&id, &data)?)
+                        }
+                    };
+                    seen.absorb(parse_time(&id, &time)?, a);
+                    let (count, last_seen, kinds) = seen.columns();
+                    tx.execute(
+                        "INSERT INTO alert_counts (alert_id, count, last_seen, kinds) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (alert_id) DO UPDATE SET \
+                         count = excluded.count, last_seen = excluded.last_seen, \
+                         kinds = excluded.kinds",
+                        &[&id, &count, &last_seen, &kinds],
+                    )
+                    .await
+                    .map_err(|e| self.err(e))?;
                     tx.execute(
                         "INSERT INTO alert_repeats (id, alert_id, time) VALUES ($1, $2, $3)",
                         &[&a.id, &id, &rfc3339(a.time)],
@@ -720,7 +748,9 @@ impl Inner {
                 let id: String = r.try_get(0).map_err(|e| self.err(e))?;
                 let data: String = r.try_get(1).map_err(|e| self.err(e))?;
                 let state: String = r.try_get(2).map_err(|e| self.err(e))?;
-                with_state(decode(&id, &data)?, &state)
+                let seen = (|| Ok((r.try_get(3)?, r.try_get(4)?, r.try_get(5)?)))()
+                    .map_err(|e| self.err(e))?;
+                with_state(decode_seen(&id, &data, seen)?, &state)
             })
             .collect()
     }
@@ -825,13 +855,18 @@ async fn get_in<C: tokio_postgres::GenericClient>(
     id: &str,
 ) -> Result<Option<Result<Alert, AlertError>>, tokio_postgres::Error> {
     let Some(row) = client
-        .query_opt("SELECT data, state FROM alerts WHERE id = $1", &[&id])
+        .query_opt(
+            "SELECT data, state, c.count, c.last_seen, c.kinds FROM alerts \
+             LEFT JOIN alert_counts c ON c.alert_id = alerts.id WHERE id = $1",
+            &[&id],
+        )
         .await?
     else {
         return Ok(None);
     };
     let data: String = row.try_get(0)?;
     let state: String = row.try_get(1)?;
+    let seen = (row.try_get(2)?, row.try_get(3)?, row.try_get(4)?);
     let rows = client
         .query(
             "SELECT time, user_name, from_state, to_state, comment FROM alert_reviews
@@ -850,7 +885,7 @@ async fn get_in<C: tokio_postgres::GenericClient>(
         ));
     }
     Ok(Some((|| {
-        let mut a = with_state(decode(id, &data)?, &state)?;
+        let mut a = with_state(decode_seen(id, &data, seen)?, &state)?;
         for (time, by, from, to, comment) in history {
             a.review.history.push(ReviewEvent {
                 time: parse_time(id, &time)?,

@@ -105,7 +105,12 @@ pub(crate) fn per_image(candidates: Vec<String>) -> Option<Vec<String>> {
     (candidates.len() <= MAX_IMAGE_BRANCHES).then_some(candidates)
 }
 
-/// The list query of `f` (`SELECT id, data, state FROM alerts ...`, newest first, at most
+/// The list's columns: the alert, its review state and its `alert_counts` row (NULLs when it
+/// absorbed no repeat since migration 7; `decode_seen`).
+const SELECT: &str = "SELECT id, data, state, c.count, c.last_seen, c.kinds FROM alerts \
+                      LEFT JOIN alert_counts c ON c.alert_id = alerts.id";
+
+/// The list query of `f` (`SELECT id, data, state, counts FROM alerts ...`, newest first, at most
 /// `f.limit`), numbered, and its values. `images`: the references an image filter matched
 /// ([`image_candidates`], [`per_image`]); None for the substring test on every row.
 pub(crate) fn list_query(
@@ -118,16 +123,13 @@ pub(crate) fn list_query(
     let (sql, args) = match images.filter(|_| f.image.is_some()) {
         None => {
             let (mut sql, mut args) = filters(f, dialect, Lead::Auto);
-            sql.insert_str(0, "SELECT id, data, state FROM alerts WHERE TRUE");
+            sql.insert_str(0, &format!("{SELECT} WHERE TRUE"));
             sql.push_str(ORDER);
             sql.push_str(" LIMIT ?");
             args.push(limit);
             (sql, args)
         }
-        Some([]) => (
-            "SELECT id, data, state FROM alerts WHERE 1 = 0".to_string(),
-            Vec::new(),
-        ),
+        Some([]) => (format!("{SELECT} WHERE 1 = 0"), Vec::new()),
         Some(images) => {
             let (w, wargs) = filters(f, dialect, Lead::Image);
             let mut args = Vec::new();
@@ -147,8 +149,7 @@ pub(crate) fn list_query(
             args.push(limit);
             (
                 format!(
-                    "SELECT id, data, state FROM alerts WHERE id IN (SELECT id FROM ({}) AS u\
-                     {ORDER} LIMIT ?){ORDER}",
+                    "{SELECT} WHERE id IN (SELECT id FROM ({}) AS u{ORDER} LIMIT ?){ORDER}",
                     branches.join(" UNION ALL ")
                 ),
                 args,

@@ -12,9 +12,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    count_query, decode, image_candidates, list_query, migrations, per_image, rfc3339,
+    count_query, decode, decode_seen, image_candidates, list_query, migrations, per_image, rfc3339,
     state_counts, vuln_ids, Alert, AlertBackend, AlertError, AlertFilter, Dialect, ReviewChange,
-    ReviewEvent, ReviewState, SqlArg,
+    ReviewEvent, ReviewState, Seen, SqlArg,
 };
 
 /// The merge's statements (cached: prepared once per connection). With the query planner
@@ -23,8 +23,13 @@ use super::{
 /// a deny storm (perf, docs/benchmarks.md).
 const KNOWN_SQL: &str = "SELECT 1 FROM alerts WHERE id = ?1 UNION ALL \
                          SELECT 1 FROM alert_repeats WHERE id = ?1 LIMIT 1";
-const FIRST_SQL: &str = "SELECT id, data FROM alerts WHERE dedup_key = ?1 AND time >= ?2 \
-                         AND time <= ?3 ORDER BY time, id LIMIT 1";
+/// The earliest alert of a key in a window, with its counts row (NULLs when it has none).
+const FIRST_SQL: &str = "SELECT a.id, a.time, c.count, c.last_seen, c.kinds FROM alerts a \
+                         LEFT JOIN alert_counts c ON c.alert_id = a.id \
+                         WHERE a.dedup_key = ?1 AND a.time >= ?2 AND a.time <= ?3 \
+                         ORDER BY a.time, a.id LIMIT 1";
+/// The alert's `data`, for the counts of an alert that has no counts row yet.
+const DATA_SQL: &str = "SELECT data FROM alerts WHERE id = ?1";
 const REPEAT_SQL: &str = "INSERT INTO alert_repeats (id, alert_id, time) VALUES (?1, ?2, ?3)";
 const INSERT_SQL: &str = "INSERT INTO alerts (id, time, action, cluster, namespace, kind, name,
                     operation, user_name, image, digest, rule, dry_run, data, origin, dedup_key)
@@ -36,7 +41,11 @@ const INSERT_NEW_SQL: &str = "INSERT OR IGNORE INTO alerts (id, time, action, cl
 const VULN_SQL: &str = "INSERT OR IGNORE INTO alert_vulns (vuln_id, alert_id) VALUES (?1, ?2)";
 /// The distinct image references (the image filter's candidates, `query.rs`).
 const IMAGE_SQL: &str = "INSERT OR IGNORE INTO alert_images (image) VALUES (?1)";
-const UPDATE_SQL: &str = "UPDATE alerts SET data = ?2 WHERE id = ?1";
+/// An absorbing alert's counts (a small row: the alert itself is not rewritten).
+const COUNTS_SQL: &str = "INSERT INTO alert_counts (alert_id, count, last_seen, kinds) \
+                          VALUES (?1, ?2, ?3, ?4) ON CONFLICT (alert_id) DO UPDATE SET \
+                          count = excluded.count, last_seen = excluded.last_seen, \
+                          kinds = excluded.kinds";
 
 /// SQLite storage.
 #[derive(Debug)]
@@ -132,7 +141,7 @@ impl SqliteBackend {
     pub(crate) fn merge_reprepares(&self) -> Vec<(&'static str, i32)> {
         let conn = self.conn().expect("connection");
         [
-            KNOWN_SQL, FIRST_SQL, REPEAT_SQL, INSERT_SQL, VULN_SQL, UPDATE_SQL,
+            KNOWN_SQL, FIRST_SQL, REPEAT_SQL, INSERT_SQL, VULN_SQL, COUNTS_SQL,
         ]
         .into_iter()
         .map(|sql| {
@@ -183,7 +192,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), AlertError> {
 
 impl SqliteBackend {
     /// One transaction; `or_ignore`: skip ids already stored. Returns the rows inserted.
-    fn insert(&self, alerts: &[Alert], or_ignore: bool) -> Result<usize, AlertError> {
+    fn insert(&self, alerts: &[&Alert], or_ignore: bool) -> Result<usize, AlertError> {
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -194,7 +203,7 @@ impl SqliteBackend {
             INSERT_SQL
         };
         let mut inserted = 0;
-        for a in alerts {
+        for &a in alerts {
             inserted += self.insert_row(&tx, a, a.dedup_key().as_deref(), sql)?;
         }
         tx.commit().map_err(|e| self.err(e))?;
@@ -206,18 +215,19 @@ impl SqliteBackend {
     /// One transaction: each alert not stored yet (as an alert or as an absorbed repeat) is
     /// absorbed by the earliest alert of its de-duplication key within `window` of its time,
     /// else inserted. Returns the alerts taken (inserted or absorbed).
-    fn merge(&self, alerts: &[Alert], window: std::time::Duration) -> Result<usize, AlertError> {
+    fn merge(&self, alerts: &[&Alert], window: std::time::Duration) -> Result<usize, AlertError> {
         let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
-        // The absorbing alert of each key seen in this batch, decoded once and written once
-        // at the end: a storm of repeats of one key costs one decode and one UPDATE per batch,
-        // not one per repeat (measured: docs/benchmarks.md, deny storm).
+        // The absorbing alert of each key seen in this batch (its id, time and counts), read
+        // once and its counts row written once at the end: a storm of repeats of one key costs
+        // one lookup and one small row per batch, and never rewrites the alert (measured:
+        // docs/benchmarks.md, deny storm).
         let mut held: HashMap<String, Held> = HashMap::new();
         let mut taken = 0;
-        for a in alerts {
+        for &a in alerts {
             let known: Option<i64> = tx
                 .prepare_cached(KNOWN_SQL)
                 .and_then(|mut st| st.query_row([&a.id], |r| r.get(0)).optional())
@@ -233,25 +243,15 @@ impl SqliteBackend {
                     if let Some(h) = held.remove(key) {
                         self.write_held(&tx, &h)?;
                     }
-                    let first: Option<(String, String)> = tx
-                        .prepare_cached(FIRST_SQL)
-                        .and_then(|mut st| {
-                            st.query_row(params![key, rfc3339(lo), rfc3339(hi)], |r| {
-                                Ok((r.get(0)?, r.get(1)?))
-                            })
-                            .optional()
-                        })
-                        .map_err(|e| self.err(e))?;
-                    if let Some((id, data)) = first {
-                        let first = decode(&id, &data)?;
-                        held.insert(key.clone(), Held::new(first, a.time));
+                    if let Some(h) = self.first(&tx, key, lo, hi, a.time)? {
+                        held.insert(key.clone(), h);
                     }
                 }
                 if let Some(h) = held.get_mut(key) {
-                    h.first.absorb(a);
+                    h.seen.absorb(h.time, a);
                     h.dirty = true;
                     tx.prepare_cached(REPEAT_SQL)
-                        .and_then(|mut st| st.execute(params![a.id, h.first.id, rfc3339(a.time)]))
+                        .and_then(|mut st| st.execute(params![a.id, h.id, rfc3339(a.time)]))
                         .map_err(|e| self.err(e))?;
                     taken += 1;
                     continue;
@@ -261,7 +261,16 @@ impl SqliteBackend {
             if let Some(key) = key {
                 // Inserted: the earliest of its key for any later alert of this batch whose
                 // window still reaches it (nothing older was within its own window).
-                held.insert(key, Held::new(a.clone(), a.time));
+                held.insert(
+                    key,
+                    Held {
+                        id: a.id.clone(),
+                        time: a.time,
+                        seen: Seen::of(a),
+                        looked_up_for: a.time,
+                        dirty: false,
+                    },
+                );
             }
             taken += 1;
         }
@@ -329,42 +338,78 @@ impl SqliteBackend {
 
 /// The alert that absorbs a key's repeats in one merge transaction (`SqliteBackend::merge`).
 struct Held {
-    first: Alert,
+    id: String,
+    time: DateTime<Utc>,
+    seen: Seen,
     /// The time of the repeat it was looked up (or inserted) for.
     looked_up_for: DateTime<Utc>,
-    /// Absorbed a repeat since it was read: to be written.
+    /// Absorbed a repeat since it was read: its counts row is to be written.
     dirty: bool,
 }
 
 impl Held {
-    fn new(first: Alert, looked_up_for: DateTime<Utc>) -> Held {
-        Held {
-            first,
-            looked_up_for,
-            dirty: false,
-        }
-    }
-
     /// Whether the store's lookup for an alert at `time` (the earliest alert of the key in
     /// `[lo, hi]`) would give this one: the lookup was for an earlier time and this alert is
     /// still in the window. (For an earlier `time` an older alert could be in the window: look
     /// it up again.)
     fn answers(&self, time: DateTime<Utc>, lo: DateTime<Utc>, hi: DateTime<Utc>) -> bool {
-        time >= self.looked_up_for && self.first.time >= lo && self.first.time <= hi
+        time >= self.looked_up_for && self.time >= lo && self.time <= hi
     }
 }
 
 impl SqliteBackend {
+    /// The earliest stored alert of `key` in `[lo, hi]`, with its counts: from its counts
+    /// row, or (no row yet: it absorbed nothing since migration 7) from its `data`.
+    fn first(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        key: &str,
+        lo: DateTime<Utc>,
+        hi: DateTime<Utc>,
+        looked_up_for: DateTime<Utc>,
+    ) -> Result<Option<Held>, AlertError> {
+        type Row = (String, String, Option<i64>, Option<String>, Option<String>);
+        let row: Option<Row> = tx
+            .prepare_cached(FIRST_SQL)
+            .and_then(|mut st| {
+                st.query_row(params![key, rfc3339(lo), rfc3339(hi)], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        let Some((id, time, count, last_seen, kinds)) = row else {
+            return Ok(None);
+        };
+        let time = parse_time(&id, &time)?;
+        let seen = match (count, kinds) {
+            (Some(count), Some(kinds)) => {
+                Seen::from_columns(&id, count, last_seen.as_deref(), &kinds)?
+            }
+            _ => {
+                let data: String = tx
+                    .prepare_cached(DATA_SQL)
+                    .and_then(|mut st| st.query_row([&id], |r| r.get(0)))
+                    .map_err(|e| self.err(e))?;
+                Seen::of(&decode(&id, &data)?)
+            }
+        };
+        Ok(Some(Held {
+            id,
+            time,
+            seen,
+            looked_up_for,
+            dirty: false,
+        }))
+    }
+
     fn write_held(&self, tx: &rusqlite::Transaction<'_>, h: &Held) -> Result<(), AlertError> {
         if !h.dirty {
             return Ok(());
         }
-        let data = serde_json::to_string(&h.first).map_err(|e| AlertError::Corrupt {
-            id: h.first.id.clone(),
-            message: e.to_string(),
-        })?;
-        tx.prepare_cached(UPDATE_SQL)
-            .and_then(|mut st| st.execute(params![h.first.id, data]))
+        let (count, last_seen, kinds) = h.seen.columns();
+        tx.prepare_cached(COUNTS_SQL)
+            .and_then(|mut st| st.execute(params![h.id, count, last_seen, kinds]))
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -376,14 +421,27 @@ impl AlertBackend for SqliteBackend {
         alerts: &[Alert],
         window: std::time::Duration,
     ) -> Result<usize, AlertError> {
+        self.merge(&alerts.iter().collect::<Vec<_>>(), window)
+    }
+
+    fn record_merged_refs(
+        &self,
+        alerts: &[&Alert],
+        window: std::time::Duration,
+    ) -> Result<usize, AlertError> {
         self.merge(alerts, window)
     }
 
     fn record(&self, alerts: &[Alert]) -> Result<(), AlertError> {
-        self.insert(alerts, false).map(|_| ())
+        self.insert(&alerts.iter().collect::<Vec<_>>(), false)
+            .map(|_| ())
     }
 
     fn record_new(&self, alerts: &[Alert]) -> Result<usize, AlertError> {
+        self.insert(&alerts.iter().collect::<Vec<_>>(), true)
+    }
+
+    fn record_new_refs(&self, alerts: &[&Alert]) -> Result<usize, AlertError> {
         self.insert(alerts, true)
     }
 
@@ -398,13 +456,14 @@ impl AlertBackend for SqliteBackend {
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
+                    (r.get(3)?, r.get(4)?, r.get(5)?),
                 ))
             })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, data, state) = row.map_err(|e| self.err(e))?;
-            out.push(with_state(decode(&id, &data)?, &state)?);
+            let (id, data, state, seen) = row.map_err(|e| self.err(e))?;
+            out.push(with_state(decode_seen(&id, &data, seen)?, &state)?);
         }
         Ok(out)
     }
@@ -517,12 +576,16 @@ pub(crate) fn with_state(mut a: Alert, state: &str) -> Result<Alert, AlertError>
 /// The alert with its state and history (`Ok(None)`: no such id).
 #[allow(clippy::type_complexity)]
 fn get_in(conn: &Connection, id: &str) -> rusqlite::Result<Option<Result<Alert, AlertError>>> {
-    let row: Option<(String, String)> = conn
-        .query_row("SELECT data, state FROM alerts WHERE id = ?1", [id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+    type Seen = (Option<i64>, Option<String>, Option<String>);
+    let row: Option<(String, String, Seen)> = conn
+        .query_row(
+            "SELECT data, state, c.count, c.last_seen, c.kinds FROM alerts \
+             LEFT JOIN alert_counts c ON c.alert_id = alerts.id WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, (r.get(2)?, r.get(3)?, r.get(4)?))),
+        )
         .optional()?;
-    let Some((data, state)) = row else {
+    let Some((data, state, seen)) = row else {
         return Ok(None);
     };
     let mut stmt = conn.prepare_cached(
@@ -535,7 +598,7 @@ fn get_in(conn: &Connection, id: &str) -> rusqlite::Result<Option<Result<Alert, 
         })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(Some((|| {
-        let mut a = with_state(decode(id, &data)?, &state)?;
+        let mut a = with_state(decode_seen(id, &data, seen)?, &state)?;
         for (time, by, from, to, comment) in rows {
             a.review.history.push(ReviewEvent {
                 time: parse_time(id, &time)?,

@@ -81,7 +81,8 @@ impl AlertWriterConfig {
 }
 
 struct Job {
-    alerts: Vec<Alert>,
+    /// Shared with the request, which frees them (see `AlertStore::record_within`).
+    alerts: Arc<[Alert]>,
     done: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
@@ -165,7 +166,7 @@ impl Writer {
     /// journal. Err only when neither took them.
     pub(crate) async fn record(
         &self,
-        alerts: Vec<Alert>,
+        alerts: Arc<[Alert]>,
         deadline: tokio::time::Instant,
     ) -> Result<Durable, AlertError> {
         let started = Instant::now();
@@ -175,7 +176,7 @@ impl Writer {
         } else {
             let (done, wait) = tokio::sync::oneshot::channel();
             let job = Job {
-                alerts: alerts.clone(),
+                alerts: Arc::clone(&alerts),
                 done,
             };
             self.metrics.queue_depth.inc_by(n as i64);
@@ -246,10 +247,10 @@ struct Run {
 
 impl Run {
     /// Stores what is not stored yet (idempotent by id, also for absorbed repeats).
-    fn store(&self, alerts: &[Alert]) -> Result<usize, AlertError> {
+    fn store_refs(&self, alerts: &[&Alert]) -> Result<usize, AlertError> {
         match self.dedup {
-            Some(w) => self.backend.record_merged(alerts, w),
-            None => self.backend.record_new(alerts),
+            Some(w) => self.backend.record_merged_refs(alerts, w),
+            None => self.backend.record_new_refs(alerts),
         }
     }
 
@@ -267,26 +268,32 @@ impl Run {
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             // Group commit: everything already waiting, up to max_batch alerts.
-            let mut alerts = Vec::new();
-            let mut waiting = Vec::new();
+            let mut jobs = Vec::new();
+            let mut n = 0;
             let mut next = Some(first);
             while let Some(job) = next.take() {
                 self.metrics.queue_depth.dec_by(job.alerts.len() as i64);
-                alerts.extend(job.alerts);
-                waiting.push(job.done);
-                if alerts.len() < self.max_batch {
+                n += job.alerts.len();
+                jobs.push(job);
+                if n < self.max_batch {
                     next = rx.try_recv().ok();
                 }
             }
-            self.metrics.in_transaction.set(alerts.len() as i64);
-            let result = self.store(&alerts);
+            // The batch borrows the requests' alerts (no copy).
+            let batch: Vec<&Alert> = jobs.iter().flat_map(|j| j.alerts.iter()).collect();
+            self.metrics.in_transaction.set(n as i64);
+            let result = self.store_refs(&batch);
+            drop(batch);
             self.metrics.in_transaction.set(0);
-            self.metrics.transaction(result.is_ok(), alerts.len());
+            self.metrics.transaction(result.is_ok(), n);
             let reply = result.map(|_| ()).map_err(|e| {
-                tracing::warn!(alerts = alerts.len(), error = %e, "alert store write failed");
+                tracing::warn!(alerts = n, error = %e, "alert store write failed");
                 e.to_string()
             });
-            for done in waiting {
+            for job in jobs {
+                // Drop the writer's reference first: the request frees the alerts.
+                let Job { alerts, done } = job;
+                drop(alerts);
                 let _ = done.send(reply.clone());
             }
         }
@@ -309,7 +316,8 @@ impl Run {
             }
         };
         for chunk in read.alerts.chunks(self.max_batch) {
-            let r = self.store(chunk);
+            let refs: Vec<&Alert> = chunk.iter().collect();
+            let r = self.store_refs(&refs);
             self.metrics.transaction(r.is_ok(), chunk.len());
             if let Err(e) = r {
                 tracing::warn!(
