@@ -672,6 +672,15 @@ impl Config {
         }
         if let Some(r) = &self.review {
             r.validate()?;
+            if r.kubernetes.enabled && self.kubernetes.is_none() {
+                return Err((
+                    "review.kubernetes.enabled".into(),
+                    "Kubernetes tokens need the kubernetes section (its client sends the \
+                     TokenReviews and SubjectAccessReviews); `kubernetes: {rulesFrom: files}` \
+                     keeps the rules in files"
+                        .into(),
+                ));
+            }
         }
         if let Some(n) = &self.notify {
             n.validate()?;
