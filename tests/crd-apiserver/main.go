@@ -11,11 +11,15 @@
 //     served version (kept current by an informer), aggregated discovery (v2) lists the CRD groups;
 //   - /api and /api/v1 answer with "v1" and an empty resource list (there is no core/v1 here);
 //   - list and watch of namespaces and services answer with empty lists and watches that send no
-//     event (the server's own informers ask for them through --kubeconfig).
+//     event (the server's own informers ask for them through --kubeconfig);
+//   - TokenReview and SubjectAccessReview are served when their flags are given (reviews.go), with
+//     GET /test/counters counting them.
 //
 // Every flag is upstream's (see docs/testing.md for the set the tests use), plus
 // --exit-on-stdin-eof: stop when stdin is closed, so that a test process that dies never leaves
-// the server behind.
+// the server behind; --token-auth-file (kube-apiserver's static token CSV) and
+// --token-auth-audience: serve TokenReview; --access-review-policy-file: serve
+// SubjectAccessReview (see reviews.go).
 //
 // Build (offline, GOPATH mode, Debian sid's golang-k8s-* packages; see docs/testing.md):
 //
@@ -59,6 +63,8 @@ func main() {
 func newCommand(ctx context.Context) *cobra.Command {
 	o := options.NewCustomResourceDefinitionsServerOptions(os.Stdout, os.Stderr)
 	exitOnStdinEOF := false
+	var tokenAuthFile, policyFile string
+	tokenAudience := "https://kubernetes.default.svc"
 	cmd := &cobra.Command{
 		Use:   "crd-apiserver",
 		Short: "k8s.io/apiextensions-apiserver with discovery and empty core/v1 stubs, for tests",
@@ -83,18 +89,28 @@ func newCommand(ctx context.Context) *cobra.Command {
 					cancel()
 				}()
 			}
-			return run(runCtx, o)
+			rv, err := newReviews(tokenAuthFile, tokenAudience, policyFile)
+			if err != nil {
+				return err
+			}
+			return run(runCtx, o, rv)
 		},
 	}
 	cmd.SetContext(ctx)
 	fs := cmd.Flags()
 	o.AddFlags(fs)
 	fs.BoolVar(&exitOnStdinEOF, "exit-on-stdin-eof", false, "shut down when stdin reaches end of file")
+	fs.StringVar(&tokenAuthFile, "token-auth-file", "",
+		"serve TokenReview (authentication.k8s.io/v1) from this static token CSV (token,user,uid,\"group1,group2\")")
+	fs.StringVar(&tokenAudience, "token-auth-audience", tokenAudience,
+		"the audience the static tokens are valid for (TokenReviews without audiences expect it)")
+	fs.StringVar(&policyFile, "access-review-policy-file", "",
+		"serve SubjectAccessReview (authorization.k8s.io/v1) from this policy (JSON lines, see reviews.go)")
 	return cmd
 }
 
-// run is upstream's server.Run with discovery turned on and the core/v1 stubs installed.
-func run(ctx context.Context, o *options.CustomResourceDefinitionsServerOptions) error {
+// run is upstream's server.Run with discovery turned on, the core/v1 stubs and the reviews installed.
+func run(ctx context.Context, o *options.CustomResourceDefinitionsServerOptions, rv *reviews) error {
 	config, err := o.Config()
 	if err != nil {
 		return err
@@ -112,6 +128,7 @@ func run(ctx context.Context, o *options.CustomResourceDefinitionsServerOptions)
 	stubs := &coreStubs{done: ctx.Done()}
 	gs.Handler.NonGoRestfulMux.Handle("/api", stubs)
 	gs.Handler.NonGoRestfulMux.HandlePrefix("/api/", stubs)
+	rv.install(gs.Handler.NonGoRestfulMux)
 
 	crdInformer := server.Informers.Apiextensions().V1().CustomResourceDefinitions()
 	groups := &crdGroups{manager: gs.DiscoveryGroupManager, lister: crdInformer.Lister(), present: map[string]bool{}}

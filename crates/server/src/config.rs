@@ -672,6 +672,15 @@ impl Config {
         }
         if let Some(r) = &self.review {
             r.validate()?;
+            if r.kubernetes.enabled && self.kubernetes.is_none() {
+                return Err((
+                    "review.kubernetes.enabled".into(),
+                    "Kubernetes tokens need the kubernetes section (its client sends the \
+                     TokenReviews and SubjectAccessReviews); `kubernetes: {rulesFrom: files}` \
+                     keeps the rules in files"
+                        .into(),
+                ));
+            }
         }
         if let Some(n) = &self.notify {
             n.validate()?;
@@ -893,6 +902,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cache") && e.contains("maxEntris"), "{e}");
+    }
+
+    #[test]
+    fn review_kubernetes_needs_the_kubernetes_section_and_known_fields() {
+        let e = Config::parse("review: { kubernetes: { enabled: true } }\n", "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("review.kubernetes.enabled"), "{e}");
+        let c = Config::parse(
+            "rules: r.yaml\nkubernetes: { rulesFrom: files }\nreview: { kubernetes: { enabled: true, timeout: 2s } }\n",
+            "x",
+        )
+        .unwrap();
+        let k = &c.review.as_ref().unwrap().kubernetes;
+        assert!(k.enabled);
+        assert_eq!(k.timeout, Duration::from_secs(2));
+        assert_eq!(k.cache_ttl, Duration::from_secs(60));
+        let e = Config::parse("review: { kubernetes: { cacheTTL: 5s } }\n", "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cacheTTL"), "{e}");
+        let e = Config::parse("review: { kubernetes: { maxCachedTokens: 0 } }\n", "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("review.kubernetes.maxCachedTokens"), "{e}");
     }
 
     #[test]

@@ -228,7 +228,8 @@ impl Server {
 
     /// Turns on the Kubernetes integration parts of the webhook that need `client`, as the
     /// `kubernetes` section says: Events (`events`), pull-secret credentials
-    /// (`pullSecrets`) and the owner watch cache (`watchOwners`). Call right after construction, inside a Tokio runtime (the Event
+    /// (`pullSecrets`), the owner watch cache (`watchOwners`) and the review listener's
+    /// Kubernetes token reviews (`review.kubernetes`). Call right after construction, inside a Tokio runtime (the Event
     /// sender is a task); a server already shared (cloned) is refused.
     pub fn with_kubernetes(mut self, client: kube::Client) -> Result<Server> {
         let Some(state) = Arc::get_mut(&mut self.state) else {
@@ -240,6 +241,9 @@ impl Server {
         let Some(k) = state.config.kubernetes.clone() else {
             return Ok(self);
         };
+        if let Some(kauth) = self.review.as_ref().and_then(|r| r.kubernetes.as_ref()) {
+            kauth.set_client(client.clone());
+        }
         if k.events {
             state.events = Some(cluster::events::EventRecorder::start(
                 client.clone(),

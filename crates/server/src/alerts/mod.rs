@@ -31,7 +31,8 @@ pub use kubernetes::{KubernetesBackend, KubernetesStoreConfig};
 pub use metrics::AlertMetrics;
 pub use postgres::{PostgresBackend, PostgresUrl};
 pub(crate) use query::{
-    count_query, image_candidates, list_query, per_image, state_counts, Dialect, SqlArg,
+    count_query, image_candidates, list_query, namespaces_query, per_image, state_counts, Dialect,
+    SqlArg,
 };
 pub use sqlite::SqliteBackend;
 use vulngate_core::engine::{Firing, SeverityCounts, Violation, Vulnerability};
@@ -567,6 +568,14 @@ pub trait AlertBackend: Send + Sync + Debug {
     fn outbox(&self) -> Option<&dyn outbox::Outbox> {
         None
     }
+    /// The distinct namespaces of the stored alerts, in name order, at most `max` (the review
+    /// listener's namespace-restricted callers). The default: not supported.
+    fn namespaces(&self, max: usize) -> Result<Vec<String>, AlertError> {
+        let _ = max;
+        Err(AlertError::Other(
+            "this store cannot list the namespaces of its alerts".into(),
+        ))
+    }
 }
 
 /// The alert store. Reads go to the backend; the webhook's writes go through the writer
@@ -735,6 +744,11 @@ impl AlertStore {
         self.backend.outbox()
     }
 
+    /// See [`AlertBackend::namespaces`].
+    pub fn namespaces(&self, max: usize) -> Result<Vec<String>, AlertError> {
+        self.backend.namespaces(max)
+    }
+
     /// See [`AlertBackend::count_by_state`].
     pub fn count_by_state(
         &self,
@@ -901,7 +915,12 @@ mod tests {
         let window = std::time::Duration::from_secs(3600);
         let t0 = Utc::now();
         let first = alert("first", AlertAction::Deny, "prod");
-        assert_eq!(store.record_merged(std::slice::from_ref(&first), window).unwrap(), 1);
+        assert_eq!(
+            store
+                .record_merged(std::slice::from_ref(&first), window)
+                .unwrap(),
+            1
+        );
         let raw = rusqlite::Connection::open(&path).unwrap();
         let data = |id: &str| -> String {
             raw.query_row("SELECT data FROM alerts WHERE id = ?1", [id], |r| r.get(0))
@@ -919,7 +938,12 @@ mod tests {
         let batch1 = [repeat("r1", "ReplicaSet", 1), repeat("r2", "Pod", 2)];
         assert_eq!(store.record_merged(&batch1, window).unwrap(), 2);
         let last = repeat("r3", "Pod", 3);
-        assert_eq!(store.record_merged(std::slice::from_ref(&last), window).unwrap(), 1);
+        assert_eq!(
+            store
+                .record_merged(std::slice::from_ref(&last), window)
+                .unwrap(),
+            1
+        );
         assert_eq!(data("first"), before, "the absorbing alert was rewritten");
         let got = store
             .get("r2")
@@ -993,6 +1017,23 @@ mod tests {
             counts.iter().all(|(_, n)| *n == 0),
             "statements re-prepared: {counts:?}"
         );
+    }
+
+    #[test]
+    fn namespaces_are_distinct_sorted_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite::SqliteBackend::open(&dir.path().join("alerts.db")).unwrap();
+        let mut alerts: Vec<Alert> = [("1", "shop"), ("2", "dev"), ("3", "shop"), ("4", "tools")]
+            .iter()
+            .map(|(id, ns)| alert(id, AlertAction::Deny, ns))
+            .collect();
+        let mut cluster_scoped = alert("5", AlertAction::Audit, "x");
+        cluster_scoped.namespace = None;
+        alerts.push(cluster_scoped);
+        store.record(&alerts).unwrap();
+        assert_eq!(store.namespaces(10).unwrap(), ["dev", "shop", "tools"]);
+        assert_eq!(store.namespaces(2).unwrap(), ["dev", "shop"]);
+        assert!(store.namespaces(0).unwrap().is_empty());
     }
 
     /// Regression: without statistics SQLite walked `alerts_action` (3 values) for namespace +

@@ -33,9 +33,9 @@ use tokio_postgres::Client;
 
 use super::sqlite::{parse_state, parse_time, with_state};
 use super::{
-    count_query, decode, decode_seen, list_query, migrations, rfc3339, state_counts, vuln_ids,
-    Alert, AlertBackend, AlertError, AlertFilter, Dialect, ReviewChange, ReviewEvent, ReviewState,
-    Seen,
+    count_query, decode, decode_seen, list_query, migrations, namespaces_query, rfc3339,
+    state_counts, vuln_ids, Alert, AlertBackend, AlertError, AlertFilter, Dialect, ReviewChange,
+    ReviewEvent, ReviewState, Seen,
 };
 
 /// Most connections one backend opens.
@@ -846,6 +846,17 @@ impl Inner {
             .map_err(|e| self.err(e))?;
         Ok(state_counts(rows))
     }
+
+    async fn namespaces(&self, max: usize) -> Result<Vec<String>, AlertError> {
+        let mut lease = self.lease().await?;
+        let (sql, args) = namespaces_query(max, Dialect::Postgres);
+        let rows = self.query(lease.client()?, &sql, &args).await?;
+        lease.release();
+        rows.iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<Vec<String>, tokio_postgres::Error>>()
+            .map_err(|e| self.err(e))
+    }
 }
 
 /// The alert with its state and history (`Ok(None)`: no such id).
@@ -949,6 +960,11 @@ impl AlertBackend for PostgresBackend {
         let inner = self.inner.clone();
         let filter = filter.clone();
         self.run(async move { inner.count_by_state(&filter).await })
+    }
+
+    fn namespaces(&self, max: usize) -> Result<Vec<String>, AlertError> {
+        let inner = self.inner.clone();
+        self.run(async move { inner.namespaces(max).await })
     }
 }
 

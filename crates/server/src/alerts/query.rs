@@ -196,6 +196,20 @@ pub(crate) fn count_query(
     )
 }
 
+/// The distinct namespaces of the stored alerts, in name order, at most `max`: a loose index
+/// scan of `alerts_namespace` (one index probe per namespace, not a walk of every alert),
+/// numbered. The same SQL serves both stores.
+pub(crate) fn namespaces_query(max: usize, dialect: Dialect) -> (String, Vec<SqlArg>) {
+    (
+        dialect.number(
+            "WITH RECURSIVE ns(n) AS (SELECT MIN(namespace) FROM alerts UNION ALL \
+             SELECT (SELECT MIN(namespace) FROM alerts WHERE namespace > ns.n) FROM ns \
+             WHERE ns.n IS NOT NULL) SELECT n FROM ns WHERE n IS NOT NULL LIMIT ?",
+        ),
+        vec![SqlArg::Int(max.min(i64::MAX as usize) as i64)],
+    )
+}
+
 /// The parsed counts of [`count_query`], every state present (0 when none).
 pub(crate) fn state_counts(rows: Vec<(String, i64)>) -> Vec<(ReviewState, u64)> {
     ReviewState::ALL

@@ -12,9 +12,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    count_query, decode, decode_seen, image_candidates, list_query, migrations, per_image, rfc3339,
-    state_counts, vuln_ids, Alert, AlertBackend, AlertError, AlertFilter, Dialect, ReviewChange,
-    ReviewEvent, ReviewState, Seen, SqlArg,
+    count_query, decode, decode_seen, image_candidates, list_query, migrations, namespaces_query,
+    per_image, rfc3339, state_counts, vuln_ids, Alert, AlertBackend, AlertError, AlertFilter,
+    Dialect, ReviewChange, ReviewEvent, ReviewState, Seen, SqlArg,
 };
 
 /// The merge's statements (cached: prepared once per connection). With the query planner
@@ -551,6 +551,20 @@ impl AlertBackend for SqliteBackend {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.err(e))?;
         Ok(state_counts(rows))
+    }
+
+    fn namespaces(&self, max: usize) -> Result<Vec<String>, AlertError> {
+        let conn = self.conn()?;
+        let (sql, args) = namespaces_query(max, Dialect::Sqlite);
+        let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter().map(bind)), |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
     }
 }
 

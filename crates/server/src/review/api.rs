@@ -19,7 +19,8 @@ use vulngate_core::engine::{Firing, SeverityCounts, Violation};
 use vulngate_core::workload::{extract, parse_manifests};
 use vulngate_core::{Outcome, RequestContext, Rule, RuleSet, UnscannedReason};
 
-use super::auth::Principal;
+use super::auth::{bearer_token, Principal};
+use super::kubernetes_auth::{self as kauth, Verb, Visible};
 use super::query::{encode_cursor, filter_from_pairs, shorten, ApiError, ErrorBody};
 use super::{Ctx, Role};
 use crate::alerts::{Alert, AlertError, AlertFilter, Cursor, ReviewChange, ReviewState};
@@ -45,7 +46,9 @@ pub(crate) fn routes() -> Router<Arc<Ctx>> {
         description = "Alerts raised by vulngate's admission webhook and re-evaluation: list, read, \
                        acknowledge, resolve, reopen; the rules in force; what-if evaluation; \
                        the notification outbox (dead-lettered notifications, retry). \
-                       Authenticate with `Authorization: Bearer TOKEN` (review.tokens)."
+                       Authenticate with `Authorization: Bearer TOKEN` (review.tokens, or a \
+                       Kubernetes token with review.kubernetes: access reviews on \
+                       alerts.vulngate.io in the alert's namespace)."
     ),
     paths(
         list_alerts, get_alert, change_state, list_rules, evaluate, openapi,
@@ -74,12 +77,23 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The caller of an API request: a valid bearer token, else 401.
-pub(crate) fn caller(ctx: &Ctx, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    ctx.review
-        .auth
-        .bearer(headers)
-        .ok_or_else(ApiError::unauthorized)
+/// The caller of an API request: a static token (`review.tokens`), else with
+/// `review.kubernetes` a token the API server authenticates; 401 otherwise (503 when the API
+/// server does not answer).
+pub(crate) async fn caller(ctx: &Ctx, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let token = bearer_token(headers).ok_or_else(ApiError::unauthorized)?;
+    token_principal(ctx, token).await
+}
+
+/// The owner of `token`: a static token, else (with `review.kubernetes`) a Kubernetes user.
+pub(crate) async fn token_principal(ctx: &Ctx, token: &str) -> Result<Principal, ApiError> {
+    if let Some(p) = ctx.review.auth.token(token) {
+        return Ok(p);
+    }
+    match &ctx.review.kubernetes {
+        Some(k) => k.principal(token).await,
+        None => Err(ApiError::unauthorized()),
+    }
 }
 
 /// Runs a store call off the async workers.
@@ -143,6 +157,8 @@ pub(crate) struct CommentBody {
         (status = 200, body = AlertPage),
         (status = 400, body = ErrorBody, description = "bad filter or cursor"),
         (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "a Kubernetes caller without list on alerts in that namespace"),
+        (status = 503, body = ErrorBody, description = "the alert store or the Kubernetes API server does not answer"),
     )
 )]
 pub(crate) async fn list_alerts(
@@ -150,10 +166,77 @@ pub(crate) async fn list_alerts(
     headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<AlertPage>, ApiError> {
-    caller(&ctx, &headers)?;
+    let who = caller(&ctx, &headers).await?;
     let Query(pairs) = query.map_err(|e| ApiError::bad("bad-filter", e.body_text()))?;
     let filter = filter_from_pairs(&pairs, false)?;
-    Ok(Json(page(&ctx, filter).await?))
+    Ok(Json(scoped_page(&ctx, &who, filter).await?))
+}
+
+/// One page for `filter` of the alerts `who` may list ([`kauth::visible`]): for a caller
+/// restricted to some namespaces, the newest of each namespace's page, merged.
+pub(crate) async fn scoped_page(
+    ctx: &Ctx,
+    who: &Principal,
+    filter: AlertFilter,
+) -> Result<AlertPage, ApiError> {
+    match kauth::visible(ctx, who, filter.namespace.as_deref()).await? {
+        Visible::All => page(ctx, filter).await,
+        Visible::Namespaces(namespaces) => {
+            let limit = filter.limit.unwrap_or(super::DEFAULT_PAGE);
+            let store = ctx.state.alerts.clone();
+            let mut items = blocking(move || {
+                let mut all = Vec::new();
+                for ns in namespaces {
+                    all.extend(store.list(&AlertFilter {
+                        namespace: Some(ns),
+                        limit: Some(limit + 1),
+                        ..filter.clone()
+                    })?);
+                }
+                // The stores' order: newest first, then the greater id.
+                all.sort_by(|a, b| (b.time, &b.id).cmp(&(a.time, &a.id)));
+                Ok(all)
+            })
+            .await?;
+            let next = if items.len() > limit {
+                items.truncate(limit);
+                items.last().map(|a| encode_cursor(&Cursor::after(a)))
+            } else {
+                None
+            };
+            Ok(AlertPage { items, next })
+        }
+    }
+}
+
+/// The counts by review state for `filter` of the alerts `who` may list.
+pub(crate) async fn scoped_counts(
+    ctx: &Ctx,
+    who: &Principal,
+    filter: AlertFilter,
+) -> Result<Vec<(ReviewState, u64)>, ApiError> {
+    let visible = kauth::visible(ctx, who, filter.namespace.as_deref()).await?;
+    let store = ctx.state.alerts.clone();
+    blocking(move || match visible {
+        Visible::All => store.count_by_state(&filter),
+        Visible::Namespaces(namespaces) => {
+            let mut sum: Vec<(ReviewState, u64)> =
+                ReviewState::ALL.iter().map(|s| (*s, 0)).collect();
+            for ns in namespaces {
+                let counts = store.count_by_state(&AlertFilter {
+                    namespace: Some(ns),
+                    ..filter.clone()
+                })?;
+                for (state, n) in counts {
+                    if let Some(slot) = sum.iter_mut().find(|(s, _)| *s == state) {
+                        slot.1 += n;
+                    }
+                }
+            }
+            Ok(sum)
+        }
+    })
+    .await
 }
 
 /// One page for `filter` (one more row fetched to know whether a next page exists).
@@ -179,7 +262,7 @@ pub(crate) async fn page(ctx: &Ctx, mut filter: AlertFilter) -> Result<AlertPage
     responses(
         (status = 200, body = AlertSchema),
         (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "no such alert, or a Kubernetes caller without get on alerts in its namespace"),
     )
 )]
 pub(crate) async fn get_alert(
@@ -187,8 +270,15 @@ pub(crate) async fn get_alert(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Alert>, ApiError> {
-    caller(&ctx, &headers)?;
-    Ok(Json(fetch(&ctx, id).await?))
+    let who = caller(&ctx, &headers).await?;
+    Ok(Json(fetch_for(&ctx, &who, id).await?))
+}
+
+/// The alert `id` if `who` may read it (404 otherwise, as if there were none).
+pub(crate) async fn fetch_for(ctx: &Ctx, who: &Principal, id: String) -> Result<Alert, ApiError> {
+    let a = fetch(ctx, id).await?;
+    kauth::may_read(ctx, who, &a).await?;
+    Ok(a)
 }
 
 pub(crate) async fn fetch(ctx: &Ctx, id: String) -> Result<Alert, ApiError> {
@@ -236,7 +326,7 @@ pub(crate) fn target_state(change: &str) -> Result<ReviewState, ApiError> {
         (status = 200, body = AlertSchema, description = "the alert after the change"),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "a reader token"),
+        (status = 403, body = ErrorBody, description = "a reader token, or a Kubernetes caller without update on alerts in the alert's namespace"),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "the alert's state does not allow it"),
         (status = 413, body = ErrorBody),
@@ -248,7 +338,7 @@ pub(crate) async fn change_state(
     Path((id, change)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Alert>, ApiError> {
-    let who = caller(&ctx, &headers)?;
+    let who = caller(&ctx, &headers).await?;
     let to = target_state(&change)?;
     let body = body_bytes(body)?;
     let req: CommentBody = if body.iter().all(u8::is_ascii_whitespace) {
@@ -259,7 +349,8 @@ pub(crate) async fn change_state(
     Ok(Json(review(&ctx, &who, id, to, req.comment).await?))
 }
 
-/// Applies a review change for `who` (403 unless a reviewer).
+/// Applies a review change for `who` (403 unless a reviewer token, or a Kubernetes caller
+/// with `update` on alerts in the alert's namespace).
 pub(crate) async fn review(
     ctx: &Ctx,
     who: &Principal,
@@ -267,15 +358,8 @@ pub(crate) async fn review(
     to: ReviewState,
     comment: String,
 ) -> Result<Alert, ApiError> {
-    if who.role < Role::Reviewer {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "token {:?} has the reader role: it cannot change alerts",
-                who.name
-            ),
-        ));
+    if who.kubernetes.is_none() && who.role < Role::Reviewer {
+        return Err(kauth::reader_refused(who, "change alerts"));
     }
     check_id(&id)?;
     if comment.chars().count() > MAX_COMMENT_CHARS {
@@ -283,6 +367,10 @@ pub(crate) async fn review(
             "bad-body",
             format!("comment: longer than {MAX_COMMENT_CHARS} characters"),
         ));
+    }
+    if who.kubernetes.is_some() {
+        let a = fetch_for(ctx, who, id.clone()).await?;
+        kauth::may_change(ctx, who, &a).await?;
     }
     let change = ReviewChange {
         to,
@@ -401,13 +489,18 @@ pub(crate) fn rules_answer(rules: &RuleSet) -> RulesAnswer {
 #[utoipa::path(
     get,
     path = "/api/v1/rules",
-    responses((status = 200, body = RulesAnswer), (status = 401, body = ErrorBody))
+    responses(
+        (status = 200, body = RulesAnswer),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "a Kubernetes caller without cluster-wide list on securityrules"),
+    )
 )]
 pub(crate) async fn list_rules(
     AxState(ctx): AxState<Arc<Ctx>>,
     headers: HeaderMap,
 ) -> Result<Json<RulesAnswer>, ApiError> {
-    caller(&ctx, &headers)?;
+    let who = caller(&ctx, &headers).await?;
+    kauth::may_cluster(&ctx, &who, Verb::List, "securityrules", "read the rules").await?;
     Ok(Json(rules_answer(&ctx.state.rules.current())))
 }
 
@@ -479,6 +572,7 @@ pub(crate) struct ImageVerdict {
         (status = 200, body = EvaluateAnswer),
         (status = 400, body = ErrorBody, description = "bad manifest, image or draft rule"),
         (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "a Kubernetes caller without cluster-wide list on securityrules"),
         (status = 413, body = ErrorBody),
     )
 )]
@@ -487,7 +581,15 @@ pub(crate) async fn evaluate(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<EvaluateAnswer>, ApiError> {
-    caller(&ctx, &headers)?;
+    let who = caller(&ctx, &headers).await?;
+    kauth::may_cluster(
+        &ctx,
+        &who,
+        Verb::List,
+        "securityrules",
+        "run what-if evaluations",
+    )
+    .await?;
     let body = body_bytes(body)?;
     let req: EvaluateRequest = json_body(&body)?;
     Ok(Json(what_if(&ctx, req).await?))

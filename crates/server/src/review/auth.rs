@@ -1,11 +1,12 @@
 //! Who is calling the review listener: a bearer token from `review.tokens` (compared in
 //! constant time, as SHA-256 digests so that lengths leak nothing either), or a console
 //! session made by logging in with such a token (an HttpOnly, Secure, SameSite=Strict cookie
-//! and a CSRF token every form must carry). Tokens and session ids are never logged.
+//! and a CSRF token every form must carry). Tokens and session ids are never logged. Other
+//! tokens may be Kubernetes ones ([`super::kubernetes_auth`]).
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
@@ -25,9 +26,13 @@ pub const MIN_TOKEN_CHARS: usize = 16;
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The token's name.
+    /// The token's name, or the Kubernetes username (recorded as who changed an alert).
     pub name: String,
+    /// A static token's role (a Kubernetes caller's is `reader`: it is authorised by access
+    /// reviews instead).
     pub role: Role,
+    /// The Kubernetes user of a Kubernetes token.
+    pub kubernetes: Option<Arc<super::kubernetes_auth::KubernetesUser>>,
 }
 
 struct Token {
@@ -152,20 +157,8 @@ impl Auth {
         found.map(|t| Principal {
             name: t.name.clone(),
             role: t.role,
+            kubernetes: None,
         })
-    }
-
-    /// The caller named by `Authorization: Bearer TOKEN`; `None` without a valid one.
-    pub fn bearer(&self, headers: &HeaderMap) -> Option<Principal> {
-        let value = headers
-            .get(axum::http::header::AUTHORIZATION)?
-            .to_str()
-            .ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        self.token(token.trim())
     }
 
     /// Starts a console session; returns its id (the cookie's value).
@@ -216,6 +209,19 @@ impl Auth {
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
+}
+
+/// The token of `Authorization: Bearer TOKEN` (trimmed).
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    Some(token.trim())
 }
 
 /// Whether a form's CSRF field matches the session's (constant time).
@@ -275,12 +281,12 @@ mod tests {
             "authorization",
             "Bearer reader-token-0123456789".parse().unwrap(),
         );
-        assert_eq!(a.bearer(&h).unwrap().name, "ro");
+        assert_eq!(a.token(bearer_token(&h).unwrap()).unwrap().name, "ro");
         h.insert(
             "authorization",
             "Basic reader-token-0123456789".parse().unwrap(),
         );
-        assert!(a.bearer(&h).is_none());
+        assert!(bearer_token(&h).is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The web console at `/` of the review listener: server-rendered HTML (maud), usable
 //! without JavaScript (forms post and redirect); one small script refreshes the state
-//! counts. Login with an API token makes a session (HttpOnly, Secure, SameSite=Strict
+//! counts. Login with an API token (or, with `review.kubernetes`, a Kubernetes token: the
+//! session keeps the Kubernetes user, authorised by access reviews on every page) makes a session (HttpOnly, Secure, SameSite=Strict
 //! cookie); every form that changes something carries the session's CSRF token.
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use serde::Deserialize;
 
 use super::api::{self, EvaluateAnswer, EvaluateRequest};
 use super::auth::{csrf_ok, Auth, Session, SESSION_COOKIE};
+use super::kubernetes_auth::{may_cluster, Verb};
 use super::query::{filter_from_pairs, ApiError};
 use super::{Ctx, Role};
 use crate::alerts::{Alert, AlertAction, ReviewState};
@@ -91,7 +93,7 @@ fn layout_markup(title: &str, session: Option<&Session>, main: Markup) -> Markup
                         a href="/rules" { "Rules" }
                         a href="/evaluate" { "What if" }
                         @if let Some(s) = session {
-                            span class="who" { (s.principal.name) " (" (s.principal.role.as_str()) ")" }
+                            span class="who" { (s.principal.name) " (" (if s.principal.kubernetes.is_some() { "kubernetes" } else { s.principal.role.as_str() }) ")" }
                             form method="post" action="/logout" class="inline" {
                                 input type="hidden" name="csrf" value=(s.csrf);
                                 button type="submit" { "Log out" }
@@ -135,7 +137,7 @@ fn login_markup(error: Option<&str>) -> Html<String> {
                 input id="token" name="token" type="password" autocomplete="current-password" required;
                 button type="submit" { "Log in" }
             }
-            p class="hint" { "Use a token from review.tokens. The session lasts until you log out or it expires." }
+            p class="hint" { "Use a token from review.tokens (or a Kubernetes token when review.kubernetes is on). The session lasts until you log out or it expires." }
         },
     )
 }
@@ -151,12 +153,16 @@ async fn login(
         )
             .into_response();
     };
-    let Some(p) = ctx.review.auth.token(f.token.trim()) else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            login_markup(Some("That token is not valid.")),
-        )
-            .into_response();
+    let p = match api::token_principal(&ctx, f.token.trim()).await {
+        Ok(p) => p,
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                login_markup(Some("That token is not valid.")),
+            )
+                .into_response();
+        }
+        Err(e) => return (e.status, login_markup(Some(&e.message))).into_response(),
     };
     tracing::info!(token = %p.name, "review console login");
     let id = ctx.review.auth.login(p);
@@ -240,13 +246,11 @@ async fn alerts_page(
         Ok(f) => f,
         Err(e) => return error_page(Some(&s), e),
     };
-    let store = ctx.state.alerts.clone();
-    let cf = filter.clone();
-    let counts = match api::blocking(move || store.count_by_state(&cf)).await {
+    let counts = match api::scoped_counts(&ctx, &s.principal, filter.clone()).await {
         Ok(c) => c,
         Err(e) => return error_page(Some(&s), e),
     };
-    let page = match api::page(&ctx, filter).await {
+    let page = match api::scoped_page(&ctx, &s.principal, filter).await {
         Ok(p) => p,
         Err(e) => return error_page(Some(&s), e),
     };
@@ -367,16 +371,15 @@ async fn counts(
     headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
-    if ctx.review.auth.session(&headers).is_none() {
+    let Some(s) = ctx.review.auth.session(&headers) else {
         return ApiError::unauthorized().into_response();
-    }
+    };
     let pairs = query.map(|Query(p)| p).unwrap_or_default();
     let filter = match filter_from_pairs(&pairs, true) {
         Ok(f) => f,
         Err(e) => return e.into_response(),
     };
-    let store = ctx.state.alerts.clone();
-    match api::blocking(move || store.count_by_state(&filter)).await {
+    match api::scoped_counts(&ctx, &s.principal, filter).await {
         Ok(c) => axum::Json(
             c.into_iter()
                 .map(|(s, n)| (s.as_str().to_string(), n))
@@ -392,7 +395,8 @@ fn pretty(v: &impl serde::Serialize) -> String {
 }
 
 fn alert_markup(a: &Alert, s: &Session, notice: Option<&str>) -> Markup {
-    let reviewer = s.principal.role >= Role::Reviewer;
+    // A Kubernetes user's changes are authorised when posted (update on alerts).
+    let reviewer = s.principal.role >= Role::Reviewer || s.principal.kubernetes.is_some();
     let st = a.review.state;
     let changes: Vec<(&str, &str)> = [
         ("acknowledge", "Acknowledge", ReviewState::Acknowledged),
@@ -499,7 +503,7 @@ async fn alert_page(
         Ok(s) => s,
         Err(r) => return r,
     };
-    match api::fetch(&ctx, id).await {
+    match api::fetch_for(&ctx, &s.principal, id).await {
         Ok(a) => layout("Alert", Some(&s), alert_markup(&a, &s, None)).into_response(),
         Err(e) => error_page(Some(&s), e),
     }
@@ -545,6 +549,17 @@ async fn rules_page(AxState(ctx): AxState<Arc<Ctx>>, headers: HeaderMap) -> Resp
         Ok(s) => s,
         Err(r) => return r,
     };
+    if let Err(e) = may_cluster(
+        &ctx,
+        &s.principal,
+        Verb::List,
+        "securityrules",
+        "read the rules",
+    )
+    .await
+    {
+        return error_page(Some(&s), e);
+    }
     let rules = api::rules_answer(&ctx.state.rules.current());
     layout(
         "Rules",
@@ -641,6 +656,17 @@ async fn evaluate_page(AxState(ctx): AxState<Arc<Ctx>>, headers: HeaderMap) -> R
         Ok(s) => s,
         Err(r) => return r,
     };
+    if let Err(e) = may_cluster(
+        &ctx,
+        &s.principal,
+        Verb::List,
+        "securityrules",
+        "run what-if evaluations",
+    )
+    .await
+    {
+        return error_page(Some(&s), e);
+    }
     layout(
         "What if",
         Some(&s),
@@ -662,6 +688,17 @@ async fn evaluate_post(
         Ok(Form(f)) if csrf_ok(&s, &f.csrf) => f,
         _ => return error_page(Some(&s), csrf_error()),
     };
+    if let Err(e) = may_cluster(
+        &ctx,
+        &s.principal,
+        Verb::List,
+        "securityrules",
+        "run what-if evaluations",
+    )
+    .await
+    {
+        return error_page(Some(&s), e);
+    }
     let req = EvaluateRequest {
         manifest: Some(f.manifest.clone()).filter(|m| !m.trim().is_empty()),
         images: f

@@ -2,11 +2,12 @@
 //! [`api`]) and a server-rendered web console (`/`, [`console`]) on their own address,
 //! never on the webhook's. TLS from the webhook's certificate machinery, the webhook's
 //! connection and header limits ([`crate::http`]), bearer tokens or a console session
-//! ([`auth`]).
+//! ([`auth`]), and Kubernetes tokens authorised per namespace ([`kubernetes_auth`]).
 
 pub mod api;
 pub mod auth;
 pub mod console;
+pub mod kubernetes_auth;
 pub mod notifications;
 mod query;
 
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::State;
+pub use kubernetes_auth::KubernetesAuthConfig;
 
 /// The default review listen address (loopback).
 pub const DEFAULT_REVIEW_LISTEN: &str = "127.0.0.1:8081";
@@ -75,6 +77,8 @@ pub struct ReviewConfig {
     pub max_sessions: usize,
     /// Most images one what-if evaluation may name.
     pub max_evaluate_images: usize,
+    /// Kubernetes tokens (TokenReview) authorised by SubjectAccessReviews; off by default.
+    pub kubernetes: KubernetesAuthConfig,
 }
 
 impl Default for ReviewConfig {
@@ -89,6 +93,7 @@ impl Default for ReviewConfig {
             session_ttl: Duration::from_secs(8 * 3600),
             max_sessions: 1024,
             max_evaluate_images: 64,
+            kubernetes: KubernetesAuthConfig::default(),
         }
     }
 }
@@ -123,7 +128,7 @@ impl ReviewConfig {
         if self.max_evaluate_images == 0 || self.max_evaluate_images > 1024 {
             return bad("maxEvaluateImages".into(), "must be between 1 and 1024");
         }
-        Ok(())
+        self.kubernetes.validate()
     }
 }
 
@@ -133,14 +138,20 @@ impl ReviewConfig {
 pub(crate) struct Review {
     pub config: ReviewConfig,
     pub auth: auth::Auth,
+    /// `review.kubernetes` when enabled.
+    pub kubernetes: Option<kubernetes_auth::KubernetesAuth>,
     pub listener: Mutex<Option<TcpListener>>,
 }
 
 impl Review {
-    /// Reads the token files.
+    /// Reads the token files (and sets up the Kubernetes token reviews when enabled).
     pub fn load(config: &ReviewConfig) -> Result<Review, crate::Error> {
         Ok(Review {
             auth: auth::Auth::load(config)?,
+            kubernetes: config
+                .kubernetes
+                .enabled
+                .then(|| kubernetes_auth::KubernetesAuth::new(&config.kubernetes)),
             config: config.clone(),
             listener: Mutex::new(None),
         })

@@ -13,8 +13,9 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::api::{blocking, caller};
+use super::kubernetes_auth::{may_cluster, Verb};
 use super::query::{shorten, ApiError, ErrorBody};
-use super::{Ctx, Role};
+use super::Ctx;
 use crate::alerts::outbox::{DeliveryState, Notification, Retried};
 
 pub(crate) fn routes() -> Router<Arc<Ctx>> {
@@ -68,7 +69,15 @@ pub(crate) async fn list_notifications(
     headers: HeaderMap,
     query: Result<Query<NotificationQuery>, QueryRejection>,
 ) -> Result<Json<NotificationPage>, ApiError> {
-    caller(&ctx, &headers)?;
+    let who = caller(&ctx, &headers).await?;
+    may_cluster(
+        &ctx,
+        &who,
+        Verb::List,
+        "alerts",
+        "read the notification outbox",
+    )
+    .await?;
     let Query(q) = query.map_err(|e| ApiError::bad("bad-filter", e.body_text()))?;
     let state = match q.state.as_deref() {
         None | Some("") => None,
@@ -116,17 +125,8 @@ pub(crate) async fn retry_notification(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Notification>, ApiError> {
-    let who = caller(&ctx, &headers)?;
-    if who.role < Role::Reviewer {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "token {:?} has the reader role: it cannot retry notifications",
-                who.name
-            ),
-        ));
-    }
+    let who = caller(&ctx, &headers).await?;
+    may_cluster(&ctx, &who, Verb::Update, "alerts", "retry notifications").await?;
     let missing = || ApiError::not_found(format!("no notification {:?}", shorten(&id)));
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
         return Err(missing());

@@ -68,6 +68,8 @@ pub struct CrdApiServer {
     etcd_bin: PathBuf,
     apiserver_bin: PathBuf,
     kubectl_bin: PathBuf,
+    /// More API server flags (kept across restarts), e.g. `--token-auth-file`.
+    extra_args: Vec<String>,
 }
 
 /// `${VULNGATE_TOOLS_DIR:-$HOME/.cache/vulngate-tools}`, as in scripts/install-test-tools.sh.
@@ -277,6 +279,13 @@ impl CrdApiServer {
     /// Starts etcd (data in `<dir>/etcd`) and the API server on free loopback ports, writes the
     /// certificates and `<dir>/kubeconfig`, and waits until `/readyz` answers 200.
     pub fn start(dir: &Path) -> CrdApiServer {
+        CrdApiServer::start_with_args(dir, &[])
+    }
+
+    /// [`start`](Self::start) with more API server flags (kept across restarts): e.g.
+    /// `--token-auth-file=F` (TokenReview) and `--access-review-policy-file=F`
+    /// (SubjectAccessReview), see `tests/crd-apiserver/reviews.go`.
+    pub fn start_with_args(dir: &Path, extra_args: &[String]) -> CrdApiServer {
         let etcd_bin = tool("etcd");
         let kubectl_bin = tool("kubectl");
         let apiserver_bin = crd_apiserver_bin();
@@ -338,6 +347,7 @@ impl CrdApiServer {
             etcd_bin,
             apiserver_bin,
             kubectl_bin,
+            extra_args: extra_args.to_vec(),
         };
         api.wait_for_etcd(etcd_port);
         api.start_apiserver();
@@ -408,6 +418,7 @@ impl CrdApiServer {
                 "--disable-admission-plugins=NamespaceLifecycle,MutatingAdmissionWebhook,\
                  ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,MutatingAdmissionPolicy",
             )
+            .args(&self.extra_args)
             .stdin(Stdio::piped())
             .stdout(log.try_clone().expect("apiserver log"))
             .stderr(log)
@@ -530,6 +541,24 @@ impl CrdApiServer {
     /// Runs kubectl with `args`; panics with its stderr unless it succeeds; returns stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         check_ok(args, self.kubectl(args))
+    }
+
+    /// `GET /test/counters` of a server started with review flags: the TokenReviews and
+    /// SubjectAccessReviews it has answered since it started.
+    pub fn review_counters(&self) -> (u64, u64) {
+        let text = self.kubectl_ok(&["get", "--raw", "/test/counters"]);
+        let field = |name: &str| -> u64 {
+            let at = text
+                .find(&format!("\"{name}\":"))
+                .unwrap_or_else(|| panic!("no {name} in {text}"));
+            text[at + name.len() + 3..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap_or_else(|e| panic!("{name} in {text}: {e}"))
+        };
+        (field("tokenReviews"), field("subjectAccessReviews"))
     }
 
     /// `kubectl apply --validate=false -f -` with `yaml` on stdin (`/openapi/v2` is not served,
