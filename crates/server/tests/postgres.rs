@@ -429,6 +429,14 @@ fn same_results_in_both_stores() {
         sqlite.list(&f).expect("list"),
         postgres.list(&f).expect("list")
     );
+    // The namespaces of the stored alerts (the review listener's Kubernetes callers), in name
+    // order and bounded, the same in both.
+    let all = sqlite.namespaces(100).expect("namespaces");
+    assert!(all.len() >= 2, "{all:?}");
+    assert!(all.windows(2).all(|w| w[0] < w[1]), "{all:?}");
+    assert_eq!(postgres.namespaces(100).expect("namespaces"), all);
+    assert_eq!(postgres.namespaces(1).expect("namespaces"), all[..1]);
+    assert_eq!(sqlite.namespaces(1).expect("namespaces"), all[..1]);
 }
 
 /// Column names of a table, in order: SQLite via PRAGMA, PostgreSQL via information_schema
