@@ -33,7 +33,8 @@
 # SOAK_PROFILE (release; `debug` uses target/debug, as the smoke in scripts/test.sh does),
 # SOAK_BIN_DIR (prebuilt vulngate and examples; no build), SOAK_OUT (target/soak),
 # SOAK_PERF=1 (perf record -g of the server during each storm phase: $SOAK_OUT/perf-PHASE-ROUND.data,
-# at SOAK_PERF_FREQ Hz, 999).
+# at SOAK_PERF_FREQ Hz, 999; SOAK_PERF_CALLGRAPH=dwarf for whole stacks: the release build has no
+# frame pointers, so the default `fp` stacks stop at the first frame).
 # Tools: docker-registry, curl, python3 (scripts/install-test-tools.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -160,7 +161,7 @@ if (( STORM_SECONDS > 0 )); then
     for phase in allow deny; do
       if [[ $phase == allow ]]; then class="clean=$WORK/clean.txt:1:allow"; else class="vulnerable=$WORK/vulnerable.txt:1:deny"; fi
       if [[ -n ${SOAK_PERF:-} ]]; then
-        perf record -F "${SOAK_PERF_FREQ:-999}" -g -p "$VG_PID" -o "$OUT/perf-$phase-$r.data" \
+        perf record -F "${SOAK_PERF_FREQ:-999}" --call-graph "${SOAK_PERF_CALLGRAPH:-fp}" -p "$VG_PID" -o "$OUT/perf-$phase-$r.data" \
           -- sleep "$STORM_SECONDS" >"$OUT/perf-$phase-$r.log" 2>&1 &
       fi
       "$BIN/examples/soak_load" --url "$URL" --duration "$STORM_SECONDS" --connections "$STORM_CONN" \

@@ -191,6 +191,11 @@ async fn fetch_with(
     credentials: Option<&Credentials>,
 ) -> Result<Analyzed, SourceError> {
     let l = source.lookup_with_credentials(image, credentials).await?;
+    // Once per lookup, not once per admission that reads the cached result: at load, a
+    // warning line per request cost a tenth of a warm request's CPU (docs/benchmarks.md).
+    for w in &l.warnings {
+        tracing::warn!(image = %image, warning = %w, "findings lookup warning");
+    }
     let pinned = match &l.digest {
         Some(d) => image.with_digest(d),
         None => image.clone(),

@@ -116,6 +116,7 @@ pub(crate) async fn admission(state: &State, req: &Admitted<'_>, verdicts: &[Ver
             dry_run: req.dry_run,
             break_glass: req.break_glass.is_some(),
             alert_id: id.as_deref(),
+            lookup_warnings: (!v.warnings.is_empty()).then_some(v.warnings.len()),
         });
     }
     recorded

@@ -150,9 +150,8 @@ impl Judge<'_> {
         let mut listed = (Vec::new(), 0);
         let (decision, failure) = match (lookup, r) {
             (Ok(a), Some(mut pinned)) => {
-                for w in &a.warnings {
-                    tracing::warn!(image = %image, warning = %w, "findings lookup warning");
-                }
+                // Logged once, when the lookup was made (`cache::fetch_with`); each decision
+                // line counts them (`lookup_warnings`), each answer carries them.
                 warnings.clone_from(&a.warnings);
                 // Pinned to the digest the lookup resolved (in place, not copied).
                 if self.pin_resolved {

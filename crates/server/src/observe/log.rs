@@ -80,6 +80,9 @@ pub(crate) struct DecisionLine<'a> {
     pub dry_run: bool,
     pub break_glass: bool,
     pub alert_id: Option<&'a str>,
+    /// How many warnings the image's lookup had (logged once, when it was looked up), when
+    /// it had any.
+    pub lookup_warnings: Option<usize>,
 }
 
 pub(crate) fn operation_name(op: &Operation) -> &'static str {
@@ -147,6 +150,7 @@ fn trace_decision(line: &DecisionLine<'_>) {
         dry_run = line.dry_run,
         break_glass = line.break_glass,
         alert_id = line.alert_id,
+        lookup_warnings = line.lookup_warnings,
         "decision"
     );
 }
@@ -203,6 +207,10 @@ fn decision_json(buf: &mut Vec<u8>, line: &DecisionLine<'_>, now: chrono::DateTi
         b",\"break_glass\":false"
     });
     opt(buf, b",\"alert_id\":", line.alert_id);
+    if let Some(n) = line.lookup_warnings {
+        buf.extend_from_slice(b",\"lookup_warnings\":");
+        buf.extend_from_slice(n.to_string().as_bytes());
+    }
     buf.extend_from_slice(b"},\"target\":\"vulngate::decision\"}");
 }
 
@@ -282,6 +290,7 @@ mod tests {
             dry_run: true,
             break_glass: false,
             alert_id: Some("0193"),
+            lookup_warnings: Some(2),
         };
         let sparse = DecisionLine {
             cluster: None,
@@ -294,6 +303,7 @@ mod tests {
             rule: None,
             vulnerability: None,
             alert_id: None,
+            lookup_warnings: None,
             decision: "allow",
             reason: "",
             ..full

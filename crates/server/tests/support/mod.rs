@@ -99,6 +99,8 @@ pub struct TestSource {
     pub fail: bool,
     pub hang: bool,
     pub gate: Option<Arc<tokio::sync::Semaphore>>,
+    /// Warnings every lookup returns (as the registry's about unsigned or dropped reports).
+    pub warnings: Vec<String>,
 }
 
 impl TestSource {
@@ -113,6 +115,7 @@ impl TestSource {
             fail,
             hang,
             gate,
+            warnings: Vec::new(),
         }
     }
 
@@ -139,7 +142,9 @@ impl FindingsSource for TestSource {
                     "dial tcp 10.0.0.7:443: connection refused (internal detail)".into(),
                 ));
             }
-            self.inner.lookup(image).await
+            let mut l = self.inner.lookup(image).await?;
+            l.warnings.extend(self.warnings.iter().cloned());
+            Ok(l)
         })
     }
 }
