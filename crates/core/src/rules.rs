@@ -658,6 +658,9 @@ impl std::str::FromStr for Precedence {
 pub struct RuleSet {
     rules: Vec<Rule>,
     version: String,
+    /// Each rule as a `SecurityRule` document (JSON), built on first use and shared by every
+    /// alert the rule decides ([`RuleSet::snapshot`]): not rebuilt per decision.
+    snapshots: std::sync::OnceLock<Vec<Option<std::sync::Arc<serde_json::Value>>>>,
 }
 
 impl RuleSet {
@@ -684,7 +687,11 @@ impl RuleSet {
             h.update(b"\n");
         }
         let version = format!("{:x}", h.finalize())[..16].to_string();
-        Ok(RuleSet { rules, version })
+        Ok(RuleSet {
+            rules,
+            version,
+            snapshots: std::sync::OnceLock::new(),
+        })
     }
 
     /// The default rule set: one audit rule for high and critical vulnerabilities, like the
@@ -725,6 +732,23 @@ impl RuleSet {
     /// Content hash of the rules (changes with any rule edit; keys cached decisions).
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// The rule `name` as a `SecurityRule` document (JSON), as this rule set has it: what an
+    /// alert keeps of the rule that decided. Built once per rule set, then shared.
+    pub fn snapshot(&self, name: &str) -> Option<std::sync::Arc<serde_json::Value>> {
+        let docs = self.snapshots.get_or_init(|| {
+            self.rules
+                .iter()
+                .map(|r| {
+                    serde_json::to_value(r.to_doc())
+                        .ok()
+                        .map(std::sync::Arc::new)
+                })
+                .collect()
+        });
+        let i = self.rules.iter().position(|r| r.name == name)?;
+        docs.get(i).cloned().flatten()
     }
 
     pub fn is_empty(&self) -> bool {

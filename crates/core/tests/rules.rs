@@ -294,3 +294,20 @@ fn new_condition_fields_load_and_round_trip() {
     let again = RuleSet::parse_yaml(&doc, "again").expect("round trip loads");
     assert_eq!(rules[0].spec, again[0].spec);
 }
+
+/// An alert's rule snapshot is the rule's `SecurityRule` document, built once per rule set and
+/// shared by every decision (not rebuilt per alert); none for a rule the set does not have.
+#[test]
+fn rule_snapshots_are_the_documents_built_once() {
+    let rules = RuleSet::default_rules();
+    let name = rules.rules()[0].name.clone();
+    let a = rules.snapshot(&name).expect("snapshot");
+    let b = rules.snapshot(&name).expect("snapshot");
+    assert!(std::sync::Arc::ptr_eq(&a, &b), "built once, shared");
+    assert_eq!(
+        *a,
+        serde_json::to_value(rules.rules()[0].to_doc()).unwrap()
+    );
+    assert_eq!(a["metadata"]["name"], name.as_str());
+    assert!(rules.snapshot("no-such-rule").is_none());
+}

@@ -107,7 +107,9 @@ fn alert(i: usize, n: usize, rng: &mut Rng) -> Alert {
         ),
         digest: Some(format!("sha256:{:064x}", i)),
         rule: Some(rule.clone()),
-        rule_snapshot: Some(serde_json::json!({"metadata": {"name": rule}})),
+        rule_snapshot: Some(std::sync::Arc::new(
+            serde_json::json!({"metadata": {"name": rule}}),
+        )),
         rules_version: Some("v1".into()),
         vulnerability: violations.first().map(|v| v.vulnerability.clone()),
         counts: SeverityCounts::default(),

@@ -112,7 +112,7 @@ pub(crate) type Lookups = Vec<(Option<Lookup>, Option<ImageRef>)>;
 #[derive(Debug)]
 pub(crate) struct Verdict {
     pub decision: Decision,
-    pub rule_snapshot: Option<serde_json::Value>,
+    pub rule_snapshot: Option<Arc<serde_json::Value>>,
     pub failure: Option<LookupFailure>,
     /// The registry's warnings about this image's lookup (reports dropped, unverified or
     /// merged), for the log, the metric and the response warnings.
@@ -273,15 +273,10 @@ fn subject_of(s: &Result<Arc<AnalyzedReport>, UnscannedReason>) -> Subject<'_> {
     }
 }
 
-/// The deciding rule as the rule set that decided has it (none for an allow).
-fn rule_snapshot(rules: &RuleSet, d: &Decision) -> Option<serde_json::Value> {
-    d.rule.as_ref().and_then(|name| {
-        rules
-            .rules()
-            .iter()
-            .find(|r| &r.name == name)
-            .and_then(|r| serde_json::to_value(r.to_doc()).ok())
-    })
+/// The deciding rule as the rule set that decided has it (none for an allow); shared, not
+/// rebuilt per decision (`RuleSet::snapshot`).
+fn rule_snapshot(rules: &RuleSet, d: &Decision) -> Option<Arc<serde_json::Value>> {
+    rules.snapshot(d.rule.as_deref()?)
 }
 
 /// Looks every image up concurrently, under `deadline`. Cached images are answered in

@@ -47,7 +47,7 @@ fn alert(id: &str, secs: i64, action: AlertAction, ns: &str, rule: &str, image: 
         image: image.into(),
         digest: None,
         rule: (!rule.is_empty()).then(|| rule.to_string()),
-        rule_snapshot: Some(serde_json::json!({"name": rule})),
+        rule_snapshot: Some(std::sync::Arc::new(serde_json::json!({"name": rule}))),
         rules_version: Some("v1".into()),
         vulnerability: None,
         counts: SeverityCounts::default(),

@@ -67,7 +67,9 @@ fn alert(id: &str, secs: i64, ns: &str, name: &str, cves: &[&str]) -> Alert {
         image: "registry.example.com/shop/api:1.0".into(),
         digest: Some("sha256:abcd".into()),
         rule: Some("deny-critical".into()),
-        rule_snapshot: Some(serde_json::json!({"metadata": {"name": "deny-critical"}})),
+        rule_snapshot: Some(std::sync::Arc::new(
+            serde_json::json!({"metadata": {"name": "deny-critical"}}),
+        )),
         rules_version: Some("v1".into()),
         vulnerability: violations.first().map(|v| v.vulnerability.clone()),
         counts: SeverityCounts::default(),

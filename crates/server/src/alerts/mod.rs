@@ -139,7 +139,7 @@ pub struct Alert {
     pub rule: Option<String>,
     /// The deciding rule as it was when it decided (a `SecurityRule` document).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule_snapshot: Option<serde_json::Value>,
+    pub rule_snapshot: Option<Arc<serde_json::Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules_version: Option<String>,
     /// The deciding vulnerability (id, severity, packages with installed and fixed versions).
