@@ -397,6 +397,81 @@ fn main() {
         }
         g.finish();
     }
+    // The exploitation and age conditions (issue 22) beside the native severity walk they
+    // refine, same report, same walk: each rule walks every high-or-critical vulnerability
+    // (maxCount is never reached) and applies its filter to each. The KEV catalog lists every
+    // tenth vulnerability, the EPSS file scores every one (issue 23 item 5).
+    {
+        use vulngate_core::exploit::{Catalogs, EpssScores, KevCatalog};
+        let one = |cond: &str| {
+            let yaml = format!(
+                "apiVersion: vulngate.io/v1\nkind: SecurityRule\nmetadata: {{ name: r }}\nspec:\n  action: deny\n  conditions: [ {cond} ]\n"
+            );
+            RuleSet::new(RuleSet::parse_yaml(&yaml, "bench").expect("rule")).expect("set")
+        };
+        let cves: Vec<&str> = analyzed
+            .vulnerabilities
+            .iter()
+            .map(|v| v.id.as_str())
+            .filter(|id| id.starts_with("CVE-"))
+            .collect();
+        let kev_entries: Vec<Value> = cves
+            .iter()
+            .step_by(10)
+            .map(|id| json!({"cveID": id, "dateAdded": "2024-01-02"}))
+            .collect();
+        let kev = json!({"catalogVersion": "bench", "count": kev_entries.len(), "vulnerabilities": kev_entries});
+        let mut epss = String::from("cve,epss,percentile\n");
+        for (i, id) in cves.iter().enumerate() {
+            let score = (i % 100) as f64 / 100.0;
+            epss.push_str(&format!("{id},{score:.5},{score:.5}\n"));
+        }
+        let catalogs = Catalogs {
+            kev: Some(std::sync::Arc::new(
+                KevCatalog::parse(kev.to_string().as_bytes()).expect("kev"),
+            )),
+            epss: Some(std::sync::Arc::new(
+                EpssScores::parse(epss.as_bytes(), 1 << 30).expect("epss"),
+            )),
+        };
+        let rules = [
+            ("native", one("{ severity: high, maxCount: 100000 }")),
+            (
+                "kev",
+                one("{ severity: high, maxCount: 100000, knownExploited: true }"),
+            ),
+            (
+                "epss",
+                one("{ severity: high, maxCount: 100000, epssAtLeast: 0.5 }"),
+            ),
+            (
+                "age",
+                one("{ severity: high, maxCount: 100000, publishedBefore: 30d }"),
+            ),
+        ];
+        let decide = |rules: &RuleSet| {
+            vulngate_core::engine::evaluate_with(
+                rules,
+                Precedence::Default,
+                &ctx,
+                &image,
+                Subject::Report(&analyzed),
+                now(),
+                &catalogs,
+            )
+        };
+        for (name, r) in &rules {
+            println!("condition {name}: {}", decide(r).decision);
+        }
+        let mut g = c.benchmark_group("conditions_10k_findings");
+        g.sample_size(30);
+        for (name, r) in &rules {
+            g.bench_function(BenchmarkId::new("evaluate", name), |b| {
+                b.iter(|| decide(black_box(r)))
+            });
+        }
+        g.finish();
+    }
     {
         let mut g = c.benchmark_group("rego_10k_findings_100_rules");
         g.sample_size(10);

@@ -304,10 +304,7 @@ fn rule_snapshots_are_the_documents_built_once() {
     let a = rules.snapshot(&name).expect("snapshot");
     let b = rules.snapshot(&name).expect("snapshot");
     assert!(std::sync::Arc::ptr_eq(&a, &b), "built once, shared");
-    assert_eq!(
-        *a,
-        serde_json::to_value(rules.rules()[0].to_doc()).unwrap()
-    );
+    assert_eq!(*a, serde_json::to_value(rules.rules()[0].to_doc()).unwrap());
     assert_eq!(a["metadata"]["name"], name.as_str());
     assert!(rules.snapshot("no-such-rule").is_none());
 }
