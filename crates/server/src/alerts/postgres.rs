@@ -19,6 +19,7 @@
 //! answers, whatever the server's default. Migrations run under a transaction-level advisory
 //! lock, so replicas starting together apply each migration exactly once.
 
+mod merge;
 mod outbox;
 mod read;
 
@@ -33,9 +34,9 @@ use tokio_postgres::Client;
 
 use super::sqlite::{parse_state, parse_time, with_state};
 use super::{
-    count_query, decode, decode_seen, list_query, migrations, namespaces_query, rfc3339,
-    state_counts, vuln_ids, Alert, AlertBackend, AlertError, AlertFilter, Dialect, ReviewChange,
-    ReviewEvent, ReviewState, Seen,
+    count_query, decode_seen, list_query, migrations, namespaces_query, rfc3339, state_counts,
+    vuln_ids, Alert, AlertBackend, AlertError, AlertFilter, Dialect, ReviewChange, ReviewEvent,
+    ReviewState,
 };
 
 /// Most connections one backend opens.
@@ -569,119 +570,10 @@ impl Inner {
         Ok(inserted)
     }
 
-    /// One transaction, as SQLite's `merge`: each alert not stored yet (as an alert or an
-    /// absorbed repeat) is absorbed by the earliest alert of its key within `window`, else
-    /// inserted. Replicas sharing the database serialise on each key (transaction-level
-    /// advisory locks, taken in key order so that two batches cannot deadlock).
-    async fn merge(
-        &self,
-        alerts: &[Alert],
-        window: std::time::Duration,
-    ) -> Result<usize, AlertError> {
-        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
-        let mut lease = self.lease().await?;
-        let client = lease.client()?;
-        let tx = client.transaction().await.map_err(|e| self.err(e))?;
-        tx.batch_execute("SET LOCAL synchronous_commit TO on")
-            .await
-            .map_err(|e| self.err(e))?;
-        let mut keys: Vec<String> = alerts.iter().filter_map(Alert::dedup_key).collect();
-        keys.sort();
-        keys.dedup();
-        for k in &keys {
-            tx.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                &[&DEDUP_LOCK, k],
-            )
-            .await
-            .map_err(|e| self.err(e))?;
-        }
-        let mut taken = 0;
-        for a in alerts {
-            let known = tx
-                .query_opt(
-                    "SELECT 1 FROM alerts WHERE id = $1 UNION ALL \
-                     SELECT 1 FROM alert_repeats WHERE id = $1 LIMIT 1",
-                    &[&a.id],
-                )
-                .await
-                .map_err(|e| self.err(e))?;
-            if known.is_some() {
-                continue;
-            }
-            let key = a.dedup_key();
-            if let Some(key) = &key {
-                let lo = rfc3339(a.time.checked_sub_signed(window).unwrap_or(a.time));
-                let hi = rfc3339(a.time.checked_add_signed(window).unwrap_or(a.time));
-                // The earliest alert of the key, with its counts row (see `Seen`): a repeat
-                // writes that small row, never the alert itself.
-                let first = tx
-                    .query_opt(
-                        "SELECT a.id, a.time, c.count, c.last_seen, c.kinds FROM alerts a \
-                         LEFT JOIN alert_counts c ON c.alert_id = a.id \
-                         WHERE a.dedup_key = $1 AND a.time >= $2 AND a.time <= $3 \
-                         ORDER BY a.time, a.id LIMIT 1 FOR UPDATE OF a",
-                        &[key, &lo, &hi],
-                    )
-                    .await
-                    .map_err(|e| self.err(e))?;
-                if let Some(row) = first {
-                    let (id, time, count, last_seen, kinds) = (|| {
-                        Ok::<_, tokio_postgres::Error>((
-                            row.try_get::<_, String>(0)?,
-                            row.try_get::<_, String>(1)?,
-                            row.try_get::<_, Option<i64>>(2)?,
-                            row.try_get::<_, Option<String>>(3)?,
-                            row.try_get::<_, Option<String>>(4)?,
-                        ))
-                    })()
-                    .map_err(|e| self.err(e))?;
-                    let mut seen = match (count, kinds) {
-                        (Some(count), Some(kinds)) => {
-                            Seen::from_columns(&id, count, last_seen.as_deref(), &kinds)?
-                        }
-                        _ => {
-                            let row = tx
-                                .query_one("SELECT data FROM alerts WHERE id = $1", &[&id])
-                                .await
-                                .map_err(|e| self.err(e))?;
-                            let data: String = row.try_get(0).map_err(|e| self.err(e))?;
-                            Seen::of(&decode(&id, &data)?)
-                        }
-                    };
-                    seen.absorb(parse_time(&id, &time)?, a);
-                    let (count, last_seen, kinds) = seen.columns();
-                    tx.execute(
-                        "INSERT INTO alert_counts (alert_id, count, last_seen, kinds) \
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (alert_id) DO UPDATE SET \
-                         count = excluded.count, last_seen = excluded.last_seen, \
-                         kinds = excluded.kinds",
-                        &[&id, &count, &last_seen, &kinds],
-                    )
-                    .await
-                    .map_err(|e| self.err(e))?;
-                    tx.execute(
-                        "INSERT INTO alert_repeats (id, alert_id, time) VALUES ($1, $2, $3)",
-                        &[&a.id, &id, &rfc3339(a.time)],
-                    )
-                    .await
-                    .map_err(|e| self.err(e))?;
-                    taken += 1;
-                    continue;
-                }
-            }
-            self.insert_row(&tx, a, &key, false).await?;
-            taken += 1;
-        }
-        tx.commit().await.map_err(|e| self.err(e))?;
-        lease.release();
-        Ok(taken)
-    }
-
     /// Inserts `a` (`or_ignore`: an id already stored is skipped) and, when its row went in,
     /// its vulnerability ids, its image reference and its notification outbox entries.
     /// Returns the rows inserted (0 or 1).
-    async fn insert_row(
+    pub(super) async fn insert_row(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
         a: &Alert,
