@@ -249,15 +249,16 @@ impl Inner {
         tx: &Transaction<'_>,
         held: impl IntoIterator<Item = &'h Held>,
     ) -> Result<(), AlertError> {
-        let mut cols: (Vec<&str>, Vec<i64>, Vec<Option<String>>, Vec<String>) = Default::default();
+        let (mut ids, mut counts, mut lasts, mut kinds_col) =
+            (Vec::<&str>::new(), Vec::new(), Vec::new(), Vec::new());
         for h in held.into_iter().filter(|h| h.dirty) {
             let (count, last_seen, kinds) = h.seen.columns();
-            cols.0.push(&h.id);
-            cols.1.push(count);
-            cols.2.push(last_seen);
-            cols.3.push(kinds);
+            ids.push(h.id.as_str());
+            counts.push(count);
+            lasts.push(last_seen);
+            kinds_col.push(kinds);
         }
-        if cols.0.is_empty() {
+        if ids.is_empty() {
             return Ok(());
         }
         tx.execute(
@@ -265,7 +266,7 @@ impl Inner {
              SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) \
              ON CONFLICT (alert_id) DO UPDATE SET count = excluded.count, \
              last_seen = excluded.last_seen, kinds = excluded.kinds",
-            &[&cols.0, &cols.1, &cols.2, &cols.3],
+            &[&ids, &counts, &lasts, &kinds_col],
         )
         .await
         .map_err(|e| self.err(e))?;
