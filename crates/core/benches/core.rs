@@ -438,7 +438,10 @@ fn main() {
             // Severity (and fixAvailable) are decided from the report's counts (no walk); a native filter
             // (cvssAtLeast) walks like the conditions below do.
             ("native_counts", one("{ severity: high, maxCount: 100000 }")),
-            ("native_walk", one("{ severity: high, maxCount: 100000, cvssAtLeast: 9.0 }")),
+            (
+                "native_walk",
+                one("{ severity: high, maxCount: 100000, cvssAtLeast: 9.0 }"),
+            ),
             (
                 "kev",
                 one("{ severity: high, maxCount: 100000, knownExploited: true }"),
