@@ -278,6 +278,35 @@ impl KubernetesAuth {
         })
     }
 
+    /// Creates `review` (a TokenReview or SubjectAccessReview: cluster-scoped, answered in
+    /// its status) within `review.kubernetes.timeout`; `what` names it in the 503.
+    async fn create<K>(&self, what: &str, client: kube::Client, review: &K) -> Result<K, ApiError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Serialize,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::all(client);
+        tokio::time::timeout(
+            self.config.timeout,
+            api.create(&PostParams::default(), review),
+        )
+        .await
+        .map_err(|_| {
+            unavailable(
+                what,
+                format!(
+                    "no answer within {:?} (review.kubernetes.timeout)",
+                    self.config.timeout
+                ),
+            )
+        })?
+        .map_err(|e| unavailable(what, e))
+    }
+
     async fn token_review(&self, token: &str) -> Result<Option<KubernetesUser>, ApiError> {
         let client = self.client()?;
         let review = TokenReview {
@@ -288,22 +317,7 @@ impl KubernetesAuth {
             },
             ..TokenReview::default()
         };
-        let api: Api<TokenReview> = Api::all(client);
-        let answer = tokio::time::timeout(
-            self.config.timeout,
-            api.create(&PostParams::default(), &review),
-        )
-        .await
-        .map_err(|_| {
-            unavailable(
-                "TokenReview",
-                format!(
-                    "no answer within {:?} (review.kubernetes.timeout)",
-                    self.config.timeout
-                ),
-            )
-        })?
-        .map_err(|e| unavailable("TokenReview", e))?;
+        let answer = self.create("TokenReview", client, &review).await?;
         let status = answer.status.unwrap_or_default();
         if status.authenticated != Some(true) {
             if let Some(e) = status.error.filter(|e| !e.is_empty()) {
@@ -373,22 +387,7 @@ impl KubernetesAuth {
             },
             ..SubjectAccessReview::default()
         };
-        let api: Api<SubjectAccessReview> = Api::all(client);
-        let answer = tokio::time::timeout(
-            self.config.timeout,
-            api.create(&PostParams::default(), &review),
-        )
-        .await
-        .map_err(|_| {
-            unavailable(
-                "SubjectAccessReview",
-                format!(
-                    "no answer within {:?} (review.kubernetes.timeout)",
-                    self.config.timeout
-                ),
-            )
-        })?
-        .map_err(|e| unavailable("SubjectAccessReview", e))?;
+        let answer = self.create("SubjectAccessReview", client, &review).await?;
         let status = answer.status.unwrap_or_default();
         if let Some(e) = status.evaluation_error.as_deref().filter(|e| !e.is_empty()) {
             tracing::debug!(error = %e, user = %user.username, "review: access review evaluation error");
