@@ -844,6 +844,57 @@ impl Seen {
     }
 }
 
+/// The alert that absorbs a key's repeats in one merge transaction (the SQLite and the
+/// PostgreSQL store's `merge`): its id and time, its counts, and for which alert it was
+/// looked up.
+pub(crate) struct Held {
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub seen: Seen,
+    /// The time of the alert it was looked up (or inserted) for.
+    pub looked_up_for: DateTime<Utc>,
+    /// Absorbed a repeat since it was read: its counts row is to be written.
+    pub dirty: bool,
+}
+
+impl Held {
+    /// `a`, just inserted: the earliest of its key for any later alert of the batch whose
+    /// window still reaches it.
+    pub(crate) fn inserted(a: &Alert) -> Held {
+        Held {
+            id: a.id.clone(),
+            time: a.time,
+            seen: Seen::of(a),
+            looked_up_for: a.time,
+            dirty: false,
+        }
+    }
+
+    /// Whether the store's lookup for an alert at `time` (the earliest alert of the key in
+    /// `[lo, hi]`) would give this one: the lookup was for an earlier time and this alert is
+    /// still in the window. (For an earlier `time` an older alert could be in the window: look
+    /// it up again.)
+    pub(crate) fn answers(
+        &self,
+        time: DateTime<Utc>,
+        lo: DateTime<Utc>,
+        hi: DateTime<Utc>,
+    ) -> bool {
+        time >= self.looked_up_for && self.time >= lo && self.time <= hi
+    }
+}
+
+/// `[t - window, t + window]`, saturating: the times of the alerts that may absorb `t`'s.
+pub(crate) fn window_bounds(
+    t: DateTime<Utc>,
+    window: chrono::Duration,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    (
+        t.checked_sub_signed(window).unwrap_or(t),
+        t.checked_add_signed(window).unwrap_or(t),
+    )
+}
+
 /// Decodes an alert's `data` and puts its `alert_counts` row on it, when it has one.
 pub(crate) fn decode_seen(
     id: &str,

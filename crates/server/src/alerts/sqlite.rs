@@ -13,8 +13,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
     count_query, decode, decode_seen, image_candidates, list_query, migrations, namespaces_query,
-    per_image, rfc3339, state_counts, vuln_ids, Alert, AlertBackend, AlertError, AlertFilter,
-    Dialect, ReviewChange, ReviewEvent, ReviewState, Seen, SqlArg,
+    per_image, rfc3339, state_counts, vuln_ids, window_bounds, Alert, AlertBackend, AlertError,
+    AlertFilter, Dialect, Held, ReviewChange, ReviewEvent, ReviewState, Seen, SqlArg,
 };
 
 /// The merge's statements (cached: prepared once per connection). With the query planner
@@ -237,8 +237,7 @@ impl SqliteBackend {
             }
             let key = a.dedup_key();
             if let Some(key) = &key {
-                let lo = a.time.checked_sub_signed(window).unwrap_or(a.time);
-                let hi = a.time.checked_add_signed(window).unwrap_or(a.time);
+                let (lo, hi) = window_bounds(a.time, window);
                 if !held.get(key).is_some_and(|h| h.answers(a.time, lo, hi)) {
                     if let Some(h) = held.remove(key) {
                         self.write_held(&tx, &h)?;
@@ -261,16 +260,7 @@ impl SqliteBackend {
             if let Some(key) = key {
                 // Inserted: the earliest of its key for any later alert of this batch whose
                 // window still reaches it (nothing older was within its own window).
-                held.insert(
-                    key,
-                    Held {
-                        id: a.id.clone(),
-                        time: a.time,
-                        seen: Seen::of(a),
-                        looked_up_for: a.time,
-                        dirty: false,
-                    },
-                );
+                held.insert(key, Held::inserted(a));
             }
             taken += 1;
         }
@@ -333,27 +323,6 @@ impl SqliteBackend {
             .map_err(|e| self.err(e))?;
         outbox::enqueue(tx, &self.routes, a).map_err(|e| self.err(e))?;
         Ok(n)
-    }
-}
-
-/// The alert that absorbs a key's repeats in one merge transaction (`SqliteBackend::merge`).
-struct Held {
-    id: String,
-    time: DateTime<Utc>,
-    seen: Seen,
-    /// The time of the repeat it was looked up (or inserted) for.
-    looked_up_for: DateTime<Utc>,
-    /// Absorbed a repeat since it was read: its counts row is to be written.
-    dirty: bool,
-}
-
-impl Held {
-    /// Whether the store's lookup for an alert at `time` (the earliest alert of the key in
-    /// `[lo, hi]`) would give this one: the lookup was for an earlier time and this alert is
-    /// still in the window. (For an earlier `time` an older alert could be in the window: look
-    /// it up again.)
-    fn answers(&self, time: DateTime<Utc>, lo: DateTime<Utc>, hi: DateTime<Utc>) -> bool {
-        time >= self.looked_up_for && self.time >= lo && self.time <= hi
     }
 }
 

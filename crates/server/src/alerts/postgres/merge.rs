@@ -19,7 +19,7 @@ use tokio_postgres::{Statement, Transaction};
 
 use super::{Inner, DEDUP_LOCK};
 use crate::alerts::sqlite::parse_time;
-use crate::alerts::{decode, rfc3339, Alert, AlertError, Seen};
+use crate::alerts::{decode, rfc3339, window_bounds, Alert, AlertError, Held, Seen};
 
 /// The earliest alert of a key in a window, with its counts row (NULLs when it has none),
 /// locked for the transaction (replicas serialise on it as on the advisory lock).
@@ -27,31 +27,6 @@ const FIRST_SQL: &str = "SELECT a.id, a.time, c.count, c.last_seen, c.kinds FROM
                          LEFT JOIN alert_counts c ON c.alert_id = a.id \
                          WHERE a.dedup_key = $1 AND a.time >= $2 AND a.time <= $3 \
                          ORDER BY a.time, a.id LIMIT 1 FOR UPDATE OF a";
-
-/// The alert that absorbs a key's repeats in one merge transaction.
-struct Held {
-    id: String,
-    time: DateTime<Utc>,
-    seen: Seen,
-    /// The time of the alert it was looked up (or inserted) for.
-    looked_up_for: DateTime<Utc>,
-    dirty: bool,
-}
-
-impl Held {
-    /// Whether the lookup for an alert at `time` would give this one (see SQLite's `Held`).
-    fn answers(&self, time: DateTime<Utc>, lo: DateTime<Utc>, hi: DateTime<Utc>) -> bool {
-        time >= self.looked_up_for && self.time >= lo && self.time <= hi
-    }
-}
-
-/// `[time - window, time + window]`, saturating.
-fn bounds(t: DateTime<Utc>, window: chrono::Duration) -> (DateTime<Utc>, DateTime<Utc>) {
-    (
-        t.checked_sub_signed(window).unwrap_or(t),
-        t.checked_add_signed(window).unwrap_or(t),
-    )
-}
 
 impl Inner {
     /// One transaction: each alert not stored yet (as an alert or an absorbed repeat) is
@@ -114,7 +89,7 @@ impl Inner {
         let looked_up = try_join_all(
             firsts
                 .iter()
-                .map(|(k, t)| self.first(&tx, &first, k, bounds(*t, window), *t)),
+                .map(|(k, t)| self.first(&tx, &first, k, window_bounds(*t, window), *t)),
         )
         .await?;
         let mut held: HashMap<String, Held> = HashMap::new();
@@ -139,7 +114,7 @@ impl Inner {
                 continue;
             }
             if let Some(key) = key {
-                let (lo, hi) = bounds(a.time, window);
+                let (lo, hi) = window_bounds(a.time, window);
                 let prefetched_none = absent.get(key.as_str()) == Some(&a.time);
                 if !prefetched_none && !held.get(key).is_some_and(|h| h.answers(a.time, lo, hi)) {
                     // Times out of order, or past the window: look it up again, alone, after
@@ -166,16 +141,7 @@ impl Inner {
             if let Some(key) = key {
                 // Inserted: the earliest of its key for any later alert of this batch whose
                 // window still reaches it.
-                held.insert(
-                    key.clone(),
-                    Held {
-                        id: a.id.clone(),
-                        time: a.time,
-                        seen: Seen::of(a),
-                        looked_up_for: a.time,
-                        dirty: false,
-                    },
-                );
+                held.insert(key.clone(), Held::inserted(a));
             }
             taken += 1;
         }
