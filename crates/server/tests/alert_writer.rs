@@ -7,10 +7,9 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -223,28 +222,6 @@ fn alert(id: &str) -> Alert {
         explanation: Default::default(),
         review: Default::default(),
     }
-}
-
-/// Captures every log line of this test binary (the writer logs from its own thread).
-fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
-    #[derive(Clone)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let w = Buf(buf.clone());
-    let _ = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || w.clone())
-        .try_init();
-    buf
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -299,3 +299,26 @@ pub async fn admit_uri(server: &Server, uri: &str, review: &Value) -> AdmissionR
 pub fn warnings(r: &AdmissionResponse) -> Vec<String> {
     r.warnings.clone().unwrap_or_default()
 }
+
+/// Captures every log line of this test binary (a global subscriber, so also the lines of
+/// other threads, such as the alert writer's); the buffer of the first call.
+pub fn capture_logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    #[derive(Clone)]
+    struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let w = Buf(buf.clone());
+    let _ = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || w.clone())
+        .try_init();
+    buf
+}
