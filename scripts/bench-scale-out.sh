@@ -48,36 +48,12 @@ for b in vulngate examples/soak_load examples/seed_images; do
 done
 
 mkdir -p "$OUT"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/vulngate-scale.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { # url, name, pid
-  for _ in $(seq 1 300); do
-    curl -ksf -o /dev/null "$1" && return 0
-    kill -0 "$3" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "$2 did not come up at $1" >&2; exit 1
-}
+# shellcheck source=lib/work.sh
+source "$ROOT/scripts/lib/work.sh"
+work_dir vulngate-scale
 
 # ---- registry and images --------------------------------------------------------------------
-REG="127.0.0.1:$(free_port)"
-cat >"$WORK/registry.yml" <<YAML
-version: 0.1
-log: { level: error }
-storage: { filesystem: { rootdirectory: $WORK/registry } }
-http: { addr: $REG }
-YAML
-docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
-PIDS+=($!)
-wait_http "http://$REG/v2/" docker-registry "$!"
+start_registry
 log "seeding $N_IMAGES vulnerable images into $REG"
 "$BIN/examples/seed_images" --registry "$REG" --count "$N_IMAGES" --prefix vuln --severity CRITICAL >"$WORK/vulnerable.txt"
 
