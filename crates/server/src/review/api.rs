@@ -20,7 +20,7 @@ use vulngate_core::workload::{extract, parse_manifests};
 use vulngate_core::{Outcome, RequestContext, Rule, RuleSet, UnscannedReason};
 
 use super::auth::{bearer_token, Principal};
-use super::kubernetes_auth::{self as kauth, Verb, Visible};
+use super::kubernetes_auth::{self as kauth, Visible};
 use super::query::{encode_cursor, filter_from_pairs, shorten, ApiError, ErrorBody};
 use super::{Ctx, Role};
 use crate::alerts::{Alert, AlertError, AlertFilter, Cursor, ReviewChange, ReviewState};
@@ -500,7 +500,7 @@ pub(crate) async fn list_rules(
     headers: HeaderMap,
 ) -> Result<Json<RulesAnswer>, ApiError> {
     let who = caller(&ctx, &headers).await?;
-    kauth::may_cluster(&ctx, &who, Verb::List, "securityrules", "read the rules").await?;
+    kauth::may_read_rules(&ctx, &who).await?;
     Ok(Json(rules_answer(&ctx.state.rules.current())))
 }
 
@@ -582,14 +582,7 @@ pub(crate) async fn evaluate(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<EvaluateAnswer>, ApiError> {
     let who = caller(&ctx, &headers).await?;
-    kauth::may_cluster(
-        &ctx,
-        &who,
-        Verb::List,
-        "securityrules",
-        "run what-if evaluations",
-    )
-    .await?;
+    kauth::may_evaluate(&ctx, &who).await?;
     let body = body_bytes(body)?;
     let req: EvaluateRequest = json_body(&body)?;
     Ok(Json(what_if(&ctx, req).await?))

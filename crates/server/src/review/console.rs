@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::api::{self, EvaluateAnswer, EvaluateRequest};
 use super::auth::{csrf_ok, Auth, Session, SESSION_COOKIE};
-use super::kubernetes_auth::{may_cluster, Verb};
+use super::kubernetes_auth::{may_evaluate, may_read_rules};
 use super::query::{filter_from_pairs, ApiError};
 use super::{Ctx, Role};
 use crate::alerts::{Alert, AlertAction, ReviewState};
@@ -549,15 +549,7 @@ async fn rules_page(AxState(ctx): AxState<Arc<Ctx>>, headers: HeaderMap) -> Resp
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(e) = may_cluster(
-        &ctx,
-        &s.principal,
-        Verb::List,
-        "securityrules",
-        "read the rules",
-    )
-    .await
-    {
+    if let Err(e) = may_read_rules(&ctx, &s.principal).await {
         return error_page(Some(&s), e);
     }
     let rules = api::rules_answer(&ctx.state.rules.current());
@@ -656,15 +648,7 @@ async fn evaluate_page(AxState(ctx): AxState<Arc<Ctx>>, headers: HeaderMap) -> R
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(e) = may_cluster(
-        &ctx,
-        &s.principal,
-        Verb::List,
-        "securityrules",
-        "run what-if evaluations",
-    )
-    .await
-    {
+    if let Err(e) = may_evaluate(&ctx, &s.principal).await {
         return error_page(Some(&s), e);
     }
     layout(
@@ -688,15 +672,7 @@ async fn evaluate_post(
         Ok(Form(f)) if csrf_ok(&s, &f.csrf) => f,
         _ => return error_page(Some(&s), csrf_error()),
     };
-    if let Err(e) = may_cluster(
-        &ctx,
-        &s.principal,
-        Verb::List,
-        "securityrules",
-        "run what-if evaluations",
-    )
-    .await
-    {
+    if let Err(e) = may_evaluate(&ctx, &s.principal).await {
         return error_page(Some(&s), e);
     }
     let req = EvaluateRequest {

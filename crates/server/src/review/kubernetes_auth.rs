@@ -544,6 +544,25 @@ pub(crate) fn reader_refused(who: &Principal, what: &str) -> ApiError {
     )
 }
 
+/// Whether `who` may read the rules (`list` on `securityrules` cluster-wide for a Kubernetes
+/// caller; every token holder otherwise): the API's and the console's rules views.
+pub(crate) async fn may_read_rules(ctx: &Ctx, who: &Principal) -> Result<(), ApiError> {
+    may_cluster(ctx, who, Verb::List, "securityrules", "read the rules").await
+}
+
+/// Whether `who` may run what-if evaluations (the same permission as reading the rules): the
+/// API's `POST /api/v1/evaluate` and the console's what-if form.
+pub(crate) async fn may_evaluate(ctx: &Ctx, who: &Principal) -> Result<(), ApiError> {
+    may_cluster(
+        ctx,
+        who,
+        Verb::List,
+        "securityrules",
+        "run what-if evaluations",
+    )
+    .await
+}
+
 /// Whether `who` may `verb` `resource` of [`API_GROUP`] cluster-wide: any token for reading
 /// (a reviewer token for `update`); a Kubernetes caller by an access review (403 otherwise).
 /// The rules and what-if need `list` on `securityrules`; the notification outbox `list`
