@@ -836,6 +836,20 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base + jitter / 2)
 }
 
+impl KubernetesBackend {
+    /// `record_new` (no window) and `record_merged` over alerts the task owns.
+    fn record_owned(
+        &self,
+        alerts: Vec<Alert>,
+        window: Option<Duration>,
+    ) -> Result<usize, AlertError> {
+        let inner = self.inner.clone();
+        self.run(WRITE_TIMEOUT, async move {
+            inner.record(&alerts, false, window).await
+        })
+    }
+}
+
 impl AlertBackend for KubernetesBackend {
     /// Not a transaction: each object is written on its own; a failed call may have stored
     /// some of the alerts (a retry through `record_new` counts each once).
@@ -848,22 +862,23 @@ impl AlertBackend for KubernetesBackend {
     }
 
     fn record_new(&self, alerts: &[Alert]) -> Result<usize, AlertError> {
-        let inner = self.inner.clone();
-        let alerts = alerts.to_vec();
-        self.run(WRITE_TIMEOUT, async move {
-            inner.record(&alerts, false, None).await
-        })
+        self.record_owned(alerts.to_vec(), None)
+    }
+
+    /// The writer's batch, copied once into the async task (not once more by the default).
+    fn record_new_refs(&self, alerts: &[&Alert]) -> Result<usize, AlertError> {
+        self.record_owned(alerts.iter().map(|a| (*a).clone()).collect(), None)
     }
 
     /// With the window: the SQL stores' semantics (a repeat after the window starts a new
     /// object, `window.rs`); zero is no window.
     fn record_merged(&self, alerts: &[Alert], window: Duration) -> Result<usize, AlertError> {
-        let inner = self.inner.clone();
-        let alerts = alerts.to_vec();
-        let window = (!window.is_zero()).then_some(window);
-        self.run(WRITE_TIMEOUT, async move {
-            inner.record(&alerts, false, window).await
-        })
+        self.record_owned(alerts.to_vec(), (!window.is_zero()).then_some(window))
+    }
+
+    fn record_merged_refs(&self, alerts: &[&Alert], window: Duration) -> Result<usize, AlertError> {
+        let alerts = alerts.iter().map(|a| (*a).clone()).collect();
+        self.record_owned(alerts, (!window.is_zero()).then_some(window))
     }
 
     fn list(&self, filter: &AlertFilter) -> Result<Vec<Alert>, AlertError> {

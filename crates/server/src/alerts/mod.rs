@@ -534,8 +534,8 @@ pub trait AlertBackend: Send + Sync + Debug {
         self.record_new(alerts)
     }
     /// [`record_new`](Self::record_new) over borrowed alerts: the writer's batch borrows the
-    /// alerts of the requests it commits for. The default copies them (the PostgreSQL and
-    /// Kubernetes stores copy them anyway, into their async task); SQLite does not.
+    /// alerts of the requests it commits for. The default copies them; SQLite writes them as
+    /// they are, and the PostgreSQL and Kubernetes stores copy them once, into their async task.
     fn record_new_refs(&self, alerts: &[&Alert]) -> Result<usize, AlertError> {
         let owned: Vec<Alert> = alerts.iter().map(|a| (*a).clone()).collect();
         self.record_new(&owned)

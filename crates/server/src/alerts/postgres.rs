@@ -802,6 +802,22 @@ async fn get_in<C: tokio_postgres::GenericClient>(
     })()))
 }
 
+impl PostgresBackend {
+    fn record_new_owned(&self, alerts: Vec<Alert>) -> Result<usize, AlertError> {
+        let inner = self.inner.clone();
+        self.run(async move { inner.record(&alerts, true).await })
+    }
+
+    fn record_merged_owned(
+        &self,
+        alerts: Vec<Alert>,
+        window: std::time::Duration,
+    ) -> Result<usize, AlertError> {
+        let inner = self.inner.clone();
+        self.run(async move { inner.merge(&alerts, window).await })
+    }
+}
+
 impl AlertBackend for PostgresBackend {
     fn record(&self, alerts: &[Alert]) -> Result<(), AlertError> {
         let inner = self.inner.clone();
@@ -810,9 +826,12 @@ impl AlertBackend for PostgresBackend {
     }
 
     fn record_new(&self, alerts: &[Alert]) -> Result<usize, AlertError> {
-        let inner = self.inner.clone();
-        let alerts = alerts.to_vec();
-        self.run(async move { inner.record(&alerts, true).await })
+        self.record_new_owned(alerts.to_vec())
+    }
+
+    /// The writer's batch, copied once into the async task (not once more by the default).
+    fn record_new_refs(&self, alerts: &[&Alert]) -> Result<usize, AlertError> {
+        self.record_new_owned(alerts.iter().map(|a| (*a).clone()).collect())
     }
 
     fn record_merged(
@@ -820,9 +839,15 @@ impl AlertBackend for PostgresBackend {
         alerts: &[Alert],
         window: std::time::Duration,
     ) -> Result<usize, AlertError> {
-        let inner = self.inner.clone();
-        let alerts = alerts.to_vec();
-        self.run(async move { inner.merge(&alerts, window).await })
+        self.record_merged_owned(alerts.to_vec(), window)
+    }
+
+    fn record_merged_refs(
+        &self,
+        alerts: &[&Alert],
+        window: std::time::Duration,
+    ) -> Result<usize, AlertError> {
+        self.record_merged_owned(alerts.iter().map(|a| (*a).clone()).collect(), window)
     }
 
     fn list(&self, filter: &AlertFilter) -> Result<Vec<Alert>, AlertError> {

@@ -208,8 +208,8 @@ fn decision_json(buf: &mut Vec<u8>, line: &DecisionLine<'_>, now: chrono::DateTi
     });
     opt(buf, b",\"alert_id\":", line.alert_id);
     if let Some(n) = line.lookup_warnings {
-        buf.extend_from_slice(b",\"lookup_warnings\":");
-        buf.extend_from_slice(n.to_string().as_bytes());
+        // Writing into a Vec cannot fail.
+        let _ = std::io::Write::write_fmt(buf, format_args!(",\"lookup_warnings\":{n}"));
     }
     buf.extend_from_slice(b"},\"target\":\"vulngate::decision\"}");
 }
