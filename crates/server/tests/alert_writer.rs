@@ -157,6 +157,61 @@ async fn denies_are_answered_while_the_store_is_locked_and_replayed_once() {
     assert!(m.replays() >= 1);
 }
 
+/// The same with de-duplication on (the default): the 20 denials are one alert counted 20
+/// times, although each also reached the store late (the writer's commit after the request
+/// gave up and journaled it). The writer skips the look-up by id only for alerts whose
+/// request still waits; a request that gave up makes it look them up, so neither the late
+/// commit nor the replay counts an alert twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deduplicated_denies_journaled_while_locked_are_counted_once() {
+    let h = harness_with(RULES, TestSource::new(), |c| {
+        c.alert_writer.replay_interval = Duration::from_millis(200);
+        c.alerts.dedup_window = Duration::from_secs(3600);
+    });
+    let data_dir = h.server.config().data_dir.clone();
+    let locker = Locker::lock(&data_dir.join(SQLITE_FILE));
+    let review = create(&deployment("prod-shop", &[DEBIAN]));
+    let mut answers = Vec::new();
+    for _ in 0..20 {
+        let server = h.server.clone();
+        let review = review.clone();
+        answers.push(tokio::spawn(async move {
+            admit_uri(&server, "/validate?timeout=2s", &review).await
+        }));
+    }
+    let mut ids = BTreeSet::new();
+    for a in answers {
+        let r = a.await.unwrap();
+        assert_eq!(r.result.code, 403, "{}", r.result.message);
+        ids.insert(r.audit_annotations["alert-id"].clone());
+    }
+    assert!(locker.still_holding());
+    let m = h.server.metrics().alert_store();
+    assert_eq!(m.journaled(), 20);
+    locker.release();
+    let store = h.server.alerts().clone();
+    eventually("the journal replayed and the queue drained", || {
+        m.journal().1 == 0 && m.queue_depth() == 0 && !all_alerts(&store).is_empty()
+    })
+    .await;
+    // Let any late commit still queued land.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stored = all_alerts(&store);
+    assert_eq!(
+        stored.len(),
+        1,
+        "one alert for one workload, image and rule"
+    );
+    assert_eq!(stored[0].count, 20, "each denial counted once");
+    for id in &ids {
+        let got = store
+            .get(id)
+            .unwrap()
+            .expect("every answer's alert id is found");
+        assert_eq!(got.id, stored[0].id);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_audit_is_answered_normally_when_the_store_fails_but_the_journal_takes_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -546,6 +546,19 @@ pub trait AlertBackend: Send + Sync + Debug {
         let owned: Vec<Alert> = alerts.iter().map(|a| (*a).clone()).collect();
         self.record_merged(&owned, window)
     }
+    /// [`record_merged_refs`](Self::record_merged_refs) with a hint from the writer:
+    /// `unstored[i]` says that alert `i` cannot be in the store yet (its request still waits
+    /// for this commit, so it never went to the journal, and ids are new per alert), and the
+    /// store may skip looking its id up. The default ignores the hint.
+    fn record_merged_hinted(
+        &self,
+        alerts: &[&Alert],
+        unstored: &[bool],
+        window: Duration,
+    ) -> Result<usize, AlertError> {
+        let _ = unstored;
+        self.record_merged_refs(alerts, window)
+    }
     /// Alerts matching `filter`, newest first, with their review state (not its history).
     fn list(&self, filter: &AlertFilter) -> Result<Vec<Alert>, AlertError>;
     /// The alert `id` (or the alert that absorbed the repeat `id`) with its review state
@@ -846,7 +859,8 @@ impl Seen {
 
 /// The alert that absorbs a key's repeats in one merge transaction (the SQLite and the
 /// PostgreSQL store's `merge`): its id and time, its counts, and for which alert it was
-/// looked up.
+/// looked up. The SQLite store keeps them from one transaction to the next (its merge cache).
+#[derive(Debug)]
 pub(crate) struct Held {
     pub id: String,
     pub time: DateTime<Utc>,
@@ -1013,6 +1027,65 @@ mod tests {
         // A replay of a repeat counts nothing twice.
         assert_eq!(store.record_merged(&[last], window).unwrap(), 0);
         assert_eq!(store.get("first").unwrap().unwrap().count, 4);
+    }
+
+    /// The SQLite merge keeps each key's absorbing alert and counts between transactions.
+    /// Regression for that cache: it must not outlive a change by another connection (here a
+    /// second process's store on the same file) or an insert outside the merge.
+    #[test]
+    fn the_merge_cache_follows_other_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.db");
+        let a = sqlite::SqliteBackend::open(&path).unwrap();
+        let b = sqlite::SqliteBackend::open(&path).unwrap();
+        let window = std::time::Duration::from_secs(3600);
+        let t0 = Utc::now();
+        let at = |id: &str, secs: i64| {
+            let mut x = alert(id, AlertAction::Deny, "prod");
+            x.time = t0 + chrono::Duration::seconds(secs);
+            x
+        };
+        assert_eq!(a.record_merged(&[at("first", 0)], window).unwrap(), 1);
+        assert_eq!(a.record_merged(&[at("r1", 1)], window).unwrap(), 1);
+        // The other process absorbs a repeat: its count must not be lost by `a`'s next merge.
+        assert_eq!(b.record_merged(&[at("r2", 2)], window).unwrap(), 1);
+        assert_eq!(a.record_merged(&[at("r3", 3)], window).unwrap(), 1);
+        assert_eq!(a.get("first").unwrap().unwrap().count, 4);
+        // An earlier alert of the key stored outside the merge is the absorber from then on.
+        a.record(&[at("earlier", -5)]).unwrap();
+        assert_eq!(a.record_merged(&[at("r4", 4)], window).unwrap(), 1);
+        assert_eq!(a.get("r4").unwrap().unwrap().id, "earlier");
+        // The same through the other process.
+        b.record(&[at("earliest", -9)]).unwrap();
+        assert_eq!(a.record_merged(&[at("r5", 5)], window).unwrap(), 1);
+        assert_eq!(a.get("r5").unwrap().unwrap().id, "earliest");
+        assert_eq!(a.get("first").unwrap().unwrap().count, 4);
+    }
+
+    /// The writer's hint: an alert marked unstored is not looked up by id; one that is not
+    /// marked is, and a replay of a stored alert or repeat adds nothing.
+    #[test]
+    fn a_hinted_merge_looks_up_only_unmarked_alerts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite::SqliteBackend::open(&dir.path().join("alerts.db")).unwrap();
+        let window = std::time::Duration::from_secs(3600);
+        let first = alert("first", AlertAction::Deny, "prod");
+        let mut again = alert("again", AlertAction::Deny, "prod");
+        again.time = first.time + chrono::Duration::seconds(1);
+        let batch = [&first, &again];
+        assert_eq!(
+            store
+                .record_merged_hinted(&batch, &[true, true], window)
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            store
+                .record_merged_hinted(&batch, &[false, false], window)
+                .unwrap(),
+            0
+        );
+        assert_eq!(store.get("first").unwrap().unwrap().count, 2);
     }
 
     /// An alert stored before migration 7 holds its counts in its data: they stand until it

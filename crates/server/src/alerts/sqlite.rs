@@ -54,6 +54,25 @@ pub struct SqliteBackend {
     conn: Mutex<Connection>,
     /// The sinks new alerts are queued for (the notification outbox).
     routes: super::outbox::Routes,
+    /// The absorbing alert of each de-duplication key merged lately (locked after `conn`).
+    merge_cache: Mutex<MergeCache>,
+}
+
+/// Most keys [`MergeCache`] remembers; past it, it starts over (a look-up each, once).
+const MERGE_CACHE_KEYS: usize = 4096;
+
+/// What the merge learned of each key ([`Held`]: the earliest alert of the key in the
+/// window it was looked up for, and its counts), kept from one transaction to the next so
+/// that a storm of repeats does not look the same keys up again in every batch (measured:
+/// docs/benchmarks.md, deny storm). It is only true while nothing else changed the alerts:
+/// it is dropped when another connection committed (`PRAGMA data_version` moved), when this
+/// connection inserted alerts outside the merge, and when a merge failed.
+#[derive(Debug, Default)]
+struct MergeCache {
+    data_version: Option<i64>,
+    /// The window the entries were looked up with (a new one starts over).
+    window: Option<chrono::Duration>,
+    held: HashMap<String, Held>,
 }
 
 impl SqliteBackend {
@@ -81,6 +100,7 @@ impl SqliteBackend {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
             routes: Default::default(),
+            merge_cache: Default::default(),
         })
     }
 
@@ -202,6 +222,10 @@ impl SqliteBackend {
         } else {
             INSERT_SQL
         };
+        // New alerts outside the merge may change what it looks up.
+        if let Ok(mut cache) = self.merge_cache.lock() {
+            cache.held.clear();
+        }
         let mut inserted = 0;
         for &a in alerts {
             inserted += self.insert_row(&tx, a, a.dedup_key().as_deref(), sql)?;
@@ -215,25 +239,46 @@ impl SqliteBackend {
     /// One transaction: each alert not stored yet (as an alert or as an absorbed repeat) is
     /// absorbed by the earliest alert of its de-duplication key within `window` of its time,
     /// else inserted. Returns the alerts taken (inserted or absorbed).
-    fn merge(&self, alerts: &[&Alert], window: std::time::Duration) -> Result<usize, AlertError> {
+    /// `unstored[i]`: alert `i` is known not to be stored yet (no look-up by id).
+    fn merge(
+        &self,
+        alerts: &[&Alert],
+        unstored: Option<&[bool]>,
+        window: std::time::Duration,
+    ) -> Result<usize, AlertError> {
         let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
-        // The absorbing alert of each key seen in this batch (its id, time and counts), read
-        // once and its counts row written once at the end: a storm of repeats of one key costs
-        // one lookup and one small row per batch, and never rewrites the alert (measured:
-        // docs/benchmarks.md, deny storm).
-        let mut held: HashMap<String, Held> = HashMap::new();
+        // The absorbing alert of each key (its id, time and counts), read once and its counts
+        // row written once per batch: a storm of repeats of one key costs one small row per
+        // batch and never rewrites the alert. Taken out of the cache: a failed merge leaves
+        // it empty.
+        let mut cache = self
+            .merge_cache
+            .lock()
+            .map_err(|_| AlertError::Other("merge cache lock poisoned".into()))?;
+        let version: i64 = tx
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        let mut held = std::mem::take(&mut cache.held);
+        if cache.data_version != Some(version)
+            || cache.window != Some(window)
+            || held.len() > MERGE_CACHE_KEYS
+        {
+            held.clear();
+        }
         let mut taken = 0;
-        for &a in alerts {
-            let known: Option<i64> = tx
-                .prepare_cached(KNOWN_SQL)
-                .and_then(|mut st| st.query_row([&a.id], |r| r.get(0)).optional())
-                .map_err(|e| self.err(e))?;
-            if known.is_some() {
-                continue;
+        for (i, &a) in alerts.iter().enumerate() {
+            if unstored.is_none_or(|u| u.get(i) != Some(&true)) {
+                let known: Option<i64> = tx
+                    .prepare_cached(KNOWN_SQL)
+                    .and_then(|mut st| st.query_row([&a.id], |r| r.get(0)).optional())
+                    .map_err(|e| self.err(e))?;
+                if known.is_some() {
+                    continue;
+                }
             }
             let key = a.dedup_key();
             if let Some(key) = &key {
@@ -247,6 +292,10 @@ impl SqliteBackend {
                     }
                 }
                 if let Some(h) = held.get_mut(key) {
+                    if h.id == a.id {
+                        // Already stored, as the absorbing alert itself.
+                        continue;
+                    }
                     h.seen.absorb(h.time, a);
                     h.dirty = true;
                     tx.prepare_cached(REPEAT_SQL)
@@ -268,6 +317,12 @@ impl SqliteBackend {
             self.write_held(&tx, h)?;
         }
         tx.commit().map_err(|e| self.err(e))?;
+        for h in held.values_mut() {
+            h.dirty = false;
+        }
+        cache.held = held;
+        cache.data_version = Some(version);
+        cache.window = Some(window);
         Ok(taken)
     }
 }
@@ -390,7 +445,7 @@ impl AlertBackend for SqliteBackend {
         alerts: &[Alert],
         window: std::time::Duration,
     ) -> Result<usize, AlertError> {
-        self.merge(&alerts.iter().collect::<Vec<_>>(), window)
+        self.merge(&alerts.iter().collect::<Vec<_>>(), None, window)
     }
 
     fn record_merged_refs(
@@ -398,7 +453,16 @@ impl AlertBackend for SqliteBackend {
         alerts: &[&Alert],
         window: std::time::Duration,
     ) -> Result<usize, AlertError> {
-        self.merge(alerts, window)
+        self.merge(alerts, None, window)
+    }
+
+    fn record_merged_hinted(
+        &self,
+        alerts: &[&Alert],
+        unstored: &[bool],
+        window: std::time::Duration,
+    ) -> Result<usize, AlertError> {
+        self.merge(alerts, Some(unstored), window)
     }
 
     fn record(&self, alerts: &[Alert]) -> Result<(), AlertError> {

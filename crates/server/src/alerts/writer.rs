@@ -181,15 +181,32 @@ impl Writer {
             };
             self.metrics.queue_depth.inc_by(n as i64);
             match self.tx.try_send(job) {
-                Ok(()) => match tokio::time::timeout_at(deadline, wait).await {
-                    Ok(Ok(Ok(()))) => {
-                        self.metrics.wrote("store", started.elapsed().as_secs_f64());
-                        return Ok(Durable::Stored);
+                Ok(()) => {
+                    let mut wait = wait;
+                    let (reply, timed_out) =
+                        match tokio::time::timeout_at(deadline, &mut wait).await {
+                            Ok(r) => (r.ok(), false),
+                            Err(_) => {
+                                // Gave up: close the channel first, so that the writer either
+                                // sent its reply before (taken here, not journaled) or sees
+                                // the request gone (and looks the ids up: they may be
+                                // journaled).
+                                wait.close();
+                                (wait.try_recv().ok(), true)
+                            }
+                        };
+                    match reply {
+                        Some(Ok(())) => {
+                            self.metrics.wrote("store", started.elapsed().as_secs_f64());
+                            return Ok(Durable::Stored);
+                        }
+                        Some(Err(e)) => format!("the store failed: {e}"),
+                        None if timed_out => {
+                            "the store did not commit before the deadline".to_string()
+                        }
+                        None => "the alert writer stopped".to_string(),
                     }
-                    Ok(Ok(Err(e))) => format!("the store failed: {e}"),
-                    Ok(Err(_)) => "the alert writer stopped".to_string(),
-                    Err(_) => "the store did not commit before the deadline".to_string(),
-                },
+                }
                 Err(TrySendError::Full(_)) => {
                     self.metrics.queue_depth.dec_by(n as i64);
                     "the alert writer's queue is full (alertWriter.queueDepth)".to_string()
@@ -247,10 +264,16 @@ struct Run {
 
 impl Run {
     /// Stores what is not stored yet (idempotent by id, also for absorbed repeats).
-    fn store_refs(&self, alerts: &[&Alert]) -> Result<usize, AlertError> {
-        match self.dedup {
-            Some(w) => self.backend.record_merged_refs(alerts, w),
-            None => self.backend.record_new_refs(alerts),
+    /// `unstored`: the alerts known not to be in the store yet (see `run`); None: any may be.
+    fn store_refs(
+        &self,
+        alerts: &[&Alert],
+        unstored: Option<&[bool]>,
+    ) -> Result<usize, AlertError> {
+        match (self.dedup, unstored) {
+            (Some(w), Some(u)) => self.backend.record_merged_hinted(alerts, u, w),
+            (Some(w), None) => self.backend.record_merged_refs(alerts, w),
+            (None, _) => self.backend.record_new_refs(alerts),
         }
     }
 
@@ -281,8 +304,19 @@ impl Run {
             }
             // The batch borrows the requests' alerts (no copy).
             let batch: Vec<&Alert> = jobs.iter().flat_map(|j| j.alerts.iter()).collect();
+            // An alert whose request still waits cannot be in the store: its id is new, the
+            // request journals only after it gave up waiting (which closes `done`, and then
+            // takes a reply sent before that instead of journaling), and only this thread
+            // replays the journal, never during a batch. The store may skip its look-up by id.
+            let unstored: Vec<bool> = jobs
+                .iter()
+                .flat_map(|j| {
+                    let waiting = !j.done.is_closed();
+                    j.alerts.iter().map(move |_| waiting)
+                })
+                .collect();
             self.metrics.in_transaction.set(n as i64);
-            let result = self.store_refs(&batch);
+            let result = self.store_refs(&batch, Some(&unstored));
             drop(batch);
             self.metrics.in_transaction.set(0);
             self.metrics.transaction(result.is_ok(), n);
@@ -317,7 +351,7 @@ impl Run {
         };
         for chunk in read.alerts.chunks(self.max_batch) {
             let refs: Vec<&Alert> = chunk.iter().collect();
-            let r = self.store_refs(&refs);
+            let r = self.store_refs(&refs, None);
             self.metrics.transaction(r.is_ok(), chunk.len());
             if let Err(e) = r {
                 tracing::warn!(
@@ -349,5 +383,104 @@ impl Run {
 impl From<JournalError> for AlertError {
     fn from(e: JournalError) -> Self {
         AlertError::Journal(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn alert(id: &str) -> Alert {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "time": "2026-01-01T00:00:00Z", "action": "deny", "decision": "deny",
+            "kind": "Pod", "operation": "CREATE", "requestUid": "u", "image": "x:1",
+            "counts": serde_json::to_value(vulngate_core::engine::SeverityCounts::default()).unwrap(),
+            "reason": "r", "dryRun": false
+        }))
+        .unwrap()
+    }
+
+    /// Records the hints each merge gets; the first merge waits for `gate`.
+    #[derive(Debug, Default)]
+    struct Hints {
+        seen: Mutex<Vec<Vec<(String, bool)>>>,
+        gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    }
+
+    impl AlertBackend for Hints {
+        fn record(&self, _: &[Alert]) -> Result<(), AlertError> {
+            Ok(())
+        }
+        fn record_merged_hinted(
+            &self,
+            alerts: &[&Alert],
+            unstored: &[bool],
+            _: Duration,
+        ) -> Result<usize, AlertError> {
+            if let Some(gate) = self.gate.lock().unwrap().take() {
+                let _ = gate.recv_timeout(Duration::from_secs(10));
+            }
+            let batch = alerts
+                .iter()
+                .map(|a| a.id.clone())
+                .zip(unstored.iter().copied());
+            self.seen.lock().unwrap().push(batch.collect());
+            Ok(alerts.len())
+        }
+        fn list(&self, _: &super::super::AlertFilter) -> Result<Vec<Alert>, AlertError> {
+            Ok(Vec::new())
+        }
+        fn get(&self, _: &str) -> Result<Option<Alert>, AlertError> {
+            Ok(None)
+        }
+    }
+
+    /// The writer tells the store which alerts cannot be stored yet: those whose request
+    /// still waits. A request that gave up (and journaled its alerts) before its batch ran
+    /// makes the store look its alerts up by id.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_alerts_of_waiting_requests_are_hinted_unstored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (open, gate) = std::sync::mpsc::channel();
+        let backend = Arc::new(Hints {
+            gate: Mutex::new(Some(gate)),
+            ..Default::default()
+        });
+        let cfg = AlertWriterConfig::default();
+        let w = Arc::new(
+            Writer::start(
+                backend.clone(),
+                &cfg,
+                dir.path(),
+                AlertMetrics::default(),
+                Some(Duration::from_secs(60)),
+            )
+            .unwrap(),
+        );
+        let far = tokio::time::Instant::now() + Duration::from_secs(10);
+        // The first batch holds the writer until the gate opens.
+        let first = tokio::spawn({
+            let w = w.clone();
+            async move { w.record(Arc::from(vec![alert("a")]), far).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Queued behind it: one request gives up after 100 ms, one waits.
+        let soon = tokio::time::Instant::now() + Duration::from_millis(100);
+        let gave_up = w.record(Arc::from(vec![alert("b")]), soon).await.unwrap();
+        assert_eq!(gave_up, Durable::Journaled);
+        let waiting = tokio::spawn({
+            let w = w.clone();
+            async move { w.record(Arc::from(vec![alert("c")]), far).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        open.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), Durable::Stored);
+        assert_eq!(waiting.await.unwrap().unwrap(), Durable::Stored);
+        let seen: Vec<(String, bool)> = backend.seen.lock().unwrap().concat();
+        let hint = |id: &str| seen.iter().find(|(i, _)| i == id).map(|(_, u)| *u);
+        assert_eq!(hint("a"), Some(true));
+        assert_eq!(hint("b"), Some(false), "a request that gave up: look it up");
+        assert_eq!(hint("c"), Some(true));
     }
 }
