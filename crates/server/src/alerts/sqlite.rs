@@ -1,10 +1,6 @@
 //! The SQLite store: one file in the data directory, WAL mode with `synchronous=FULL` (a
-//! committed alert survives a crash and a power cut), one connection behind a mutex. Writes
-//! take the write lock at `BEGIN` (`IMMEDIATE`), so a locked database fails the transaction
-//! before any work. The one exception is the alert writer's batch (`record_batch`): it commits
-//! with `synchronous=NORMAL` and the writer's sync thread fdatasyncs the WAL (`sync_wal`)
-//! before any of its requests is answered, so no answer comes before its alert is on disk,
-//! and the next batch's work overlaps the flush.
+//! committed alert survives a crash), one connection behind a mutex. Writes take the write
+//! lock at `BEGIN` (`IMMEDIATE`), so a locked database fails the transaction before any work.
 
 mod outbox;
 
