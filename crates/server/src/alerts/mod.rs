@@ -559,28 +559,6 @@ pub trait AlertBackend: Send + Sync + Debug {
         let _ = unstored;
         self.record_merged_refs(alerts, window)
     }
-    /// The writer's batch: [`record_merged_hinted`](Self::record_merged_hinted) with a
-    /// de-duplication window, else [`record_new_refs`](Self::record_new_refs). Returns the
-    /// alerts taken and whether the commit is durable only after [`sync`](Self::sync): a
-    /// store may commit the batch without its fsync and leave that to the writer, which
-    /// fsyncs on another thread before it answers the requests (so the next batch's work
-    /// overlaps the disk's flush). The default commits durably.
-    fn record_batch(
-        &self,
-        alerts: &[&Alert],
-        unstored: &[bool],
-        window: Option<Duration>,
-    ) -> Result<(usize, bool), AlertError> {
-        let n = match window {
-            Some(w) => self.record_merged_hinted(alerts, unstored, w)?,
-            None => self.record_new_refs(alerts)?,
-        };
-        Ok((n, false))
-    }
-    /// Makes the commits of [`record_batch`](Self::record_batch) durable (see there).
-    fn sync(&self) -> Result<(), AlertError> {
-        Ok(())
-    }
     /// Alerts matching `filter`, newest first, with their review state (not its history).
     fn list(&self, filter: &AlertFilter) -> Result<Vec<Alert>, AlertError>;
     /// The alert `id` (or the alert that absorbed the repeat `id`) with its review state
@@ -1082,47 +1060,6 @@ mod tests {
         assert_eq!(a.record_merged(&[at("r5", 5)], window).unwrap(), 1);
         assert_eq!(a.get("r5").unwrap().unwrap().id, "earliest");
         assert_eq!(a.get("first").unwrap().unwrap().count, 4);
-    }
-
-    /// The writer's batch commits without its fsync (`record_batch` says so); every other
-    /// write of the connection still commits with `synchronous=FULL`, also after a batch
-    /// that failed, and `sync` makes the batch durable (fdatasync of the WAL, which it finds
-    /// again when it was replaced).
-    #[test]
-    fn only_the_writers_batch_defers_its_fsync() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("alerts.db");
-        let store = sqlite::SqliteBackend::open(&path).unwrap();
-        assert_eq!(store.synchronous(), 2, "FULL");
-        let a = alert("a", AlertAction::Deny, "prod");
-        let window = Some(std::time::Duration::from_secs(3600));
-        assert_eq!(
-            store.record_batch(&[&a], &[true], window).unwrap(),
-            (1, true)
-        );
-        assert_eq!(store.synchronous(), 2, "FULL again after the batch");
-        // A failing batch (the connection made read-only for it).
-        store.with_conn(|c| c.execute_batch("PRAGMA query_only = 1").unwrap());
-        let c = alert("c", AlertAction::Deny, "prod");
-        assert!(store.record_batch(&[&c], &[true], window).is_err());
-        store.with_conn(|c| c.execute_batch("PRAGMA query_only = 0").unwrap());
-        assert_eq!(store.synchronous(), 2, "FULL again after a failed batch");
-        store.sync().unwrap();
-        assert!(std::path::Path::new(&format!("{}-wal", path.display())).exists());
-        // The WAL replaced under it (a checkpoint that truncates, another process): found again.
-        {
-            let other = rusqlite::Connection::open(&path).unwrap();
-            other
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-                .unwrap();
-        }
-        let b = alert("b", AlertAction::Deny, "dev");
-        assert_eq!(
-            store.record_batch(&[&b], &[true], window).unwrap(),
-            (1, true)
-        );
-        store.sync().unwrap();
-        assert_eq!(store.list(&AlertFilter::default()).unwrap().len(), 2);
     }
 
     /// The writer's hint: an alert marked unstored is not looked up by id; one that is not

@@ -56,84 +56,6 @@ pub struct SqliteBackend {
     routes: super::outbox::Routes,
     /// The absorbing alert of each de-duplication key merged lately (locked after `conn`).
     merge_cache: Mutex<MergeCache>,
-    /// The write-ahead log, opened for [`SqliteBackend::sync_wal`].
-    wal: Mutex<Option<std::fs::File>>,
-}
-
-/// A connection whose next commits are deferred: `synchronous=NORMAL` (the commit writes the
-/// WAL without its fsync) until dropped, which sets `FULL` again. Only the writer's batch
-/// defers, and its caller fsyncs the WAL ([`SqliteBackend::sync_wal`]) before anyone is told.
-struct Deferred<'a> {
-    conn: std::sync::MutexGuard<'a, Connection>,
-    path: &'a Path,
-}
-
-/// The connection of one write: as it is, or [`Deferred`].
-enum Conn<'a> {
-    Plain(std::sync::MutexGuard<'a, Connection>),
-    Deferred(Deferred<'a>),
-}
-
-impl std::ops::Deref for Conn<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        match self {
-            Conn::Plain(c) => c,
-            Conn::Deferred(c) => c,
-        }
-    }
-}
-
-impl std::ops::DerefMut for Conn<'_> {
-    fn deref_mut(&mut self) -> &mut Connection {
-        match self {
-            Conn::Plain(c) => c,
-            Conn::Deferred(c) => c,
-        }
-    }
-}
-
-const SYNC_NORMAL: &str = "PRAGMA synchronous = NORMAL";
-const SYNC_FULL: &str = "PRAGMA synchronous = FULL";
-
-impl<'a> Deferred<'a> {
-    fn new(
-        conn: std::sync::MutexGuard<'a, Connection>,
-        path: &'a Path,
-    ) -> Result<Deferred<'a>, rusqlite::Error> {
-        conn.prepare_cached(SYNC_NORMAL)?.execute([])?;
-        Ok(Deferred { conn, path })
-    }
-}
-
-impl Drop for Deferred<'_> {
-    fn drop(&mut self) {
-        let full = self
-            .conn
-            .prepare_cached(SYNC_FULL)
-            .and_then(|mut st| st.execute([]));
-        if let Err(e) = full {
-            // Not expected (a pragma on an open connection); say it loudly: later commits
-            // outside the writer would not be fsync'd.
-            tracing::error!(
-                path = %self.path.display(), error = %e,
-                "cannot set the alert store back to synchronous=FULL"
-            );
-        }
-    }
-}
-
-impl std::ops::Deref for Deferred<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        &self.conn
-    }
-}
-
-impl std::ops::DerefMut for Deferred<'_> {
-    fn deref_mut(&mut self) -> &mut Connection {
-        &mut self.conn
-    }
 }
 
 /// Most keys [`MergeCache`] remembers; past it, it starts over (a look-up each, once).
@@ -179,7 +101,6 @@ impl SqliteBackend {
             conn: Mutex::new(conn),
             routes: Default::default(),
             merge_cache: Default::default(),
-            wal: Mutex::new(None),
         })
     }
 
@@ -194,61 +115,6 @@ impl SqliteBackend {
         self.conn
             .lock()
             .map_err(|_| AlertError::Other("connection lock poisoned".into()))
-    }
-
-    /// The connection; with `defer`, set to commit without the fsync until it is released.
-    fn conn_deferred(&self, defer: bool) -> Result<Conn<'_>, AlertError> {
-        let conn = self.conn()?;
-        Ok(if defer {
-            Conn::Deferred(Deferred::new(conn, &self.path).map_err(|e| self.err(e))?)
-        } else {
-            Conn::Plain(conn)
-        })
-    }
-
-    /// Makes every commit so far durable: fdatasync of the write-ahead log (`alerts.db-wal`),
-    /// which holds the deferred commits. SQLite keeps that file while a connection is open
-    /// and fsyncs it itself before a checkpoint copies it; the file is reopened when it is not
-    /// the one this handle has (compared by device and inode). Without a WAL file (nothing
-    /// was written in WAL mode yet), the database file itself is synced.
-    pub(crate) fn sync_wal(&self) -> Result<(), AlertError> {
-        use std::os::unix::fs::MetadataExt;
-        let io = |path: &Path, source: std::io::Error| {
-            AlertError::Other(format!(
-                "cannot fsync the alert store's write-ahead log {}: {source}",
-                path.display()
-            ))
-        };
-        let mut wal_path = self.path.clone().into_os_string();
-        wal_path.push("-wal");
-        let wal_path = PathBuf::from(wal_path);
-        let mut held = self
-            .wal
-            .lock()
-            .map_err(|_| AlertError::Other("WAL handle lock poisoned".into()))?;
-        let on_disk = match std::fs::metadata(&wal_path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let db = std::fs::File::open(&self.path).map_err(|e| io(&self.path, e))?;
-                return db.sync_data().map_err(|e| io(&self.path, e));
-            }
-            Err(e) => return Err(io(&wal_path, e)),
-        };
-        let same = match held.as_ref() {
-            Some(f) => f
-                .metadata()
-                .map(|m| (m.dev(), m.ino()) == (on_disk.dev(), on_disk.ino()))
-                .unwrap_or(false),
-            None => false,
-        };
-        if !same {
-            *held = Some(std::fs::File::open(&wal_path).map_err(|e| io(&wal_path, e))?);
-        }
-        held.as_ref()
-            .map(|f| f.sync_data())
-            .transpose()
-            .map_err(|e| io(&wal_path, e))?;
-        Ok(())
     }
 
     /// The image references an image filter matches, for the per-image plan (`query.rs`);
@@ -288,20 +154,6 @@ impl SqliteBackend {
         .expect("plan rows")
         .collect::<Result<_, _>>()
         .expect("plan row")
-    }
-
-    /// The connection's `synchronous` setting (tests: 2 is FULL).
-    #[cfg(test)]
-    pub(crate) fn synchronous(&self) -> i64 {
-        let conn = self.conn().expect("connection");
-        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
-            .expect("pragma")
-    }
-
-    /// Runs `f` on the connection (tests).
-    #[cfg(test)]
-    pub(crate) fn with_conn<R>(&self, f: impl FnOnce(&Connection) -> R) -> R {
-        f(&self.conn().expect("connection"))
     }
 
     /// How often each of the merge's cached statements was re-prepared (tests).
@@ -360,9 +212,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), AlertError> {
 
 impl SqliteBackend {
     /// One transaction; `or_ignore`: skip ids already stored. Returns the rows inserted.
-    /// `defer`: commit without the fsync (the caller then calls [`Self::sync_wal`]).
-    fn insert(&self, alerts: &[&Alert], or_ignore: bool, defer: bool) -> Result<usize, AlertError> {
-        let mut conn = self.conn_deferred(defer)?;
+    fn insert(&self, alerts: &[&Alert], or_ignore: bool) -> Result<usize, AlertError> {
+        let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
@@ -389,16 +240,14 @@ impl SqliteBackend {
     /// absorbed by the earliest alert of its de-duplication key within `window` of its time,
     /// else inserted. Returns the alerts taken (inserted or absorbed).
     /// `unstored[i]`: alert `i` is known not to be stored yet (no look-up by id).
-    /// `defer`: commit without the fsync (the caller then calls [`Self::sync_wal`]).
     fn merge(
         &self,
         alerts: &[&Alert],
         unstored: Option<&[bool]>,
         window: std::time::Duration,
-        defer: bool,
     ) -> Result<usize, AlertError> {
         let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
-        let mut conn = self.conn_deferred(defer)?;
+        let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
@@ -596,7 +445,7 @@ impl AlertBackend for SqliteBackend {
         alerts: &[Alert],
         window: std::time::Duration,
     ) -> Result<usize, AlertError> {
-        self.merge(&alerts.iter().collect::<Vec<_>>(), None, window, false)
+        self.merge(&alerts.iter().collect::<Vec<_>>(), None, window)
     }
 
     fn record_merged_refs(
@@ -604,7 +453,7 @@ impl AlertBackend for SqliteBackend {
         alerts: &[&Alert],
         window: std::time::Duration,
     ) -> Result<usize, AlertError> {
-        self.merge(alerts, None, window, false)
+        self.merge(alerts, None, window)
     }
 
     fn record_merged_hinted(
@@ -613,40 +462,20 @@ impl AlertBackend for SqliteBackend {
         unstored: &[bool],
         window: std::time::Duration,
     ) -> Result<usize, AlertError> {
-        self.merge(alerts, Some(unstored), window, false)
-    }
-
-    /// The writer's batch, committed without its fsync: the writer fsyncs the WAL
-    /// ([`Self::sync`]) on its own thread before it answers, while this thread goes on with
-    /// the next batch.
-    fn record_batch(
-        &self,
-        alerts: &[&Alert],
-        unstored: &[bool],
-        window: Option<std::time::Duration>,
-    ) -> Result<(usize, bool), AlertError> {
-        let n = match window {
-            Some(w) => self.merge(alerts, Some(unstored), w, true)?,
-            None => self.insert(alerts, true, true)?,
-        };
-        Ok((n, true))
-    }
-
-    fn sync(&self) -> Result<(), AlertError> {
-        self.sync_wal()
+        self.merge(alerts, Some(unstored), window)
     }
 
     fn record(&self, alerts: &[Alert]) -> Result<(), AlertError> {
-        self.insert(&alerts.iter().collect::<Vec<_>>(), false, false)
+        self.insert(&alerts.iter().collect::<Vec<_>>(), false)
             .map(|_| ())
     }
 
     fn record_new(&self, alerts: &[Alert]) -> Result<usize, AlertError> {
-        self.insert(&alerts.iter().collect::<Vec<_>>(), true, false)
+        self.insert(&alerts.iter().collect::<Vec<_>>(), true)
     }
 
     fn record_new_refs(&self, alerts: &[&Alert]) -> Result<usize, AlertError> {
-        self.insert(alerts, true, false)
+        self.insert(alerts, true)
     }
 
     fn list(&self, f: &AlertFilter) -> Result<Vec<Alert>, AlertError> {

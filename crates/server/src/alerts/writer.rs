@@ -263,31 +263,21 @@ struct Run {
 }
 
 impl Run {
-    /// Stores what is not stored yet (idempotent by id, also for absorbed repeats), durably.
-    fn store_refs(&self, alerts: &[&Alert]) -> Result<usize, AlertError> {
-        match self.dedup {
-            Some(w) => self.backend.record_merged_refs(alerts, w),
-            None => self.backend.record_new_refs(alerts),
+    /// Stores what is not stored yet (idempotent by id, also for absorbed repeats).
+    /// `unstored`: the alerts known not to be in the store yet (see `run`); None: any may be.
+    fn store_refs(
+        &self,
+        alerts: &[&Alert],
+        unstored: Option<&[bool]>,
+    ) -> Result<usize, AlertError> {
+        match (self.dedup, unstored) {
+            (Some(w), Some(u)) => self.backend.record_merged_hinted(alerts, u, w),
+            (Some(w), None) => self.backend.record_merged_refs(alerts, w),
+            (None, _) => self.backend.record_new_refs(alerts),
         }
     }
 
     fn run(self, rx: mpsc::Receiver<Job>) {
-        // The syncer: makes the batches the store committed without their fsync durable
-        // (`AlertBackend::sync`), then answers their requests. One fsync covers every batch
-        // committed before it started, and this thread meanwhile commits the next batch: the
-        // disk's flush overlaps the next batch's work instead of adding to it.
-        let (to_sync, synced) = mpsc::sync_channel::<Vec<Reply>>(SYNC_QUEUE);
-        let backend = Arc::clone(&self.backend);
-        let syncer = std::thread::Builder::new()
-            .name("vulngate-alerts-sync".into())
-            .spawn(move || sync_loop(backend, synced));
-        let to_sync = match syncer {
-            Ok(_) => Some(to_sync),
-            Err(e) => {
-                tracing::warn!(error = %e, "no alert sync thread: batches are fsync'd in turn");
-                None
-            }
-        };
         let mut next_replay = Instant::now(); // once at start
         loop {
             if Instant::now() >= next_replay {
@@ -326,31 +316,19 @@ impl Run {
                 })
                 .collect();
             self.metrics.in_transaction.set(n as i64);
-            let result = self
-                .backend
-                .record_batch(&batch, &unstored, self.dedup)
-                .and_then(|(_, deferred)| match (deferred, &to_sync) {
-                    // Without the syncer thread, sync here.
-                    (true, None) => self.backend.sync().map(|()| false),
-                    _ => Ok(deferred),
-                });
+            let result = self.store_refs(&batch, Some(&unstored));
             drop(batch);
             self.metrics.in_transaction.set(0);
             self.metrics.transaction(result.is_ok(), n);
-            // Drop the writer's references first: the requests free their alerts.
-            let replies: Vec<Reply> = jobs.into_iter().map(|Job { done, .. }| done).collect();
-            match (result, &to_sync) {
-                (Ok(true), Some(to_sync)) => {
-                    // Blocks when the syncer is SYNC_QUEUE batches behind (backpressure).
-                    if let Err(mpsc::SendError(replies)) = to_sync.send(replies) {
-                        answer(replies, Err("the alert sync thread stopped".into()));
-                    }
-                }
-                (Ok(_), _) => answer(replies, Ok(())),
-                (Err(e), _) => {
-                    tracing::warn!(alerts = n, error = %e, "alert store write failed");
-                    answer(replies, Err(e.to_string()));
-                }
+            let reply = result.map(|_| ()).map_err(|e| {
+                tracing::warn!(alerts = n, error = %e, "alert store write failed");
+                e.to_string()
+            });
+            for job in jobs {
+                // Drop the writer's reference first: the request frees the alerts.
+                let Job { alerts, done } = job;
+                drop(alerts);
+                let _ = done.send(reply.clone());
             }
         }
     }
@@ -373,7 +351,7 @@ impl Run {
         };
         for chunk in read.alerts.chunks(self.max_batch) {
             let refs: Vec<&Alert> = chunk.iter().collect();
-            let r = self.store_refs(&refs);
+            let r = self.store_refs(&refs, None);
             self.metrics.transaction(r.is_ok(), chunk.len());
             if let Err(e) = r {
                 tracing::warn!(
@@ -399,33 +377,6 @@ impl Run {
             journal_left = records,
             "alert journal replayed into the store"
         );
-    }
-}
-
-/// Batches the syncer may hold before the writer waits for it.
-const SYNC_QUEUE: usize = 64;
-
-/// Where a request waits for its alerts' commit.
-type Reply = tokio::sync::oneshot::Sender<Result<(), String>>;
-
-fn answer(replies: Vec<Reply>, result: Result<(), String>) {
-    for done in replies {
-        let _ = done.send(result.clone());
-    }
-}
-
-/// The syncer thread (see `Run::run`): takes every batch waiting, syncs once, answers them.
-fn sync_loop(backend: Arc<dyn AlertBackend>, synced: mpsc::Receiver<Vec<Reply>>) {
-    while let Ok(first) = synced.recv() {
-        let mut replies = first;
-        while let Ok(more) = synced.try_recv() {
-            replies.extend(more);
-        }
-        let result = backend.sync().map_err(|e| {
-            tracing::warn!(error = %e, "alert store sync failed; the requests journal their alerts");
-            e.to_string()
-        });
-        answer(replies, result);
     }
 }
 
@@ -531,98 +482,5 @@ mod tests {
         assert_eq!(hint("a"), Some(true));
         assert_eq!(hint("b"), Some(false), "a request that gave up: look it up");
         assert_eq!(hint("c"), Some(true));
-    }
-}
-
-#[cfg(test)]
-mod sync_tests {
-    use super::*;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Mutex;
-
-    /// Commits without the fsync (`record_batch` says so); `sync` waits for `gate` and
-    /// fails while `fail` is set.
-    #[derive(Debug, Default)]
-    struct Deferring {
-        gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
-        fail: AtomicBool,
-        syncs: AtomicUsize,
-    }
-
-    impl AlertBackend for Deferring {
-        fn record(&self, _: &[Alert]) -> Result<(), AlertError> {
-            Ok(())
-        }
-        fn record_batch(
-            &self,
-            alerts: &[&Alert],
-            _: &[bool],
-            _: Option<Duration>,
-        ) -> Result<(usize, bool), AlertError> {
-            Ok((alerts.len(), true))
-        }
-        fn sync(&self) -> Result<(), AlertError> {
-            if let Some(gate) = self.gate.lock().unwrap().take() {
-                let _ = gate.recv_timeout(Duration::from_secs(10));
-            }
-            self.syncs.fetch_add(1, Ordering::SeqCst);
-            if self.fail.load(Ordering::SeqCst) {
-                return Err(AlertError::Other("disk gone".into()));
-            }
-            Ok(())
-        }
-        fn list(&self, _: &super::super::AlertFilter) -> Result<Vec<Alert>, AlertError> {
-            Ok(Vec::new())
-        }
-        fn get(&self, _: &str) -> Result<Option<Alert>, AlertError> {
-            Ok(None)
-        }
-    }
-
-    fn alert(id: &str) -> Alert {
-        serde_json::from_value(serde_json::json!({
-            "id": id, "time": "2026-01-01T00:00:00Z", "action": "deny", "decision": "deny",
-            "kind": "Pod", "operation": "CREATE", "requestUid": "u", "image": "x:1",
-            "counts": serde_json::to_value(vulngate_core::engine::SeverityCounts::default()).unwrap(),
-            "reason": "r", "dryRun": false
-        }))
-        .unwrap()
-    }
-
-    /// A batch committed without its fsync is answered only after the store's sync, and a
-    /// failed sync sends the alerts to the journal: no request hears "stored" for an alert
-    /// a power cut could still take away.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_deferred_commit_is_answered_after_its_sync_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let (open, gate) = std::sync::mpsc::channel();
-        let backend = Arc::new(Deferring {
-            gate: Mutex::new(Some(gate)),
-            ..Default::default()
-        });
-        let w = Arc::new(
-            Writer::start(
-                backend.clone(),
-                &AlertWriterConfig::default(),
-                dir.path(),
-                AlertMetrics::default(),
-                Some(Duration::from_secs(60)),
-            )
-            .unwrap(),
-        );
-        let far = tokio::time::Instant::now() + Duration::from_secs(10);
-        let pending = tokio::spawn({
-            let w = w.clone();
-            async move { w.record(Arc::from(vec![alert("a")]), far).await }
-        });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!pending.is_finished(), "answered before the sync");
-        open.send(()).unwrap();
-        assert_eq!(pending.await.unwrap().unwrap(), Durable::Stored);
-        assert_eq!(backend.syncs.load(Ordering::SeqCst), 1);
-
-        backend.fail.store(true, Ordering::SeqCst);
-        let r = w.record(Arc::from(vec![alert("b")]), far).await.unwrap();
-        assert_eq!(r, Durable::Journaled, "a failed sync is not a stored alert");
     }
 }
