@@ -552,7 +552,7 @@ fn two_replicas_migrating_a_fresh_database_at_once_both_succeed() {
     });
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4, 5, 6, 7],
+        vec![1, 2, 3, 4, 5, 6, 7, 8],
         "every migration applied exactly once"
     );
 }
