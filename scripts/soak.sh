@@ -31,7 +31,7 @@
 # Environment: SOAK_CLEAN (200), SOAK_VULNERABLE (100), SOAK_FAULT_TAGS (4 tags per fault),
 # SOAK_STORM_SECONDS (10), SOAK_STORM_ROUNDS (2), SOAK_STORM_CONNECTIONS ("32 128": the storm runs at
 # each; at 32 the deny rate is bound by the commit's latency, at 128 by CPU: docs/benchmarks.md),
-# SOAK_PROFILE (release; `debug` uses target/debug, as the smoke in scripts/test.sh does: 10 s, 2 s storm),
+# SOAK_PROFILE (release; `debug` uses target/debug; the smoke in scripts/test.sh runs the binaries `cargo test` built),
 # SOAK_BIN_DIR (prebuilt vulngate and examples; no build), SOAK_OUT (target/soak),
 # SOAK_PERF=1 (perf record -g of the server during each storm phase: $SOAK_OUT/perf-PHASE-ROUND.data,
 # at SOAK_PERF_FREQ Hz, 999; SOAK_PERF_CALLGRAPH=dwarf for whole stacks: the release build has no
