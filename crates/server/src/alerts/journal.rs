@@ -375,10 +375,11 @@ fn read_line(r: &mut impl BufRead, out: &mut Vec<u8>) -> std::io::Result<usize> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn alert(id: &str) -> Alert {
+    /// A minimal deny alert (also the writer's tests).
+    pub(crate) fn alert(id: &str) -> Alert {
         serde_json::from_value(serde_json::json!({
             "id": id, "time": "2026-01-01T00:00:00Z", "action": "deny", "decision": "deny",
             "kind": "Pod", "operation": "CREATE", "requestUid": "u", "image": "x:1",

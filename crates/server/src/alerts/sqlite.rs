@@ -260,7 +260,8 @@ impl SqliteBackend {
             .lock()
             .map_err(|_| AlertError::Other("merge cache lock poisoned".into()))?;
         let version: i64 = tx
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(|e| self.err(e))?;
         let mut held = std::mem::take(&mut cache.held);
         if cache.data_version != Some(version)

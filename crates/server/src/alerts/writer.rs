@@ -388,18 +388,9 @@ impl From<JournalError> for AlertError {
 
 #[cfg(test)]
 mod tests {
+    use super::super::journal::tests::alert;
     use super::*;
     use std::sync::Mutex;
-
-    fn alert(id: &str) -> Alert {
-        serde_json::from_value(serde_json::json!({
-            "id": id, "time": "2026-01-01T00:00:00Z", "action": "deny", "decision": "deny",
-            "kind": "Pod", "operation": "CREATE", "requestUid": "u", "image": "x:1",
-            "counts": serde_json::to_value(vulngate_core::engine::SeverityCounts::default()).unwrap(),
-            "reason": "r", "dryRun": false
-        }))
-        .unwrap()
-    }
 
     /// Records the hints each merge gets; the first merge waits for `gate`.
     #[derive(Debug, Default)]
