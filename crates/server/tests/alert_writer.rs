@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use kube::core::admission::AdmissionResponse;
 use support::*;
 use vulngate_core::engine::SeverityCounts;
 use vulngate_core::Outcome;
@@ -71,6 +72,24 @@ fn all_alerts(store: &AlertStore) -> Vec<Alert> {
         .unwrap()
 }
 
+/// The same Deployment's review (a denied image), 20 times at once; their answers.
+async fn deny_twenty_at_once(server: &Server, uri: &'static str) -> Vec<AdmissionResponse> {
+    let review = create(&deployment("prod-shop", &[DEBIAN]));
+    let mut answers = Vec::new();
+    for _ in 0..20 {
+        let server = server.clone();
+        let review = review.clone();
+        answers.push(tokio::spawn(async move {
+            admit_uri(&server, uri, &review).await
+        }));
+    }
+    let mut out = Vec::new();
+    for a in answers {
+        out.push(a.await.unwrap());
+    }
+    out
+}
+
 /// Polls `f` until it holds (the writer replays in the background); fails after 60 s.
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..600 {
@@ -95,18 +114,8 @@ async fn denies_are_answered_while_the_store_is_locked_and_replayed_once() {
     let data_dir = h.server.config().data_dir.clone();
     let locker = Locker::lock(&data_dir.join(SQLITE_FILE));
 
-    let review = create(&deployment("prod-shop", &[DEBIAN]));
-    let mut answers = Vec::new();
-    for _ in 0..20 {
-        let server = h.server.clone();
-        let review = review.clone();
-        answers.push(tokio::spawn(async move {
-            admit_uri(&server, "/validate?timeout=3s", &review).await
-        }));
-    }
     let mut ids = BTreeSet::new();
-    for a in answers {
-        let r = a.await.unwrap();
+    for r in deny_twenty_at_once(&h.server, "/validate?timeout=3s").await {
         assert!(!r.allowed);
         assert_eq!(r.result.code, 403, "{}", r.result.message);
         assert!(
@@ -170,18 +179,8 @@ async fn deduplicated_denies_journaled_while_locked_are_counted_once() {
     });
     let data_dir = h.server.config().data_dir.clone();
     let locker = Locker::lock(&data_dir.join(SQLITE_FILE));
-    let review = create(&deployment("prod-shop", &[DEBIAN]));
-    let mut answers = Vec::new();
-    for _ in 0..20 {
-        let server = h.server.clone();
-        let review = review.clone();
-        answers.push(tokio::spawn(async move {
-            admit_uri(&server, "/validate?timeout=2s", &review).await
-        }));
-    }
     let mut ids = BTreeSet::new();
-    for a in answers {
-        let r = a.await.unwrap();
+    for r in deny_twenty_at_once(&h.server, "/validate?timeout=2s").await {
         assert_eq!(r.result.code, 403, "{}", r.result.message);
         ids.insert(r.audit_annotations["alert-id"].clone());
     }
