@@ -70,7 +70,10 @@ log() { printf '[bench-webhook] %s\n' "$*" >&2; }
 BUILD=${BENCH_BUILD:-release}
 log "building seed_images (release)"
 (cd "$ROOT" && cargo build --release --locked -p vulngate-registry --example seed_images) >&2
-SEED="$ROOT/target/release/examples/seed_images"
+# Where cargo put it: CARGO_TARGET_DIR when set (relative to the workspace, as cargo reads it).
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+[[ $TARGET_DIR == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+SEED="$TARGET_DIR/release/examples/seed_images"
 if [[ -n ${BENCH_BIN_DIR:-} ]]; then
   BIN=$BENCH_BIN_DIR
   BUILD="prebuilt ($BIN)"
@@ -78,7 +81,7 @@ elif [[ $BUILD == release ]]; then
   log "building (release)"
   (cd "$ROOT" && cargo build --release --locked -p vulngate --bin vulngate \
     -p vulngate-server --example fixed_response) >&2
-  BIN="$ROOT/target/release"
+  BIN="$TARGET_DIR/release"
   BUILD="release (cargo build --release)"
 elif [[ $BUILD == pgo ]]; then
   log "building (release with PGO: scripts/build-pgo.sh)"
