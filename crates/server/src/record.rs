@@ -43,16 +43,19 @@ pub(crate) struct Recorded {
 /// Records a review's verdicts: one alert per audit/deny/break-glass verdict, written before
 /// the answer (a failure is logged with the full alerts and leaves `ok` false: the failure
 /// policy answers); then one metric and one decision log line per verdict.
-pub(crate) async fn admission(state: &State, req: &Admitted<'_>, verdicts: &[Verdict]) -> Recorded {
+pub(crate) async fn admission(
+    state: &State,
+    req: &Admitted<'_>,
+    verdicts: &mut [Verdict],
+) -> Recorded {
     let mut recorded = Recorded {
         flagged: Vec::with_capacity(verdicts.len()),
         alert_ids: Vec::with_capacity(verdicts.len()),
         ok: true,
     };
     let mut alerts = Vec::new();
-    for v in verdicts {
-        let d = &v.decision;
-        let action = match (req.break_glass, d.decision) {
+    for v in verdicts.iter_mut() {
+        let action = match (req.break_glass, v.decision.decision) {
             (Some(_), _) => Some(AlertAction::BreakGlass),
             (None, Outcome::Deny) => Some(AlertAction::Deny),
             (None, Outcome::Audit) => Some(AlertAction::Audit),
@@ -65,10 +68,17 @@ pub(crate) async fn admission(state: &State, req: &Admitted<'_>, verdicts: &[Ver
         };
         let id = uuid::Uuid::now_v7().to_string();
         recorded.alert_ids.push(Some(id.clone()));
-        alerts.push(alert(
+        // The alert takes the verdict's violations and deciding vulnerability (the answer
+        // and the decision line after it do not read them): no copy per alert.
+        let taken = Taken {
+            violations: std::mem::take(&mut v.violations),
+            vulnerability: v.decision.vulnerability_detail.take(),
+        };
+        alerts.push(alert_taking(
             id,
             action,
             v,
+            taken,
             req.ctx,
             AlertSubject {
                 origin: AlertOrigin::default(),
@@ -280,6 +290,27 @@ pub(crate) fn alert(
     ctx: &RequestContext,
     s: AlertSubject,
 ) -> Alert {
+    let taken = Taken {
+        violations: v.violations.clone(),
+        vulnerability: v.decision.vulnerability_detail.clone(),
+    };
+    alert_taking(id, action, v, taken, ctx, s)
+}
+
+/// What an alert owns of its verdict: moved out of it ([`admission`]) or copied ([`alert`]).
+struct Taken {
+    violations: Vec<vulngate_core::engine::Violation>,
+    vulnerability: Option<vulngate_core::engine::Vulnerability>,
+}
+
+fn alert_taking(
+    id: String,
+    action: AlertAction,
+    v: &Verdict,
+    taken: Taken,
+    ctx: &RequestContext,
+    s: AlertSubject,
+) -> Alert {
     let d = &v.decision;
     let kinds = vec![s.kind.clone()];
     Alert {
@@ -300,7 +331,7 @@ pub(crate) fn alert(
         rule: d.rule.clone(),
         rule_snapshot: v.rule_snapshot.clone(),
         rules_version: Some(d.rules_version.clone()),
-        vulnerability: d.vulnerability_detail.clone(),
+        vulnerability: taken.vulnerability,
         counts: d.counts,
         report: d.report.clone(),
         unscanned: d.unscanned.clone(),
@@ -313,7 +344,7 @@ pub(crate) fn alert(
         last_seen: None,
         kinds,
         explanation: Explanation {
-            violations: v.violations.clone(),
+            violations: taken.violations,
             violations_total: v.violations_total,
             also_fired: d.also_fired.clone(),
         },

@@ -193,7 +193,7 @@ pub(crate) async fn decide(state: &State, mut job: Box<Job>) -> Answer {
         pin_resolved: true,
         max_violations: state.config.alert_writer.max_violations,
     };
-    let verdicts: Vec<Verdict> = images
+    let mut verdicts: Vec<Verdict> = images
         .iter()
         .zip(lookups)
         .map(|(img, (lookup, r))| {
@@ -223,7 +223,7 @@ pub(crate) async fn decide(state: &State, mut job: Box<Job>) -> Answer {
             break_glass: break_glass.as_deref(),
             deadline: Some(store_deadline),
         },
-        &verdicts,
+        &mut verdicts,
     )
     .await;
 
