@@ -92,7 +92,8 @@ pub struct AnalyzedReport {
     pub counts: SeverityCounts,
     /// Ids of findings removed by VEX statements.
     pub suppressed: Vec<String>,
-    /// Every id and alias -> index into `vulnerabilities`.
+    /// Every id and alias -> index into `vulnerabilities`; empty (no allocation) when the
+    /// report has at most [`INDEXED_IDS`] ids, which [`find`](Self::find) then scans.
     pub(super) index: FxHashMap<String, u32>,
     /// Indices of the vulnerabilities with / without a fix, in walk order.
     pub(super) fixable: Vec<usize>,
@@ -100,6 +101,12 @@ pub struct AnalyzedReport {
     /// `rank_end[r]`: how many vulnerabilities have a severity rank of at least `r`.
     pub(super) rank_end: [usize; 5],
 }
+
+/// Most ids (and aliases) a report may have without an id index. Below it a cached report
+/// keeps no hash map (about 180 bytes and one copy of each id for the one-vulnerability report
+/// of scripts/bench-webhook.sh's 10,000 cached digests) and a look-up scans at most this many
+/// ids, as cheap as hashing one.
+pub(super) const INDEXED_IDS: usize = 16;
 
 struct UnionFind(Vec<u32>);
 
@@ -294,11 +301,16 @@ impl AnalyzedReport {
         });
         let mut counts = SeverityCounts::default();
         let mut index = FxHashMap::default();
-        index.reserve(names.len());
+        let indexed = names.len() > INDEXED_IDS;
+        if indexed {
+            index.reserve(names.len());
+        }
         for (i, v) in vulnerabilities.iter().enumerate() {
             counts.add(v.severity);
-            for id in &v.ids {
-                index.insert(id.clone(), i as u32);
+            if indexed {
+                for id in &v.ids {
+                    index.insert(id.clone(), i as u32);
+                }
             }
         }
         let (fixable, unfixable): (Vec<usize>, Vec<usize>) =
@@ -322,6 +334,13 @@ impl AnalyzedReport {
 
     /// The vulnerability with this id or alias.
     pub fn find(&self, id: &str) -> Option<usize> {
+        if self.index.is_empty() {
+            // Small report (or none): each vulnerability's ids are sorted.
+            return self
+                .vulnerabilities
+                .iter()
+                .position(|v| v.ids.binary_search_by(|x| x.as_str().cmp(id)).is_ok());
+        }
         self.index.get(id).map(|i| *i as usize)
     }
 }
