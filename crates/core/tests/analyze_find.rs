@@ -2,9 +2,9 @@
 //! keeps no id index (a scan) and above which it does (a hash map): the same answers.
 
 use vulngate_core::engine::AnalyzedReport;
-use vulngate_core::model::{
-    Finding, FindingsReport, Package, ReportFormat, ReportIdentity, Scanner, Severity,
-};
+use vulngate_core::model::{Finding, Package, ReportIdentity, Severity};
+
+mod support;
 
 /// `n` findings, each `CVE-2026-<i>` with alias `GHSA-<i>`, severities varied so that the
 /// vulnerabilities are reordered (most severe first) against the findings.
@@ -29,19 +29,7 @@ fn report(n: usize) -> AnalyzedReport {
             ..Finding::default()
         })
         .collect();
-    let r = FindingsReport {
-        format: ReportFormat::Trivy,
-        subject_digest: None,
-        artifact_name: None,
-        scanner: Scanner {
-            name: "trivy".into(),
-            version: None,
-            db: None,
-        },
-        created: None,
-        findings,
-        vex: Vec::new(),
-    };
+    let r = support::trivy_report(findings, None);
     AnalyzedReport::new(&r, ReportIdentity::default(), &[], None)
 }
 

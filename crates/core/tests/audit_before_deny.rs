@@ -10,11 +10,11 @@
 
 use chrono::{DateTime, Utc};
 use vulngate_core::engine::{evaluate, AnalyzedReport, Decision, Outcome, RequestContext, Subject};
-use vulngate_core::model::{
-    Finding, FindingsReport, Package, ReportFormat, ReportIdentity, Scanner, Severity,
-};
+use vulngate_core::model::{Finding, Package, ReportIdentity, Severity};
 use vulngate_core::rules::{Precedence, RuleSet};
 use vulngate_core::ImageRef;
+
+mod support;
 
 const RULES: &str = "\
 apiVersion: vulngate.io/v1
@@ -53,19 +53,7 @@ fn decide(severities: &[Severity], precedence: Precedence) -> Decision {
             ..Finding::default()
         })
         .collect();
-    let report = FindingsReport {
-        format: ReportFormat::Trivy,
-        subject_digest: None,
-        artifact_name: None,
-        scanner: Scanner {
-            name: "trivy".into(),
-            version: None,
-            db: None,
-        },
-        created: Some(now()),
-        findings,
-        vex: Vec::new(),
-    };
+    let report = support::trivy_report(findings, Some(now()));
     let image = ImageRef::parse("registry.example.com/shop/app:v1").expect("image");
     let analyzed = AnalyzedReport::new(&report, ReportIdentity::default(), &[], Some(&image));
     evaluate(

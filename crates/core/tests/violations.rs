@@ -5,11 +5,11 @@ use chrono::{TimeZone, Utc};
 use vulngate_core::engine::{
     evaluate, violations, AnalyzedReport, Outcome, RequestContext, Subject,
 };
-use vulngate_core::model::{
-    Finding, FindingsReport, Package, ReportFormat, ReportIdentity, Scanner, Severity,
-};
+use vulngate_core::model::{Finding, Package, ReportIdentity, Severity};
 use vulngate_core::rules::{Precedence, RuleSet};
 use vulngate_core::{Catalogs, ImageRef};
+
+mod support;
 
 fn finding(id: &str, severity: Severity, cvss: f32, fixed: &[&str]) -> Finding {
     Finding {
@@ -28,19 +28,10 @@ fn finding(id: &str, severity: Severity, cvss: f32, fixed: &[&str]) -> Finding {
 }
 
 fn report(findings: Vec<Finding>) -> AnalyzedReport {
-    let r = FindingsReport {
-        format: ReportFormat::Trivy,
-        subject_digest: None,
-        artifact_name: None,
-        scanner: Scanner {
-            name: "trivy".into(),
-            version: None,
-            db: None,
-        },
-        created: Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
+    let r = support::trivy_report(
         findings,
-        vex: Vec::new(),
-    };
+        Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
+    );
     let identity = ReportIdentity {
         digest: Some("sha256:feed".into()),
         ..ReportIdentity::default()
