@@ -35,21 +35,22 @@ for t in docker-registry postgres initdb curl python3; do
 done
 log() { printf '[scale-out] %s\n' "$*" >&2; }
 
+# shellcheck source=lib/work.sh
+source "$ROOT/scripts/lib/work.sh"
+
 if [[ -n ${SCALE_BIN_DIR:-} ]]; then
   BIN=$SCALE_BIN_DIR
 else
   log "building vulngate and the load examples (release)"
   (cd "$ROOT" && cargo build --release --locked -p vulngate --bin vulngate \
     -p vulngate-server --example soak_load -p vulngate-registry --example seed_images) >&2
-  BIN="$ROOT/target/release"
+  BIN="$(cargo_target_dir)/release"
 fi
 for b in vulngate examples/soak_load examples/seed_images; do
   [[ -x $BIN/$b ]] || { echo "missing binary: $BIN/$b" >&2; exit 1; }
 done
 
 mkdir -p "$OUT"
-# shellcheck source=lib/work.sh
-source "$ROOT/scripts/lib/work.sh"
 work_dir vulngate-scale
 
 # ---- registry and images --------------------------------------------------------------------

@@ -70,9 +70,9 @@ log() { printf '[bench-webhook] %s\n' "$*" >&2; }
 BUILD=${BENCH_BUILD:-release}
 log "building seed_images (release)"
 (cd "$ROOT" && cargo build --release --locked -p vulngate-registry --example seed_images) >&2
-# Where cargo put it: CARGO_TARGET_DIR when set (relative to the workspace, as cargo reads it).
-TARGET_DIR=${CARGO_TARGET_DIR:-target}
-[[ $TARGET_DIR == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+# shellcheck source=lib/work.sh
+source "$ROOT/scripts/lib/work.sh"
+TARGET_DIR=$(cargo_target_dir)
 SEED="$TARGET_DIR/release/examples/seed_images"
 if [[ -n ${BENCH_BIN_DIR:-} ]]; then
   BIN=$BENCH_BIN_DIR

@@ -56,13 +56,16 @@ for t in docker-registry curl python3; do
 done
 log() { printf '[soak] %s\n' "$*" >&2; }
 
+# shellcheck source=lib/work.sh
+source "$ROOT/scripts/lib/work.sh"
+
 # ---- build ----------------------------------------------------------------------------------
 if [[ -n ${SOAK_BIN_DIR:-} ]]; then
   BIN=$SOAK_BIN_DIR
 else
   case $PROFILE in
-    release) flag=(--release); BIN="$ROOT/target/release" ;;
-    debug) flag=(); BIN="$ROOT/target/debug" ;;
+    release) flag=(--release); BIN="$(cargo_target_dir)/release" ;;
+    debug) flag=(); BIN="$(cargo_target_dir)/debug" ;;
     *) echo "SOAK_PROFILE: release or debug, not $PROFILE" >&2; exit 2 ;;
   esac
   log "building vulngate and the soak examples ($PROFILE)"
@@ -75,8 +78,6 @@ for b in vulngate examples/fault_registry examples/soak_load examples/seed_image
 done
 
 mkdir -p "$OUT"
-# shellcheck source=lib/work.sh
-source "$ROOT/scripts/lib/work.sh"
 work_dir vulngate-soak
 
 # ---- registries and images ------------------------------------------------------------------

@@ -33,5 +33,8 @@ echo "==> soak smoke (10 s at 100 reviews/s with registry faults, a 2 s deny sto
 # It runs the binaries `cargo test` just built (the vulngate binary and the examples are built by
 # it into target/debug): a separate `cargo build` of the four packages resolves features
 # differently and rebuilt about 130 crates (1.5 min).
-SOAK_BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/debug" SOAK_STORM_SECONDS=2 SOAK_STORM_ROUNDS=1 \
+ROOT=$PWD
+# shellcheck source=lib/work.sh
+source scripts/lib/work.sh
+SOAK_BIN_DIR="$(cargo_target_dir)/debug" SOAK_STORM_SECONDS=2 SOAK_STORM_ROUNDS=1 \
   SOAK_STORM_CONNECTIONS=8 SOAK_OUT="$PWD/target/soak-smoke" bash scripts/soak.sh 10 100 | tail -15

@@ -1,8 +1,15 @@
-# Shared by the scripts that start local processes (soak.sh, bench-scale-out.sh); sourced, not run.
+# Shared by the scripts that start local processes (soak.sh, bench-scale-out.sh, bench-webhook.sh);
+# sourced, not run.
+#   cargo_target_dir    where cargo builds for this workspace: CARGO_TARGET_DIR when set (a
+#                       relative one is taken from $ROOT, where the scripts run cargo), else $ROOT/target
 #   work_dir PREFIX     a temp dir in $WORK, removed with every process in PIDS on exit
 #   free_port           a free 127.0.0.1 port
 #   wait_http URL NAME PID   until URL answers (30 s), or fail naming NAME (PID gone: at once)
 #   start_registry      docker-registry on a free port, its storage in $WORK; sets REG
+cargo_target_dir() {
+  local d=${CARGO_TARGET_DIR:-target}
+  [[ $d == /* ]] && echo "$d" || echo "$ROOT/$d"
+}
 work_dir() {
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
   PIDS=()
