@@ -37,8 +37,9 @@
 #
 # Needs: python3, dpkg-deb, apt-get (only when the packages are not cached yet); with --push:
 # crane, oras, cargo-cyclonedx; with --sign: cosign (scripts/install-test-tools.sh installs them).
-# arm64 (--arch arm64): the rust-std of aarch64-unknown-linux-gnu (rustup target add) and the
-# cross linker gcc-aarch64-linux-gnu (Debian bookworm; installed with apt-get when run as root).
+# arm64 (--arch arm64): the rust-std of aarch64-unknown-linux-gnu (rustup target add, from the
+# Rust project's server) and the cross compiler gcc-aarch64-linux-gnu with the C library
+# libc6-dev-arm64-cross (Debian bookworm; installed with apt-get when run as root).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -155,12 +156,15 @@ log "Debian bookworm packages: $DEBS"
 if [[ -z $BINARY ]]; then
   build=(cargo build --locked --profile dist -p vulngate --bin vulngate --target "$RUST_TARGET")
   if [[ $ARCH == arm64 ]]; then
-    command -v aarch64-linux-gnu-gcc >/dev/null || {
-      [[ $(id -u) == 0 ]] || die "arm64 needs the cross linker: apt-get install gcc-aarch64-linux-gnu"
-      log "installing gcc-aarch64-linux-gnu (the cross linker)"
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gcc-aarch64-linux-gnu >&2 \
-        || die "apt-get install gcc-aarch64-linux-gnu failed"
-    }
+    # The cross compiler and linker, and the target's C library headers (ring's and SQLite's C
+    # code; without recommends, gcc-aarch64-linux-gnu comes without them).
+    if ! command -v aarch64-linux-gnu-gcc >/dev/null || [[ ! -f /usr/aarch64-linux-gnu/include/stdio.h ]]; then
+      [[ $(id -u) == 0 ]] ||
+        die "arm64 needs the cross compiler: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
+      log "installing gcc-aarch64-linux-gnu and libc6-dev-arm64-cross (the cross compiler and C library)"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gcc-aarch64-linux-gnu \
+        libc6-dev-arm64-cross >&2 || die "apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross failed"
+    fi
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
   fi
   # The PGO profile of scripts/build-pgo.sh (x86-64 only), built in the same directory as its

@@ -3,6 +3,9 @@
 //! CycloneDX SBOM attached as a referrer with oras; its config read back with crane (user, entrypoint,
 //! labels); its root filesystem exported with crane, and the binary run from it through the image's
 //! own dynamic loader and libraries, answering `/healthz` and an AdmissionReview.
+//! `VULNGATE_IMAGE_TEST_ARCH=arm64` with `VULNGATE_IMAGE_TEST_BINARY=<an aarch64 build>` runs the
+//! same checks on an arm64 image, its loader and binary under `qemu-aarch64-static` (docs/install.md,
+//! "arm64"); the test suite runs the amd64 default.
 //! The Debian packages come from the tools cache (scripts/install-test-tools.sh: image-debs), so the
 //! test does not reach the network. A missing tool fails the test.
 #![allow(clippy::unwrap_used)]
@@ -31,18 +34,66 @@ fn tools_path() -> String {
     format!("{dir}:{}", std::env::var("PATH").unwrap_or_default())
 }
 
+/// The image the test builds: an architecture and the binary packed into it.
+struct Target {
+    arch: String,
+    binary: PathBuf,
+    /// Debian's multiarch triple (library directories).
+    multiarch: &'static str,
+    /// The dynamic loader, relative to the root filesystem.
+    loader: &'static str,
+    /// The user-mode emulator that runs a foreign binary, if any.
+    emulator: Option<&'static str>,
+}
+
+fn target() -> Target {
+    match std::env::var("VULNGATE_IMAGE_TEST_ARCH").as_deref() {
+        Err(_) | Ok("amd64") => Target {
+            arch: "amd64".into(),
+            binary: env!("CARGO_BIN_EXE_vulngate").into(),
+            multiarch: "x86_64-linux-gnu",
+            loader: "lib64/ld-linux-x86-64.so.2",
+            emulator: None,
+        },
+        Ok("arm64") => {
+            let binary = std::env::var("VULNGATE_IMAGE_TEST_BINARY").expect(
+                "VULNGATE_IMAGE_TEST_ARCH=arm64 needs VULNGATE_IMAGE_TEST_BINARY, an aarch64 build \
+                 (cargo build --profile dist --target aarch64-unknown-linux-gnu -p vulngate)",
+            );
+            assert!(
+                Command::new("qemu-aarch64-static")
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success()),
+                "running the arm64 image needs qemu-aarch64-static: apt-get install qemu-user-static"
+            );
+            Target {
+                arch: "arm64".into(),
+                binary: binary.into(),
+                multiarch: "aarch64-linux-gnu",
+                loader: "lib/ld-linux-aarch64.so.1",
+                emulator: Some("qemu-aarch64-static"),
+            }
+        }
+        Ok(other) => panic!("VULNGATE_IMAGE_TEST_ARCH: amd64 or arm64, not {other}"),
+    }
+}
+
 struct Out {
     ok: bool,
     stdout: String,
     stderr: String,
 }
 
-/// Runs scripts/build-image.sh with the debug binary and the tools on PATH; registry clients keep
-/// their configuration in `scratch`.
+/// Runs scripts/build-image.sh with the [`target`]'s binary and architecture (`args` may
+/// override them) and the tools on PATH; registry clients keep their configuration in `scratch`.
 fn build_image(scratch: &Path, args: &[&str], epoch: &str) -> Out {
+    let target = target();
     let out = Command::new("bash")
         .arg(repo().join("scripts/build-image.sh"))
-        .args(["--binary", env!("CARGO_BIN_EXE_vulngate")])
+        .arg("--binary")
+        .arg(&target.binary)
+        .args(["--arch", &target.arch])
         .args(args)
         .env("PATH", tools_path())
         .env("SOURCE_DATE_EPOCH", epoch)
@@ -183,7 +234,7 @@ async fn image_is_reproducible_pushed_signed_and_runs_from_its_root_filesystem()
     let cfg = &config["config"];
     assert_eq!(cfg["User"], "65532:65532", "{config}");
     assert_eq!(cfg["Entrypoint"], serde_json::json!(["/usr/bin/vulngate"]));
-    assert_eq!(config["architecture"], "amd64");
+    assert_eq!(config["architecture"], target().arch.as_str());
     assert_eq!(config["created"], "2026-01-01T00:00:00Z");
     let labels = &cfg["Labels"];
     let revision = Command::new("git")
@@ -329,13 +380,22 @@ async fn image_is_reproducible_pushed_signed_and_runs_from_its_root_filesystem()
     // ---- run it on the image's own loader and libraries
     let data = scratch.join("data");
     let port = support::free_port();
-    let loader = root.join("lib64/ld-linux-x86-64.so.2");
+    let target = target();
+    let loader = root.join(target.loader);
     let libs = format!(
         "{}:{}",
-        root.join("lib/x86_64-linux-gnu").display(),
-        root.join("usr/lib/x86_64-linux-gnu").display()
+        root.join("lib").join(target.multiarch).display(),
+        root.join("usr/lib").join(target.multiarch).display()
     );
-    let child = Command::new(&loader)
+    let mut run = match target.emulator {
+        Some(emulator) => {
+            let mut c = Command::new(emulator);
+            c.arg(&loader);
+            c
+        }
+        None => Command::new(&loader),
+    };
+    let child = run
         .args(["--library-path", &libs])
         .arg(root.join("usr/bin/vulngate"))
         .args([
@@ -374,7 +434,7 @@ async fn image_is_reproducible_pushed_signed_and_runs_from_its_root_filesystem()
     };
     // the process runs on the image's libc, not the host's
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    let libc = root.join("lib/x86_64-linux-gnu/libc.so.6");
+    let libc = root.join("lib").join(target.multiarch).join("libc.so.6");
     assert!(
         maps.contains(libc.to_str().unwrap()),
         "libc.so.6 is not the image's:\n{maps}"
