@@ -298,6 +298,8 @@ kill "$FILL_PID" 2>/dev/null || true
 wait "$FILL_PID" 2>/dev/null || true
 sleep 1
 RSS_FILLED=$(rss_kib "$VG_PID")
+# Where that RSS is: anonymous (heap, stacks) against file-backed (the binary's pages).
+cp "/proc/$VG_PID/smaps_rollup" "$OUT/smaps-filled.txt"
 MISSES_TOTAL=$(metric vulngate_findings_cache_misses_total)
 FAILURES=$(metric vulngate_findings_source_failures_total)
 curl -s "http://127.0.0.1:$VG_METRICS_PORT/metrics" >"$OUT/metrics.txt"
@@ -380,6 +382,8 @@ if len(cold_runs) > 1:
     st = load("c-cold-stress")
     print(f"- (c) cold under stress, {sys.argv[21]} connections (the registry saturated; latency is queueing, about connections / req/s): p99 {st['p99_ms']:.2f} ms, p50 {st['p50_ms']:.2f} ms, {st['rps_active']:.0f} req/s")
 print(f"- RSS of vulngate: {rss_start/1024:.1f} MiB at start, {rss_warm/1024:.1f} MiB after the warm runs, {rss_filled/1024:.1f} MiB with {misses_total} digests looked up and cached (seeded {n_images}; goal <= 64 MiB); source failures: {failures}")
+smaps = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+):\s+(\d+) kB", open(f"{out}/smaps-filled.txt").read(), re.M)}
+print(f"  - of the filled RSS: {smaps.get('Anonymous', 0)/1024:.1f} MiB anonymous (heap, stacks), {(smaps.get('Rss', 0) - smaps.get('Anonymous', 0))/1024:.1f} MiB file-backed (the binary's pages)")
 print(f"- registry: {sys.argv[17]}")
 print(f"- log level: {log_level} (one decision line per image to stderr, redirected to a file)")
 PY
