@@ -44,7 +44,10 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE="${VULNGATE_TOOLS_DIR:-$HOME/.cache/vulngate-tools}"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+# shellcheck source=lib/work.sh
+source "$ROOT/scripts/lib/work.sh"
+# Where build-pgo.sh leaves its profile too.
+TARGET_DIR=$(cargo_target_dir)
 RELEASE_REPO=ghcr.io/vulngate/vulngate
 PACKAGES=(libc6 libgcc-s1 gcc-12-base ca-certificates tzdata)
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Release build of vulngate with profile-guided optimisation (PGO): the build for production.
 #
-#   scripts/build-pgo.sh        -> target/pgo/dist/vulngate (and examples/fixed_response)
+#   scripts/build-pgo.sh        -> target/pgo/dist/vulngate (and examples/fixed_response); target/ is
+#                                  CARGO_TARGET_DIR when set, here and below
 #
 # Builds the `dist` cargo profile (fat LTO, one codegen unit, stripped); scripts/build-image.sh
 # uses the profile it leaves in target/pgo-profiles when it builds the image.
@@ -30,9 +31,13 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-GEN="$ROOT/target/pgo-generate"
-USE="$ROOT/target/pgo"
-PROF="$ROOT/target/pgo-profiles"
+# shellcheck source=lib/work.sh
+source "$ROOT/scripts/lib/work.sh"
+# Under CARGO_TARGET_DIR when it is set (where build-image.sh looks for the profile), else target/.
+TARGET_DIR=$(cargo_target_dir)
+GEN="$TARGET_DIR/pgo-generate"
+USE="$TARGET_DIR/pgo"
+PROF="$TARGET_DIR/pgo-profiles"
 PACKAGES=(-p vulngate --bin vulngate -p vulngate-server --example fixed_response)
 
 log() { printf '[build-pgo] %s\n' "$*" >&2; }
@@ -69,7 +74,7 @@ fi
 log "llvm-profdata: $PROFDATA (rustc's LLVM: $RUSTC_LLVM)"
 
 # ---- 1. instrumented build ---------------------------------------------------------------------
-log "instrumented build (target/pgo-generate)"
+log "instrumented build ($GEN)"
 rm -rf "$PROF/build" # profiles of build scripts run during the build: not used
 (cd "$ROOT" && CARGO_TARGET_DIR="$GEN" RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$PROF/build" \
   cargo build --profile dist --locked "${PACKAGES[@]}") >&2
@@ -103,7 +108,7 @@ mv "$PROF/merged.profdata" "$PROFILE"
 log "profile: $PROFILE (from ${#RAW[@]} processes)"
 
 # ---- 4. optimised build ------------------------------------------------------------------------
-log "optimised build (target/pgo)"
+log "optimised build ($USE)"
 (cd "$ROOT" && CARGO_TARGET_DIR="$USE" RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$PROFILE" \
   cargo build --profile dist --locked "${PACKAGES[@]}") >&2
 log "built: $USE/dist/vulngate"
