@@ -7,11 +7,11 @@
 use chrono::{DateTime, Utc};
 use rstest::rstest;
 use vulngate_core::engine::{evaluate, AnalyzedReport, Decision, Outcome, RequestContext, Subject};
-use vulngate_core::model::{
-    Finding, FindingsReport, Package, ReportFormat, ReportIdentity, Scanner, Severity,
-};
+use vulngate_core::model::{Finding, FindingsReport, Package, ReportIdentity, Severity};
 use vulngate_core::rules::{Precedence, RuleSet};
 use vulngate_core::ImageRef;
+
+mod support;
 
 /// The last instant the exemptions below (validUntil 2026-12-31) are live, and the first one they
 /// are not.
@@ -52,22 +52,13 @@ fn finding(id: &str, severity: Severity) -> Finding {
 }
 
 fn report() -> FindingsReport {
-    FindingsReport {
-        format: ReportFormat::Trivy,
-        subject_digest: None,
-        artifact_name: None,
-        scanner: Scanner {
-            name: "trivy".into(),
-            version: Some("0.59.0".into()),
-            db: None,
-        },
-        created: Some(ts("2026-12-01T00:00:00Z")),
-        findings: vec![
+    support::trivy_report(
+        vec![
             finding("CVE-2024-0001", Severity::Critical),
             finding("CVE-2024-0002", Severity::Critical),
         ],
-        vex: Vec::new(),
-    }
+        Some(ts("2026-12-01T00:00:00Z")),
+    )
 }
 
 /// One deny rule on any critical vulnerability, with `exemption` (a flow mapping) as its only
