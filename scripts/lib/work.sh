@@ -1,5 +1,5 @@
-# Shared by the scripts that start local processes (soak.sh, bench-scale-out.sh, bench-webhook.sh);
-# sourced, not run.
+# Shared by the scripts that start local processes or build (soak.sh, bench-scale-out.sh,
+# bench-webhook.sh, build-image.sh, build-pgo.sh); sourced, not run.
 #   cargo_target_dir    where cargo builds for this workspace: CARGO_TARGET_DIR when set (a
 #                       relative one is taken from $ROOT, where the scripts run cargo), else $ROOT/target
 #   work_dir PREFIX     a temp dir in $WORK, removed with every process in PIDS on exit
