@@ -33,6 +33,7 @@
 # each; at 32 the deny rate is bound by the commit's latency, at 128 by CPU: docs/benchmarks.md),
 # SOAK_PROFILE (release; `debug` uses target/debug; the smoke in scripts/test.sh runs the binaries `cargo test` built),
 # SOAK_BIN_DIR (prebuilt vulngate and examples; no build), SOAK_OUT (target/soak),
+# SOAK_VULNGATE_EXTRA (YAML lines added to the server's vulngate.yaml, e.g. 'alertWriter: { overlapSync: false }'),
 # SOAK_PERF=1 (perf record -g of the server during each storm phase: $SOAK_OUT/perf-PHASE-ROUND.data,
 # at SOAK_PERF_FREQ Hz, 999; SOAK_PERF_CALLGRAPH=dwarf for whole stacks: the release build has no
 # frame pointers, so the default `fp` stacks stop at the first frame).
@@ -114,6 +115,7 @@ rules: $WORK/rules.yaml
 logLevel: warn
 cache: { maxEntries: 10000, ttl: 1h, unscannedTtl: 2s }
 registry: { insecureRegistries: ["$REG", "$FAULT"] }
+${SOAK_VULNGATE_EXTRA:-}
 YAML
 "$BIN/vulngate" serve --config "$WORK/vulngate.yaml" 2>"$WORK/vulngate.log" &
 VG_PID=$!
@@ -133,6 +135,22 @@ brief() { # a load client's result file -> one line
 log "soak: $(brief "$OUT/soak.json")"
 
 # ---- deny storm -----------------------------------------------------------------------------
+# The server's CPU (user + system clock ticks) and the machine's idle and iowait ticks, to
+# tell a phase bound by CPU from one bound by the commit's latency.
+proc_cpu() {
+  local t; t=$(awk '{print $14 + $15}' "/proc/$1/stat")
+  echo "$t $(awk '/^cpu /{print $5, $6, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)"
+}
+cpu_line() { # "before" "after" result.json -> server CPU per answer, machine idle and iowait
+  python3 - "$1" "$2" "$3" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+a, b = [list(map(int, x.split())) for x in sys.argv[1:3]]
+j = json.load(open(sys.argv[3])); hz = int(sys.argv[4]); n = max(j["answered"], 1)
+total = max(b[3] - a[3], 1)
+print("server CPU %.1f us per answer, machine idle %.0f%%, iowait %.0f%%" % (
+    (b[0] - a[0]) / hz / n * 1e6, 100 * (b[1] - a[1]) / total, 100 * (b[2] - a[2]) / total))
+PY
+}
 STORM_FILES=()
 if (( STORM_SECONDS > 0 )); then
   for conn in $STORM_CONN; do
@@ -144,10 +162,12 @@ if (( STORM_SECONDS > 0 )); then
         perf record -F "${SOAK_PERF_FREQ:-999}" --call-graph "${SOAK_PERF_CALLGRAPH:-fp}" -p "$VG_PID" -o "$OUT/perf-$tag.data" \
           -- sleep "$STORM_SECONDS" >"$OUT/perf-$tag.log" 2>&1 &
       fi
+      cpu0=$(proc_cpu "$VG_PID")
       "$BIN/examples/soak_load" --url "$URL" --duration "$STORM_SECONDS" --connections "$conn" \
         --label "storm-$tag" --class "$class" >"$OUT/storm-$tag.json"
+      cpu1=$(proc_cpu "$VG_PID")
       STORM_FILES+=("$OUT/storm-$tag.json")
-      log "storm $tag: $(brief "$OUT/storm-$tag.json")"
+      log "storm $tag: $(brief "$OUT/storm-$tag.json"); $(cpu_line "$cpu0" "$cpu1" "$OUT/storm-$tag.json")"
     done
   done
   done
