@@ -6,6 +6,9 @@
 #               (`--parse skip`: the least any serde_json parse costs) or parses it into kube's
 #               AdmissionReview<DynamicObject> (`--parse kube`: the type the issue names); they
 #               tell how much of the limit merely reading the request takes (BENCH_REFERENCES)
+#   (a-hardened) reference: the fixed answer served through the webhook listener's own connection
+#               handling (`--stack hardened`: connection cap, timeouts, request deadline, the
+#               accounting of `vulngate serve`); (a) uses a bare accept loop
 #   (b) warm    `vulngate serve`, one digest-pinned image whose report is cached; also at a fixed
 #               rate (BENCH_RATE): hey (bursts, see below) and wrk paced (Poisson arrivals)
 #   (c) cold    `vulngate serve`, a new digest on every request (images pre-pushed with reports
@@ -26,7 +29,8 @@
 # BENCH_RATE_WORKERS (20: hey's workers, and wrk's connections for the paced run),
 # BENCH_LOG_LEVEL (info), BENCH_OUT (target/bench-webhook), BENCH_BUILD (release or pgo),
 # BENCH_BIN_DIR (prebuilt vulngate and examples/fixed_response, see below),
-# BENCH_REFERENCES ("skip kube": the reference servers run in each round; "" for none),
+# BENCH_REFERENCES ("skip kube": the reference servers run in each round, of skip, kube and
+# hardened; "" for none),
 # BENCH_REGISTRY (distribution: docker-registry, referrers tag schema; or ferro: ferro-oci-server,
 # referrers API -- ferro 1.0.0 rewrites one metadata.json per push, so seeding slows down
 # quadratically: about 1 image/s after 2,000 images; use it with BENCH_IMAGES <= 1000).
@@ -180,10 +184,14 @@ REFERENCES=${BENCH_REFERENCES-skip kube}
 # Each server's /validate URL, and the process behind each URL (for the CPU figures).
 declare -A REF_URL PID_OF_URL
 for ref in $REFERENCES; do
-  case $ref in skip|kube) ;; *) echo "BENCH_REFERENCES: skip and/or kube, not $ref" >&2; exit 2 ;; esac
+  case $ref in
+    skip|kube) how=(--parse "$ref") ;;
+    hardened) how=(--stack hardened) ;;
+    *) echo "BENCH_REFERENCES: skip, kube and/or hardened, not $ref" >&2; exit 2 ;;
+  esac
   port=$(free_port)
   "$EX/fixed_response" --listen "127.0.0.1:$port" --data-dir "$WORK/fixed-data" \
-    --parse "$ref" 2>"$WORK/fixed-$ref.log" &
+    "${how[@]}" 2>"$WORK/fixed-$ref.log" &
   pid=$!
   PIDS+=($pid)
   REF_URL[$ref]="https://127.0.0.1:$port/validate?timeout=10s"
@@ -205,7 +213,7 @@ VG_PID=$!
 PIDS+=($VG_PID)
 wait_http "https://127.0.0.1:$FIXED_PORT/healthz" fixed_response
 for ref in $REFERENCES; do
-  wait_http "${REF_URL[$ref]%/validate*}/healthz" "fixed_response --parse $ref"
+  wait_http "${REF_URL[$ref]%/validate*}/healthz" "fixed_response ($ref)"
 done
 wait_http "https://127.0.0.1:$VG_PORT/healthz" "vulngate serve"
 RSS_START=$(rss_kib "$VG_PID")
@@ -345,9 +353,12 @@ def ratio(num, den, what):
           f"; mean of rounds: {statistics.mean(b)/statistics.mean(a):.1%}")
 print()
 ratio("b-warm", "a-fixed", "(b)/(a) throughput (goal >= 70%)")
-names = {"skip": "serde_json skipping the body", "kube": "parsing the body into kube's AdmissionReview<DynamicObject>"}
+names = {"skip": "after serde_json skipping the body", "kube": "after parsing the body into kube's AdmissionReview<DynamicObject>",
+         "hardened": "on the webhook listener's own connection handling (limits, timeouts, request deadline)"}
 for ref in refs:
-    ratio(f"a-{ref}", "a-fixed", f"(a-{ref})/(a) throughput: the fixed answer after {names[ref]}")
+    ratio(f"a-{ref}", "a-fixed", f"(a-{ref})/(a) throughput: the fixed answer {names[ref]}")
+if "hardened" in refs:
+    ratio("b-warm", "a-hardened", "(b)/(a-hardened) throughput: vulngate against the fixed answer on the same connection handling")
 if "kube" in refs:
     ratio("b-warm", "a-kube", "(b)/(a-kube) throughput: vulngate against a server that only parses into kube's types")
 # Server CPU per request (from /proc: clock ticks of all threads, context switches). The load

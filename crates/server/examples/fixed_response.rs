@@ -6,8 +6,15 @@
 //!
 //! ```text
 //! cargo run --release -p vulngate-server --example fixed_response -- \
-//!     --listen 127.0.0.1:9443 --data-dir /tmp/fixed-data [--parse none|skip|kube]
+//!     --listen 127.0.0.1:9443 --data-dir /tmp/fixed-data [--parse none|skip|kube] \
+//!     [--stack bare|hardened]
 //! ```
+//!
+//! `--stack hardened` serves the same router through the webhook listener's own connection
+//! handling (`vulngate_server::http::serve_hardened`: connection cap, handshake, header,
+//! request and idle timeouts, head and HTTP/2 limits, request accounting) instead of the bare
+//! accept loop below: the fixed answer on the stack `vulngate serve` runs, to tell the cost of
+//! that hardening from the handler's.
 //!
 //! `--parse` adds one step before the fixed answer, to measure what reading the JSON alone
 //! costs: `skip` runs serde_json over the body without keeping anything (`IgnoredAny`: the
@@ -64,6 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut listen: SocketAddr = "127.0.0.1:9443".parse()?;
     let mut data_dir = PathBuf::from("fixed-response-data");
     let mut parse = Parse::None;
+    let mut hardened = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or(format!("{a} needs a value"));
@@ -76,6 +84,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "skip" => Parse::Skip,
                     "kube" => Parse::Kube,
                     other => return Err(format!("--parse: none, skip or kube, not {other}").into()),
+                };
+            }
+            "--stack" => {
+                hardened = match val()?.as_str() {
+                    "bare" => false,
+                    "hardened" => true,
+                    other => return Err(format!("--stack: bare or hardened, not {other}").into()),
                 };
             }
             other => return Err(format!("unknown argument {other}").into()),
@@ -94,12 +109,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(
-        listen,
-        tls.server_config,
-        cfg.max_request_bytes,
-        parse,
-    ))?;
+    if hardened {
+        rt.block_on(serve_hardened(listen, tls.server_config, &cfg, parse))?;
+    } else {
+        rt.block_on(serve(
+            listen,
+            tls.server_config,
+            cfg.max_request_bytes,
+            parse,
+        ))?;
+    }
+    Ok(())
+}
+
+fn router(parse: Parse, max_request_bytes: usize) -> Router {
+    Router::new()
+        .route("/validate", post(move |body: Bytes| validate(parse, body)))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(max_request_bytes))
+}
+
+/// The same router behind the webhook listener's connection handling.
+async fn serve_hardened(
+    listen: SocketAddr,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    cfg: &vulngate_server::Config,
+    parse: Parse,
+) -> std::io::Result<()> {
+    let tcp = TcpListener::bind(listen).await?;
+    eprintln!("fixed_response: serving https://{listen}/validate (hardened stack)");
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        vulngate_server::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let app = router(parse, cfg.max_request_bytes);
+    vulngate_server::http::serve_hardened(tcp, tls, app, &cfg.http, stop).await;
     Ok(())
 }
 
@@ -109,10 +154,7 @@ async fn serve(
     max_request_bytes: usize,
     parse: Parse,
 ) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/validate", post(move |body: Bytes| validate(parse, body)))
-        .route("/healthz", get(|| async { "ok" }))
-        .layer(DefaultBodyLimit::max(max_request_bytes));
+    let app = router(parse, max_request_bytes);
     let listener = TcpListener::bind(listen).await?;
     eprintln!("fixed_response: serving https://{listen}/validate");
     let acceptor = TlsAcceptor::from(tls);

@@ -336,6 +336,32 @@ impl Served {
     }
 }
 
+/// Serves `router` over TLS on `tcp` with the webhook listener's connection handling (the
+/// connection cap, the handshake, header, request and idle timeouts, the head and HTTP/2
+/// limits of `cfg`, the request and byte accounting) until `stop` says true. For the
+/// benchmarks' fixed-answer server (`examples/fixed_response.rs --stack hardened`), which
+/// measures this stack apart from vulngate's handler.
+pub async fn serve_hardened(
+    tcp: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    cfg: &HttpConfig,
+    stop: watch::Receiver<bool>,
+) {
+    let mut stopping = stop.clone();
+    let max_connections = fitted_max_connections(cfg.max_connections, raise_nofile_limit());
+    let served = Listener {
+        name: "webhook",
+        tcp,
+        tls: Some(TlsAcceptor::from(tls)),
+        router,
+        limits: Arc::new(Limits::new(cfg, max_connections)),
+    }
+    .spawn(HttpMetrics::register(&mut Registry::default()), stop);
+    stopped(&mut stopping).await;
+    served.drained().await;
+}
+
 /// Completes when `stop` says true (or its sender is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;

@@ -18,8 +18,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 use vulngate_server::{Config, Server};
 
-type TlsStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
-
 /// A running server: webhook (TLS) and metrics (plain HTTP) ports.
 struct Running {
     server: Server,
@@ -80,26 +78,7 @@ impl Running {
 
     /// A TLS connection (HTTP/1.1 by ALPN) to the webhook port.
     async fn tls(&self) -> TlsStream {
-        use rustls_pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pki_types::CertificateDer::pem_file_iter(&self.ca).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut cc = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        cc.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .unwrap();
-        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-        tokio_rustls::TlsConnector::from(Arc::new(cc))
-            .connect(name, tcp)
-            .await
-            .unwrap()
+        tls_to(&self.ca, self.port).await
     }
 
     /// A review of a prod Deployment running DEBIAN (denied), over HTTPS.
@@ -428,4 +407,49 @@ async fn metrics_are_served_on_their_own_listener_only() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     s.stop().await;
+}
+
+/// `http::serve_hardened` (the benchmarks' fixed-answer server on the webhook's connection
+/// handling) applies the webhook's limits to any router: a slow-header client is closed at the
+/// header timeout, a request is answered, and it returns once stopped and drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_hardened_applies_the_webhook_limits_to_another_router() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), Some(RULES));
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.http.header_read_timeout = Duration::from_secs(1);
+    let tls = vulngate_server::tls::setup(&cfg).unwrap();
+    let ca = tls.ca_file.clone().unwrap();
+    let tcp = tokio::net::TcpListener::bind(cfg.listen).await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let router = axum::Router::new().route("/validate", axum::routing::post(|| async { "fixed" }));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let http = cfg.http.clone();
+    let served = tokio::spawn(async move {
+        vulngate_server::http::serve_hardened(tcp, tls.server_config, router, &http, stop).await
+    });
+    // A slow-header client: closed by the server at the header timeout.
+    let mut slow = tls_to(&ca, port).await;
+    slow.write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    slow.flush().await.unwrap();
+    let started = std::time::Instant::now();
+    within("slow client closed", read_until_closed(&mut slow)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    // A request is answered by the router.
+    let mut c = tls_to(&ca, port).await;
+    c.write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = String::from_utf8(within("answer", read_until_closed(&mut c)).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("fixed"), "{answer}");
+    // Stopped: it returns.
+    stop_tx.send(true).unwrap();
+    within("serve_hardened returns", served).await.unwrap();
 }

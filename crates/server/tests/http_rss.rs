@@ -13,8 +13,6 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vulngate_server::{Config, Server};
 
-type TlsStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
-
 /// A running server: webhook (TLS) and metrics (plain HTTP) ports.
 struct Running {
     server: Server,
@@ -75,26 +73,7 @@ impl Running {
 
     /// A TLS connection (HTTP/1.1 by ALPN) to the webhook port.
     async fn tls(&self) -> TlsStream {
-        use rustls_pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pki_types::CertificateDer::pem_file_iter(&self.ca).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut cc = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        cc.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .unwrap();
-        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-        tokio_rustls::TlsConnector::from(Arc::new(cc))
-            .connect(name, tcp)
-            .await
-            .unwrap()
+        tls_to(&self.ca, self.port).await
     }
 
     /// A review of a prod Deployment running DEBIAN (denied), over HTTPS.

@@ -322,3 +322,30 @@ pub fn capture_logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
         .try_init();
     buf
 }
+
+/// A client TLS stream to the webhook.
+pub type TlsStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// A TLS connection (HTTP/1.1 by ALPN) to `port` on 127.0.0.1, trusting the CA in `ca`.
+pub async fn tls_to(ca: &std::path::Path, port: u16) -> TlsStream {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cc = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cc.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(cc))
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
