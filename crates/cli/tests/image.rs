@@ -46,7 +46,13 @@ struct Target {
     emulator: Option<&'static str>,
 }
 
-fn target() -> Target {
+/// The [`Target`] of this run, read (and its emulator checked) once.
+fn target() -> &'static Target {
+    static TARGET: std::sync::OnceLock<Target> = std::sync::OnceLock::new();
+    TARGET.get_or_init(read_target)
+}
+
+fn read_target() -> Target {
     match std::env::var("VULNGATE_IMAGE_TEST_ARCH").as_deref() {
         Err(_) | Ok("amd64") => Target {
             arch: "amd64".into(),
