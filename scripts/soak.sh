@@ -35,7 +35,7 @@
 # docs/benchmarks.md),
 # SOAK_PROFILE (release; `debug` uses target/debug; the smoke in scripts/test.sh runs the binaries `cargo test` built),
 # SOAK_BIN_DIR (prebuilt vulngate and examples; no build), SOAK_OUT (target/soak),
-# SOAK_VULNGATE_EXTRA (YAML lines added to the server's vulngate.yaml, e.g. 'alertWriter: { overlapSync: false }'),
+# SOAK_VULNGATE_EXTRA (YAML lines added to the server's vulngate.yaml, e.g. 'alertWriter: { maxBatch: 64 }'),
 # SOAK_PERF=1 (perf record -g of the server during each storm phase: $SOAK_OUT/perf-PHASE-ROUND.data,
 # at SOAK_PERF_FREQ Hz, 999; SOAK_PERF_CALLGRAPH=dwarf for whole stacks: the release build has no
 # frame pointers, so the default `fp` stacks stop at the first frame).
@@ -261,11 +261,11 @@ for conn in storm_conn.split():
     deny = [s["rps"] for s in storms if s["label"].startswith(f"storm-deny-c{conn}-")]
     if not allow or not deny:
         continue
-    for kind, rates in (("allow", allow), ("deny", deny)):
-        mean = sum(rates) / len(rates)
+    means = {"allow": sum(allow) / len(allow), "deny": sum(deny) / len(deny)}
+    for kind, mean in means.items():
         if mean > best.get(kind, (0, ""))[0]:
             best[kind] = (mean, conn)
-    ratio = (sum(deny) / len(deny)) / (sum(allow) / len(allow))
+    ratio = means["deny"] / means["allow"]
     print(f"\nDeny storm ({conn} connections, closed loop): warm allows {', '.join(f'{x:.0f}' for x in allow)} req/s, "
           f"denies with durable alerts {', '.join(f'{x:.0f}' for x in deny)} req/s; ratio {ratio:.2f} (goal >= 0.5)")
     for s in storms:
